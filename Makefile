@@ -1,0 +1,56 @@
+# The two commands: `make up` runs the demo deployment, `make test` runs the checks.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := demo
+PIP := $(BIN)/pip install -q --disable-pip-version-check
+# uWSGI compiles its internal routing (response-route-if: the guide's gzip rules)
+# only when the PCRE headers are there at build time.
+ROUTING_CHECK := $(BIN)/uwsgi --help | grep -q -- --response-route-if
+
+define install
+	@command -v pcre2-config >/dev/null || command -v pcre-config >/dev/null || $(MAKE) --no-print-directory pcre
+	$(PIP) -e '.$(1)'
+	@$(ROUTING_CHECK) || $(PIP) --force-reinstall --no-cache-dir --no-deps uwsgi
+	@$(ROUTING_CHECK) || { echo "uWSGI was built without routing: install the PCRE2 headers" >&2; exit 1; }
+endef
+
+.PHONY: up test lint bench chaos clean pcre
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(call install,)
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(call install,[test])
+	touch $(VENV)/.installed $@
+
+pcre:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq libpcre2-dev >/dev/null; \
+	else \
+		echo "uWSGI needs the PCRE2 headers: install libpcre2-dev (Debian/Ubuntu) or pcre2-devel (Fedora), then run make again" >&2; exit 1; \
+	fi
+
+$(DEMO)/deploy.ini: | $(VENV)/.installed
+	$(BIN)/toolkit new $(DEMO)
+
+up: $(VENV)/.installed $(DEMO)/deploy.ini
+	$(BIN)/toolkit up $(DEMO)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check toolkit tests bench
+	$(BIN)/ruff format --check toolkit tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/emperor.py
+
+clean:
+	rm -rf $(VENV) $(DEMO)

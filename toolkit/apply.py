@@ -1,0 +1,87 @@
+"""Compare rendered text with what is on disk, and write only what changed, atomically."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+
+FILE_MODE = 0o644
+
+
+class Status(str, Enum):
+    CHANGED = "changed"
+    OK = "ok"
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One planned file: what is there now (None if absent) and what should be."""
+
+    path: Path
+    old: str | None
+    new: str
+
+    @property
+    def status(self) -> Status:
+        return Status.OK if self.old == self.new else Status.CHANGED
+
+    @property
+    def created(self) -> bool:
+        return self.old is None
+
+    def diff(self) -> str:
+        before = [] if self.old is None else self.old.splitlines(keepends=True)
+        return "".join(
+            difflib.unified_diff(
+                before,
+                self.new.splitlines(keepends=True),
+                fromfile="/dev/null" if self.old is None else f"{self.path} (before)",
+                tofile=f"{self.path} (after)",
+            )
+        )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ToolkitError(f"cannot read: {error}", file=path) from error
+
+
+def plan(target: Path, rendered: Mapping[str, str]) -> list[FileChange]:
+    return [FileChange(target / name, _read(target / name), text) for name, text in rendered.items()]
+
+
+def write_atomically(path: Path, text: str, mode: int = FILE_MODE) -> None:
+    """Temporary file in the same folder, fsync, rename: readers see old or new, never half."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise ToolkitError(f"cannot write: {error.strerror}", file=path) from error
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise ToolkitError(f"cannot write: {error.strerror}", file=path) from error
+
+
+def apply(changes: list[FileChange]) -> None:
+    """Write the changed files; an unchanged file keeps its content and mtime."""
+    for change in changes:
+        if change.status is Status.CHANGED:
+            write_atomically(change.path, change.new)

@@ -1,0 +1,65 @@
+"""A deployment folder: deploy.ini, its recipe, and where vassals, logs and run files go."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit import settings
+from toolkit.apply import FileChange, plan
+from toolkit.errors import ToolkitError
+from toolkit.recipes import DEFAULT_RECIPE, Recipe, deploy_ini_text, find_recipe, scaffold
+from toolkit.render import render
+from toolkit.settings import RawValue, Variables
+
+VASSALS = "vassals"
+RUN = "run"
+TEMPLATES = "templates"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    root: Path
+
+    @property
+    def deploy_ini(self) -> Path:
+        return self.root / "deploy.ini"
+
+    @property
+    def vassals_dir(self) -> Path:
+        return self.root / VASSALS
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / RUN
+
+    @property
+    def vassal_glob(self) -> str:
+        return str(self.vassals_dir / "**" / "*.ini")
+
+    def load(self, overrides: Mapping[str, RawValue] | None = None) -> Variables:
+        """deploy.ini names its recipe; its values and the overrides are validated against it."""
+        if not self.deploy_ini.is_file():
+            raise ToolkitError(
+                "not a deployment: no deploy.ini",
+                file=self.root,
+                hint=f"create one with `toolkit new {self.root}`",
+            )
+        recipe_name, values = settings.read_deploy_ini(self.deploy_ini)
+        recipe = find_recipe(recipe_name or DEFAULT_RECIPE)
+        return settings.resolve(recipe, values, overrides or {})
+
+    def logs_dir(self, variables: Variables) -> Path:
+        return self.root / str(variables.values.get("log_dir", "logs"))
+
+    def plan(self, variables: Variables) -> list[FileChange]:
+        """What `render` would write into vassals/, compared with what is there."""
+        rendered = render(variables.recipe, variables.values, self.root / TEMPLATES)
+        return plan(self.vassals_dir, rendered)
+
+
+def new(root: Path, recipe: Recipe, force: bool) -> list[tuple[Path, str]]:
+    """Scaffold a deployment from a recipe, with a deploy.ini listing every default."""
+    text = deploy_ini_text(recipe, settings.defaults(recipe))
+    return scaffold(recipe, root, text, force)

@@ -1,0 +1,132 @@
+"""Recipes: named bundles of templates, typed variables with defaults, and scaffold files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from configobj import ConfigObj, ConfigObjError
+
+from toolkit.apply import write_atomically
+from toolkit.errors import ToolkitError
+
+DEFAULT_RECIPE = "ground-up"
+_PACKAGE_DATA = Path(__file__).parent / "_data"
+_SOURCE_ROOT = Path(__file__).parent.parent
+
+
+def data_dir(name: str) -> Path:
+    """Where a shipped folder (templates, recipes, tutorial) lives: in the wheel or the checkout."""
+    packaged = _PACKAGE_DATA / name
+    return packaged if packaged.is_dir() else _SOURCE_ROOT / name
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One typed variable of a recipe: its configspec check and the comment that explains it."""
+
+    name: str
+    check: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    path: Path
+    vassals: tuple[str, ...]
+    variables: tuple[Variable, ...]
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.path / "templates"
+
+    @property
+    def scaffold_dir(self) -> Path:
+        return self.path / "scaffold"
+
+    def variable(self, name: str) -> Variable | None:
+        return next((v for v in self.variables if v.name == name), None)
+
+
+def _comment(lines: list[str]) -> str:
+    return " ".join(line.lstrip("#").strip() for line in lines if line.strip())
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read `recipe.ini`; the [variables] section is a configobj configspec."""
+    ini = path / "recipe.ini"
+    try:
+        spec = ConfigObj(str(ini), list_values=False, _inspec=True, file_error=True)
+    except (OSError, ConfigObjError) as error:
+        raise ToolkitError(f"cannot read recipe: {error}", file=ini) from error
+    section = spec.get("variables")
+    if not isinstance(section, dict) or not spec.get("name"):
+        raise ToolkitError("a recipe needs `name` and a [variables] section", file=ini)
+    variables = tuple(
+        Variable(name, str(check), _comment(section.comments.get(name, [])))
+        for name, check in section.items()
+    )
+    vassals = tuple(v.strip() for v in str(spec.get("vassals", "")).split(",") if v.strip())
+    return Recipe(
+        name=str(spec["name"]),
+        description=str(spec.get("description", "")),
+        path=path,
+        vassals=vassals,
+        variables=variables,
+    )
+
+
+def list_recipes() -> list[Recipe]:
+    root = data_dir("recipes")
+    return [load_recipe(p) for p in sorted(root.iterdir()) if (p / "recipe.ini").is_file()]
+
+
+def find_recipe(name: str) -> Recipe:
+    path = data_dir("recipes") / name
+    if not (path / "recipe.ini").is_file():
+        known = ", ".join(r.name for r in list_recipes())
+        raise ToolkitError(f"no recipe named {name!r}", hint=f"known recipes: {known}")
+    return load_recipe(path)
+
+
+def deploy_ini_text(recipe: Recipe, defaults: dict[str, object]) -> str:
+    """A commented deploy.ini showing every variable with its default, ready to uncomment."""
+    lines = [
+        f"# toolkit deployment, recipe {recipe.name!r}: {recipe.description}",
+        "# Uncomment a line to change a variable; `toolkit render` validates every value.",
+        f"recipe = {recipe.name}",
+    ]
+    for variable in recipe.variables:
+        value = defaults[variable.name]
+        shown = ("true" if value else "false") if isinstance(value, bool) else value
+        lines += ["", f"# {variable.comment}", f"#{variable.name} = {shown}"]
+    return "\n".join(lines) + "\n"
+
+
+def scaffold(recipe: Recipe, target: Path, deploy_ini: str, force: bool) -> list[tuple[Path, str]]:
+    """Create a deployment folder from a recipe; never clobber a user's file unless forced.
+
+    Returns each file with what happened to it: created, overwritten or kept.
+    """
+    existing = target / "deploy.ini"
+    if existing.exists() and not force:
+        raise ToolkitError(
+            "a deployment already exists here", file=existing, hint="pass --force to overwrite it"
+        )
+    files = [(existing, deploy_ini)]
+    if recipe.scaffold_dir.is_dir():
+        files += [
+            (target / source.relative_to(recipe.scaffold_dir), source.read_text())
+            for source in sorted(recipe.scaffold_dir.rglob("*"))
+            if source.is_file() and "__pycache__" not in source.parts
+        ]
+    report: list[tuple[Path, str]] = []
+    for path, text in files:
+        if path.exists() and not force:
+            report.append((path, "kept"))
+            continue
+        report.append((path, "overwritten" if path.exists() else "created"))
+        write_atomically(path, text)
+    return report

@@ -1,0 +1,81 @@
+"""Templates to text: pure, with template errors pointing at the template's file and line."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from toolkit.errors import ToolkitError
+from toolkit.recipes import Recipe, data_dir
+
+TEMPLATE_SUFFIX = ".j2"
+
+
+def environment(recipe: Recipe, overrides: Path | None = None) -> jinja2.Environment:
+    """Lookup order: the deployment's templates/, the recipe's, then the base ones.
+
+    The base templates are also reachable as `base/NAME`, so a recipe or a
+    deployment can extend the template it replaces and override one block.
+    """
+    search = [p for p in (overrides, recipe.templates_dir) if p is not None and p.is_dir()]
+    base = data_dir("templates")
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.FileSystemLoader([*search, base]),
+            jinja2.PrefixLoader({"base": jinja2.FileSystemLoader(base)}),
+        ]
+    )
+    return jinja2.Environment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _template_line(error: BaseException) -> tuple[str | None, int | None]:
+    """Jinja rewrites tracebacks so template frames carry the template's own file and line."""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if frame.filename.endswith(TEMPLATE_SUFFIX):
+            return frame.filename, frame.lineno
+    return None, None
+
+
+def render(
+    recipe: Recipe, values: Mapping[str, Any], overrides: Path | None = None
+) -> dict[str, str]:
+    """Render every vassal of the recipe: relative output path -> text."""
+    env = environment(recipe, overrides)
+    rendered: dict[str, str] = {}
+    for vassal in recipe.vassals:
+        name = vassal + TEMPLATE_SUFFIX
+        try:
+            rendered[vassal] = env.get_template(name).render(values)
+        except jinja2.TemplateSyntaxError as error:
+            raise ToolkitError(
+                f"template syntax error: {error.message}",
+                file=error.filename or name,
+                line=error.lineno,
+            ) from None
+        except jinja2.TemplateNotFound as error:
+            raise ToolkitError(
+                f"template not found: {error.name}",
+                file=recipe.path / "recipe.ini",
+                hint=f"add {name} to the recipe's templates/ or fix `vassals`",
+            ) from None
+        except jinja2.UndefinedError as error:
+            file, line = _template_line(error)
+            raise ToolkitError(
+                f"undefined variable: {error.message}",
+                file=file or name,
+                line=line,
+                hint="add it to the recipe's [variables] or fix the template",
+            ) from None
+        except Exception as error:  # a template can raise anything; report it, never a traceback
+            file, line = _template_line(error)
+            raise ToolkitError(f"template error: {error}", file=file or name, line=line) from None
+    return rendered

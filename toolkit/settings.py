@@ -1,0 +1,232 @@
+"""Deployment variables: typed by the recipe's configspec, layered defaults < deploy.ini < --set."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from configobj import ConfigObj, ConfigObjError
+from validate import ValidateError, Validator, VdtTypeError, VdtValueError
+
+from toolkit.errors import ToolkitError
+from toolkit.recipes import Recipe
+
+SET_SOURCE = "--set"
+MAX_VALUE_LENGTH = 4096
+_MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w]*)?$")
+_CHECK = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character that could break an INI line (control, line or paragraph separator)."""
+    for char in text:
+        if unicodedata.category(char) in {"Cc", "Zl", "Zp"}:
+            return char
+    return None
+
+
+def _host(value: Any) -> str:
+    text = _string(value)
+    if text != "localhost":
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise VdtValueError(value) from None
+    return text
+
+
+def _module(value: Any) -> str:
+    text = _string(value)
+    if not _MODULE.match(text):
+        raise VdtValueError(value)
+    return text
+
+
+def _path(value: Any) -> str:
+    text = _string(value)
+    if not text or text.startswith("-"):
+        raise VdtValueError(value)
+    return text
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise VdtTypeError(value)
+    return value
+
+
+VALIDATOR = Validator({"host": _host, "module": _module, "path": _path})
+
+_EXPECTED = {
+    "integer": "an integer",
+    "boolean": "true or false",
+    "string": "a string",
+    "host": "an IP address or localhost",
+    "module": "a Python module name like app or pkg.app:application",
+    "path": "a path (not starting with '-')",
+    "option": "one of",
+}
+
+
+def expected(check: str) -> str:
+    """Say in words what a configspec check accepts, for error messages."""
+    match = _CHECK.match(check)
+    name, args = (match.group(1), match.group(2)) if match else (check.strip(), "")
+    words = _EXPECTED.get(name, name)
+    bounds = dict(re.findall(r"(min|max)\s*=\s*(-?\d+)", args))
+    if "min" in bounds and "max" in bounds:
+        words += f" from {bounds['min']} to {bounds['max']}"
+    elif "min" in bounds:
+        words += f" >= {bounds['min']}"
+    elif "max" in bounds:
+        words += f" <= {bounds['max']}"
+    if name == "option":
+        choices = [c.strip().strip("'\"") for c in args.split(",") if "=" not in c]
+        words += " " + ", ".join(choices)
+    return words
+
+
+@dataclass(frozen=True)
+class RawValue:
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Variables:
+    """Validated values with where each came from ("recipe default", "file:line" or "--set")."""
+
+    recipe: Recipe
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+
+def defaults(recipe: Recipe) -> dict[str, Any]:
+    return {v.name: VALIDATOR.get_default_value(v.check) for v in recipe.variables}
+
+
+def _key_lines(path: Path) -> dict[str, int]:
+    """Line of each top-level `key =` in an INI file; configobj does not keep line numbers."""
+    lines: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        match = re.match(r"^\s*([^#;=\[\s][^=]*?)\s*=", line)
+        if match:
+            lines.setdefault(match.group(1).strip("'\""), number)
+    return lines
+
+
+def read_deploy_ini(path: Path) -> tuple[str | None, dict[str, RawValue]]:
+    """The recipe a deployment names and its raw values, each with file:line."""
+    try:
+        parsed = ConfigObj(str(path), file_error=True, encoding="utf-8")
+    except OSError as error:
+        raise ToolkitError(f"cannot read: {error.strerror}", file=path) from error
+    except ConfigObjError as error:
+        line = getattr(error, "line_number", None)
+        raise ToolkitError(
+            f"not a valid deploy.ini: {error}",
+            file=path,
+            line=line,
+            hint="each line is `name = value`; quote a value that contains a comma",
+        ) from error
+    except UnicodeDecodeError as error:
+        raise ToolkitError("not UTF-8 text", file=path, hint="save the file as UTF-8") from error
+    lines = _key_lines(path)
+    values: dict[str, RawValue] = {}
+    for key, value in parsed.items():
+        where = f"{path}:{lines.get(key, 1)}"
+        if isinstance(value, dict):
+            raise ToolkitError(
+                f"unexpected section [{key}]",
+                file=path,
+                line=lines.get(key),
+                hint="deploy.ini holds plain `name = value` lines",
+            )
+        if isinstance(value, list):
+            raise ToolkitError(
+                f"{key}: expected one value, got a list",
+                file=path,
+                line=lines.get(key),
+                hint="quote a value that contains a comma",
+            )
+        values[key] = RawValue(str(value), where)
+    recipe = values.pop("recipe", None)
+    return (recipe.text if recipe else None), values
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, RawValue]:
+    """`--set name=value` pairs, last one wins."""
+    values: dict[str, RawValue] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ToolkitError(
+                f"--set {pair!r}: expected name=value", hint="for example --set http_port=8080"
+            )
+        values[name.strip()] = RawValue(value, SET_SOURCE)
+    return values
+
+
+def _fail(name: str, raw: RawValue, message: str, hint: str | None = None) -> ToolkitError:
+    file, _, line = raw.source.rpartition(":")
+    if raw.source == SET_SOURCE or not line.isdigit():
+        return ToolkitError(f"{name}: {message}", file=raw.source, hint=hint)
+    return ToolkitError(f"{name}: {message}", file=file, line=int(line), hint=hint)
+
+
+def resolve(recipe: Recipe, *layers: Mapping[str, RawValue]) -> Variables:
+    """Validate every layer's values against the recipe's spec; later layers win."""
+    merged: dict[str, RawValue] = {}
+    for layer in layers:
+        merged.update(layer)
+    values = defaults(recipe)
+    sources = dict.fromkeys(values, "recipe default")
+    known = [v.name for v in recipe.variables]
+    for name, raw in merged.items():
+        variable = recipe.variable(name)
+        if variable is None:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
+            raise _fail(name, raw, f"unknown variable for recipe {recipe.name!r}", hint)
+        bad = unsafe_character(raw.text)
+        if bad is not None:
+            raise _fail(
+                name,
+                raw,
+                f"control character {bad!r} not allowed",
+                "a value must stay on one line; it could otherwise add a uWSGI option",
+            )
+        if len(raw.text) > MAX_VALUE_LENGTH:
+            raise _fail(name, raw, f"value longer than {MAX_VALUE_LENGTH} characters")
+        try:
+            values[name] = VALIDATOR.check(variable.check, raw.text)
+        except ValidateError:
+            raise _fail(
+                name, raw, f"got {raw.text!r}, expected {expected(variable.check)}"
+            ) from None
+        sources[name] = raw.source
+    _check_relations(values, sources, merged)
+    return Variables(recipe, values, sources)
+
+
+def _check_relations(
+    values: Mapping[str, Any], sources: Mapping[str, str], raw: Mapping[str, RawValue]
+) -> None:
+    """Rules across variables, reported against the variable the user set."""
+    processes, cheaper = values.get("processes"), values.get("cheaper")
+    if isinstance(processes, int) and isinstance(cheaper, int) and 0 < processes <= cheaper:
+        name = "cheaper" if "cheaper" in raw else "processes"
+        where = raw.get(name, RawValue(str(values[name]), sources[name]))
+        raise _fail(
+            name,
+            where,
+            f"cheaper ({cheaper}) must be lower than processes ({processes})",
+            "uWSGI refuses to start otherwise; lower cheaper or raise processes",
+        )
+
