@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
@@ -15,7 +15,7 @@ from toolkit.errors import ToolkitError
 FILE_MODE = 0o644
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     CHANGED = "changed"
     OK = "ok"
 
@@ -58,7 +58,9 @@ def _read(path: Path) -> str | None:
 
 
 def plan(target: Path, rendered: Mapping[str, str]) -> list[FileChange]:
-    return [FileChange(target / name, _read(target / name), text) for name, text in rendered.items()]
+    return [
+        FileChange(target / name, _read(target / name), text) for name, text in rendered.items()
+    ]
 
 
 def write_atomically(path: Path, text: str, mode: int = FILE_MODE) -> None:

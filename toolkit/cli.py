@@ -13,7 +13,8 @@ from rich.console import Console
 
 from toolkit import settings
 from toolkit.apply import Status, apply
-from toolkit.deployment import Deployment, new as new_deployment
+from toolkit.deployment import Deployment
+from toolkit.deployment import new as new_deployment
 from toolkit.errors import ToolkitError
 from toolkit.recipes import DEFAULT_RECIPE, find_recipe, list_recipes
 
@@ -31,7 +32,9 @@ DeploymentDir = Annotated[
 ]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a variable: name=value (repeatable).", metavar="NAME=VALUE"),
+    typer.Option(
+        "--set", "-s", help="Override a variable: name=value (repeatable).", metavar="NAME=VALUE"
+    ),
 ]
 
 
@@ -43,7 +46,6 @@ def reported() -> Iterator[None]:
     except ToolkitError as error:
         err.print(f"[red]error:[/red] {error}", markup=True, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
-
 
 
 @app.command()
@@ -72,8 +74,12 @@ def recipes() -> None:
 def render(
     directory: DeploymentDir = Path("."),
     set_: SetOption = None,
-    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if anything would change.")] = False,
-    diff: Annotated[bool, typer.Option("--diff", help="Show a unified diff of each change.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if anything would change.")
+    ] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Show a unified diff of each change.")
+    ] = False,
 ) -> None:
     """Render the deployment's templates into vassals/, writing only files that change."""
     deployment = Deployment(directory)

@@ -64,8 +64,9 @@ def load_recipe(path: Path) -> Recipe:
     section = spec.get("variables")
     if not isinstance(section, dict) or not spec.get("name"):
         raise ToolkitError("a recipe needs `name` and a [variables] section", file=ini)
+    comments: dict[str, list[str]] = getattr(section, "comments", {})
     variables = tuple(
-        Variable(name, str(check), _comment(section.comments.get(name, [])))
+        Variable(name, str(check), _comment(comments.get(name, [])))
         for name, check in section.items()
     )
     vassals = tuple(v.strip() for v in str(spec.get("vassals", "")).split(",") if v.strip())

@@ -229,4 +229,3 @@ def _check_relations(
             f"cheaper ({cheaper}) must be lower than processes ({processes})",
             "uWSGI refuses to start otherwise; lower cheaper or raise processes",
         )
-

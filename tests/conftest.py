@@ -1,0 +1,50 @@
+"""Fixtures shared by every test: process groups ended at teardown, and a check for orphans."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Processes, free_ports, run_toolkit, uwsgi_pids
+
+
+@pytest.fixture(autouse=True)
+def no_orphans() -> Iterator[None]:
+    """Every uwsgi a test started must be gone once it ends; leftovers fail the test."""
+    before = uwsgi_pids()
+    yield
+    deadline = time.monotonic() + 5
+    while (left := uwsgi_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"uwsgi processes left behind: {sorted(left)}"
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    started = Processes()
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Path:
+    """A fresh deployment scaffolded by `toolkit new` from the default recipe."""
+    root = tmp_path / "site"
+    result = run_toolkit("new", root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture
+def free_pair() -> tuple[int, int]:
+    first, second = free_ports(2)
+    return first, second
