@@ -19,6 +19,7 @@ import psutil
 BIN = Path(sys.executable).parent
 UWSGI = BIN / "uwsgi"
 TOOLKIT = BIN / "toolkit"
+GZIP = {"Accept-Encoding": "gzip"}
 
 
 def free_port() -> int:

@@ -6,9 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-from tests.support import UWSGI, Processes, get, run_toolkit, serving, wait_for
-
-GZIP = {"Accept-Encoding": "gzip"}
+from tests.support import GZIP, UWSGI, Processes, get, run_toolkit, serving, wait_for
 
 
 def test_rendered_vassals_serve_gzip_html_json_and_static(

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from toolkit import settings
 from toolkit.apply import Status, apply
 from toolkit.deployment import Deployment
 from toolkit.deployment import new as new_deployment
+from toolkit.emperor import control
+from toolkit.emperor.background import start_detached
+from toolkit.emperor.emperor import Emperor, run
+from toolkit.emperor.printer import Printer
+from toolkit.emperor.throttle import Throttle
 from toolkit.errors import ToolkitError
 from toolkit.recipes import DEFAULT_RECIPE, find_recipe, list_recipes
 
@@ -100,3 +111,205 @@ def render(
     out.print(f"changed={changed} ok={len(changes) - changed}")
     if check and changed:
         raise typer.Exit(1)
+
+
+def default_uwsgi() -> Path:
+    """The uwsgi the `uwsgi` package installed beside this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / "uwsgi"
+    found = beside if beside.exists() else shutil.which("uwsgi")
+    if found is None:
+        raise ToolkitError(
+            "no uwsgi executable found", hint="pip install uwsgi, or pass --uwsgi PATH"
+        )
+    return Path(found).resolve()
+
+
+UwsgiOption = Annotated[
+    Path | None,
+    typer.Option("--uwsgi", help="The uwsgi executable (default: the one beside toolkit)."),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Show the Emperor's events only.")]
+RunDirOption = Annotated[Path, typer.Option(help="Folder for the control socket and pid file.")]
+
+
+def run_emperor(
+    patterns: list[str],
+    uwsgi: Path | None,
+    run_dir: Path,
+    logs_dir: Path | None,
+    quiet: bool,
+    throttle: Throttle | None = None,
+) -> int:
+    limits = throttle or Throttle()
+    uwsgi = uwsgi or default_uwsgi()
+    if not uwsgi.exists():
+        raise ToolkitError("no such uwsgi executable", file=uwsgi)
+    emperor = Emperor(
+        patterns,
+        uwsgi=uwsgi,
+        run_dir=run_dir,
+        printer=Printer(out, quiet=quiet, logs_dir=logs_dir),
+        throttle=lambda: replace(limits, exits=[]),
+    )
+    return run(emperor)
+
+
+@app.command()
+def emperor(
+    patterns: Annotated[
+        list[str], typer.Argument(help="Globs of vassal configs, e.g. 'vassals/*.ini'.")
+    ],
+    uwsgi: UwsgiOption = None,
+    run_dir: RunDirOption = Path("run"),
+    logs_dir: Annotated[Path, typer.Option(help="Folder for one log file per vassal.")] = Path(
+        "logs"
+    ),
+    quiet: QuietOption = False,
+    max_spawns: Annotated[
+        int, typer.Option(min=1, help="Spawns within --window after which a vassal is throttled.")
+    ] = 5,
+    window: Annotated[float, typer.Option(min=0.1, help="Seconds over which exits count.")] = 30.0,
+    backoff: Annotated[
+        float, typer.Option(min=0.0, help="First respawn delay after repeated exits (doubles).")
+    ] = 0.25,
+) -> None:
+    """Run one uwsgi per config the globs match: respawn, reload on change, stop on removal."""
+    with reported():
+        limits = Throttle(max_spawns, window, backoff)
+        code = run_emperor(patterns, uwsgi, run_dir, logs_dir, quiet, limits)
+    raise typer.Exit(code)
+
+
+@app.command()
+def up(
+    directory: DeploymentDir = Path("."),
+    set_: SetOption = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach", "-d", help="Run in the background; return once every vassal is ready."
+        ),
+    ] = False,
+    uwsgi: UwsgiOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Render, check, then run the deployment's vassals under toolkit's Emperor."""
+    deployment = Deployment(directory)
+    with reported():
+        variables = deployment.load(settings.parse_overrides(set_ or []))
+        changes = deployment.plan(variables)
+        apply(changes)
+        logs_dir = deployment.logs_dir(variables)
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        patterns = deployment.vassal_patterns
+        if detach:
+            ready = start_detached(patterns, uwsgi or default_uwsgi(), deployment.run_dir, logs_dir)
+            for vassal in ready:
+                out.print(f"{vassal['name']:<12} {vassal['state']:<10} pid {vassal['pid']}")
+            return
+        code = run_emperor(patterns, uwsgi, deployment.run_dir, logs_dir, quiet)
+    raise typer.Exit(code)
+
+
+DirOption = Annotated[Path, typer.Option("--dir", "-C", help="The deployment folder.")]
+
+
+def _ask(directory: Path, command: str, **fields: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = control.request(Deployment(directory).run_dir, command, **fields)
+    return answer
+
+
+@app.command()
+def status(
+    directory: DirOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+) -> None:
+    """Show every vassal: state, pid, restarts, uptime, last exit, config."""
+    with reported():
+        answer = _ask(directory, "status")
+    if as_json:
+        sys.stdout.write(json.dumps(answer["vassals"], indent=2) + "\n")
+        return
+    table = Table("vassal", "state", "pid", "restarts", "uptime", "last exit", "config", box=None)
+    for v in answer["vassals"]:
+        uptime = f"{v['uptime']:.0f} s" if v["uptime"] is not None else "-"
+        table.add_row(
+            v["name"],
+            v["state"],
+            str(v["pid"] or "-"),
+            str(v["restarts"]),
+            uptime,
+            v["last_exit"] or "-",
+            v["config"],
+        )
+    out.print(table)
+
+
+@app.command()
+def reload(
+    name: Annotated[str | None, typer.Argument(help="Vassal to reload (default: all).")] = None,
+    directory: DirOption = Path("."),
+) -> None:
+    """Gracefully reload a vassal (or all); a throttled one is cleared and spawned at once."""
+    with reported():
+        answer = _ask(directory, "reload", name=name)
+    out.print(f"reloading {', '.join(answer['reloaded']) or 'nothing'}")
+
+
+@app.command()
+def stop(
+    name: Annotated[str, typer.Argument(help="Vassal to stop.")],
+    directory: DirOption = Path("."),
+) -> None:
+    """Stop one vassal; it stays down until its config changes or `toolkit reload NAME`."""
+    with reported():
+        _ask(directory, "stop", name=name)
+    out.print(f"stopped {name}")
+
+
+@app.command()
+def down(directory: DirOption = Path(".")) -> None:
+    """Stop every vassal and the Emperor."""
+    run_dir = Deployment(directory).run_dir
+    with reported():
+        control.request(run_dir, "down")
+        pid_file = run_dir / control.PID_NAME
+        while control.socket_path(run_dir).exists() or pid_file.exists():
+            time.sleep(0.05)
+    out.print("down")
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Vassal whose output to show.")],
+    directory: DirOption = Path("."),
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines.")] = 50,
+) -> None:
+    """Print a vassal's output, as the Emperor logged it."""
+    deployment = Deployment(directory)
+    with reported():
+        logs_dir = (
+            deployment.logs_dir(deployment.load())
+            if deployment.deploy_ini.exists()
+            else directory / "logs"
+        )
+        path = logs_dir / f"{name}.log"
+        if not path.exists():
+            raise ToolkitError(
+                f"no log for vassal {name!r}", file=path, hint="see `toolkit status`"
+            )
+    with path.open(errors="replace") as stream:
+        for line in stream.readlines()[-lines:]:
+            sys.stdout.write(line)
+        sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            while follow:
+                line = stream.readline()
+                if line:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.1)

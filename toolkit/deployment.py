@@ -35,8 +35,8 @@ class Deployment:
         return self.root / RUN
 
     @property
-    def vassal_glob(self) -> str:
-        return str(self.vassals_dir / "**" / "*.ini")
+    def vassal_patterns(self) -> list[str]:
+        return [str(self.vassals_dir / "*.ini")]
 
     def load(self, overrides: Mapping[str, RawValue] | None = None) -> Variables:
         """deploy.ini names its recipe; its values and the overrides are validated against it."""

@@ -1,0 +1,264 @@
+"""toolkit's Emperor with real uwsgi vassals on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.support import (
+    TOOLKIT,
+    free_port,
+    get,
+    kill_group,
+    port_closed,
+    run_toolkit,
+    serving,
+    try_get,
+    uwsgi_pids,
+    wait_for,
+)
+from toolkit.apply import write_atomically
+from toolkit.emperor import control
+
+APP = """
+import os
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [os.environ.get("GREETING", "none").encode()]
+"""
+
+
+def vassal_ini(code: Path, port: int, greeting: str = "hello", module: str = "app") -> str:
+    return (
+        "[uwsgi]\nstrict = true\nmaster = true\n"
+        f"http-socket = 127.0.0.1:{port}\nprocesses = 1\n"
+        f"pythonpath = {code}\nmodule = {module}\nneed-app = true\n"
+        f"env = GREETING={greeting}\n"
+    )
+
+
+@dataclass
+class RunningEmperor:
+    root: Path
+    process: subprocess.Popen[bytes]
+    output: Path
+
+    @property
+    def vassals(self) -> Path:
+        return self.root / "vassals"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {v["name"]: v for v in control.request(self.run_dir, "status")["vassals"]}
+
+    def state(self, name: str) -> str | None:
+        vassal = self.status().get(name)
+        return None if vassal is None else str(vassal["state"])
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def add(self, name: str, port: int, **kwargs: str) -> Path:
+        path = self.vassals / f"{name}.ini"
+        write_atomically(path, vassal_ini(self.root / "code", port, **kwargs))
+        return path
+
+
+def start_emperor(root: Path, *extra: str) -> RunningEmperor:
+    (root / "vassals").mkdir(parents=True, exist_ok=True)
+    (root / "code").mkdir(exist_ok=True)
+    (root / "code" / "app.py").write_text(APP)
+    output = root / "emperor.out"
+    with output.open("wb") as stream:
+        process = subprocess.Popen(
+            [
+                str(TOOLKIT),
+                "emperor",
+                str(root / "vassals" / "*.ini"),
+                "--run-dir",
+                str(root / "run"),
+                "--logs-dir",
+                str(root / "logs"),
+                *extra,
+            ],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+    emperor = RunningEmperor(root, process, output)
+    pid_file = emperor.run_dir / control.PID_NAME
+
+    def listening() -> bool:
+        pid = pid_file.read_text().strip() if pid_file.exists() else ""
+        return pid == str(process.pid) or process.poll() is not None
+
+    wait_for(listening)
+    assert process.poll() is None, emperor.text()
+    return emperor
+
+
+@pytest.fixture
+def emperor(tmp_path: Path) -> Iterator[RunningEmperor]:
+    running = start_emperor(tmp_path, "--max-spawns", "3", "--window", "30", "--backoff", "0.05")
+    yield running
+    if running.process.poll() is None:
+        running.process.send_signal(signal.SIGINT)
+        try:
+            running.process.wait(10)
+        except subprocess.TimeoutExpired:
+            kill_group(running.process.pid, signal.SIGKILL)
+            running.process.wait()
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def test_new_config_is_ready_by_protocol_then_loyal(emperor: RunningEmperor) -> None:
+    port = free_port()
+    emperor.add("web", port)
+    wait_for(lambda: emperor.state("web") == "ready")
+    assert get(port).body == b"hello"
+    wait_for(lambda: emperor.state("web") == "loyal")
+    output = emperor.text()
+    assert "web     ▸ spawned: pid" in output
+    assert "web     ▸ ready: ready after" in output
+    assert "web     | *** Starting uWSGI" in output
+    assert "*** Starting uWSGI" in (emperor.root / "logs" / "web.log").read_text()
+
+
+def test_killed_master_is_respawned_and_serves_again(emperor: RunningEmperor) -> None:
+    port = free_port()
+    emperor.add("web", port)
+    wait_for(lambda: emperor.state("web") == "ready")
+    pid = emperor.status()["web"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: emperor.status()["web"]["restarts"] == 1)
+    wait_for(serving(port))
+    after = emperor.status()["web"]
+    assert after["pid"] != pid
+    assert after["last_exit"] == "signal SIGKILL"
+    assert "web     ▸ crashed: crashed (signal SIGKILL)" in emperor.text()
+
+
+def test_deleted_config_closes_port_and_ends_every_process(emperor: RunningEmperor) -> None:
+    port = free_port()
+    path = emperor.add("web", port)
+    wait_for(lambda: emperor.state("web") == "ready")
+    pid = emperor.status()["web"]["pid"]
+    path.unlink()
+    wait_for(port_closed(port))
+    wait_for(lambda: "web" not in emperor.status())
+    assert group_members(pid) == []
+    assert "web     ▸ stopped: config file removed" in emperor.text()
+
+
+def test_changed_config_reloads_and_serves_the_new_value(emperor: RunningEmperor) -> None:
+    port = free_port()
+    emperor.add("web", port, greeting="before")
+    wait_for(lambda: emperor.state("web") == "ready")
+    pid = emperor.status()["web"]["pid"]
+    emperor.add("web", port, greeting="after")
+    wait_for(lambda: (r := try_get(port)) is not None and r.body == b"after", timeout=15)
+    assert emperor.status()["web"]["pid"] == pid, "a reload keeps the master"
+    assert "web     ▸ reloading: config changed" in emperor.text()
+
+
+def test_broken_app_is_throttled_and_its_error_shown(emperor: RunningEmperor) -> None:
+    emperor.add("broken", free_port(), module="no_such_module")
+    wait_for(lambda: emperor.state("broken") == "throttled")
+    output = emperor.text()
+    assert output.count("broken  ▸ spawned") == 3
+    assert "broken  | ModuleNotFoundError: No module named 'no_such_module'" in output
+    assert emperor.status()["broken"]["last_exit"] == "exit code 22"
+
+
+def test_reload_clears_a_throttled_vassal(emperor: RunningEmperor) -> None:
+    port = free_port()
+    emperor.add("web", port, module="no_such_module")
+    wait_for(lambda: emperor.state("web") == "throttled")
+    (emperor.root / "code" / "no_such_module.py").write_text(APP)
+    result = run_toolkit("reload", "web", "-C", emperor.root)
+    assert result.returncode == 0, result.stderr
+    wait_for(serving(port))
+
+
+def test_not_a_vassal_is_warned_about_and_not_started(emperor: RunningEmperor) -> None:
+    (emperor.vassals / "shared.ini").write_text("[other]\nkey = value\n")
+    wait_for(lambda: "shared.ini has no [uwsgi] section" in emperor.text())
+    assert emperor.status() == {}
+
+
+def test_status_json_lists_every_field(emperor: RunningEmperor) -> None:
+    emperor.add("one", free_port())
+    emperor.add("two", free_port())
+    wait_for(lambda: {emperor.state("one"), emperor.state("two")} == {"ready"})
+    result = run_toolkit("status", "-C", emperor.root, "--json")
+    assert result.returncode == 0, result.stderr
+    vassals = {v["name"]: v for v in json.loads(result.stdout)}
+    assert sorted(vassals) == ["one", "two"]
+    for vassal in vassals.values():
+        assert set(vassal) == {"name", "pid", "state", "restarts", "uptime", "last_exit", "config"}
+
+
+def test_sigint_stops_every_vassal_and_exits_0(emperor: RunningEmperor) -> None:
+    port = free_port()
+    emperor.add("web", port)
+    wait_for(lambda: emperor.state("web") == "ready")
+    emperor.process.send_signal(signal.SIGINT)
+    assert emperor.process.wait(10) == 0
+    assert "web     ▸ stopped: signal SIGINT from the user" in emperor.text()
+    assert not control.socket_path(emperor.run_dir).exists()
+
+
+def test_killed_emperor_takes_its_vassals_along(emperor: RunningEmperor) -> None:
+    before = uwsgi_pids()
+    emperor.add("one", free_port())
+    emperor.add("two", free_port())
+    wait_for(lambda: {emperor.state("one"), emperor.state("two")} == {"ready"})
+    ours = uwsgi_pids() - before
+    assert ours
+    emperor.process.kill()
+    emperor.process.wait()
+    wait_for(lambda: not (uwsgi_pids() & ours), timeout=3)
+
+
+def test_a_second_emperor_on_the_same_run_folder_is_refused(emperor: RunningEmperor) -> None:
+    result = run_toolkit("emperor", emperor.vassals / "*.ini", "--run-dir", emperor.run_dir)
+    assert result.returncode == 2
+    assert "an Emperor already runs here" in result.stderr
+
+
+def test_stale_socket_of_a_dead_emperor_is_replaced(tmp_path: Path) -> None:
+    first = start_emperor(tmp_path)
+    first.process.kill()
+    first.process.wait()
+    assert control.socket_path(first.run_dir).exists()
+    second = start_emperor(tmp_path)
+    try:
+        assert second.status() == {}
+    finally:
+        second.process.send_signal(signal.SIGINT)
+        assert second.process.wait(10) == 0

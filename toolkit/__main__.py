@@ -1,0 +1,3 @@
+from toolkit.cli import app
+
+app(prog_name="toolkit")

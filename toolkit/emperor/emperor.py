@@ -1,0 +1,183 @@
+"""The Emperor: run exactly the vassals the globs name, and serve the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from toolkit.emperor import control, watcher
+from toolkit.emperor.events import EMPEROR, Event, Kind
+from toolkit.emperor.printer import Printer
+from toolkit.emperor.throttle import Throttle
+from toolkit.emperor.vassal import Config, Vassal
+from toolkit.errors import ToolkitError
+
+
+class Emperor:
+    def __init__(
+        self,
+        patterns: list[str],
+        *,
+        uwsgi: Path,
+        run_dir: Path,
+        printer: Printer,
+        throttle: Callable[[], Throttle] = Throttle,
+        stop_timeout: float = 5.0,
+        rescan_every: float = watcher.RESCAN_EVERY,
+    ) -> None:
+        self.patterns = patterns
+        self.uwsgi = uwsgi
+        self.run_dir = run_dir
+        self.printer = printer
+        self.throttle = throttle
+        self.stop_timeout = stop_timeout
+        self.rescan_every = rescan_every
+        self.vassals: dict[str, Vassal] = {}
+        self.events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+        self._warned: dict[Path, str] = {}
+        self._shutdown = asyncio.Event()
+        self._shutdown_reason = ""
+        self._rescan_soon: asyncio.TimerHandle | None = None
+
+    def emit(self, kind: Kind, text: str) -> None:
+        self.events.put_nowait(Event(EMPEROR, kind, text))
+
+    def shutdown(self, reason: str) -> None:
+        if not self._shutdown.is_set():
+            self._shutdown_reason = reason
+            self._shutdown.set()
+
+    async def run(self) -> int:
+        """Supervise until SIGINT, SIGTERM or `toolkit down`; always stop every vassal."""
+        control.prepare_run_dir(self.run_dir)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.shutdown, f"signal {sig.name} from the user")
+        printing = asyncio.create_task(self._print())
+        server = await control.serve(self.run_dir, self._handle)
+        self.emit(Kind.INFO, f"pid {os.getpid()}, uwsgi {self.uwsgi}")
+        self.emit(Kind.INFO, f"watching {', '.join(self.patterns)}")
+        watching = asyncio.create_task(self._watch())
+        try:
+            await self._shutdown.wait()
+        finally:
+            watching.cancel()
+            server.close()
+            reason = self._shutdown_reason or "the Emperor is leaving"
+            self.emit(Kind.INFO, f"stopping every vassal ({reason})")
+            await asyncio.gather(*(v.stop(reason) for v in self.vassals.values()))
+            await asyncio.gather(*self._stopping.values())
+            control.cleanup(self.run_dir)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            self.emit(Kind.INFO, "bye")
+            self.events.put_nowait(None)
+            await printing
+            self.printer.close()
+        return 0
+
+    async def _print(self) -> None:
+        while (event := await self.events.get()) is not None:
+            self.printer.show(event)
+
+    async def _watch(self) -> None:
+        try:
+            self.reconcile()
+            async for _ in watcher.changes(self.patterns, self._shutdown, self.rescan_every):
+                self.reconcile()
+        except ToolkitError as error:
+            self.emit(Kind.WARNING, str(error))
+            self.shutdown(str(error))
+
+    def reconcile(self) -> None:
+        """Start, reload or stop whatever differs between the files and the running vassals."""
+        found = watcher.scan(self.patterns)
+        for path, digest in found.not_vassals.items():
+            if self._warned.get(path) != digest:
+                self._warned[path] = digest
+                self.emit(Kind.WARNING, f"{path} has no [uwsgi] section: not a vassal, not started")
+        for name, vassal in list(self.vassals.items()):
+            if name not in found.configs and vassal.config.path not in found.unsettled:
+                self._retire(name, "config file removed")
+        for name, config in found.configs.items():
+            current = self.vassals.get(name)
+            if current is None:
+                self._spawn(config)
+            elif current.config.path != config.path or (
+                current.done and current.config.digest != config.digest
+            ):
+                self._retire(name, f"config moved to {config.path}")
+                self._spawn(config)
+            elif current.config.digest != config.digest:
+                current.reload(config, "config changed")
+        if found.unsettled and self._rescan_soon is None:
+            loop = asyncio.get_running_loop()
+            self._rescan_soon = loop.call_later(watcher.SETTLE_SECONDS, self._rescan)
+
+    def _rescan(self) -> None:
+        self._rescan_soon = None
+        if not self._shutdown.is_set():
+            self.reconcile()
+
+    def _spawn(self, config: Config) -> None:
+        vassal = Vassal(
+            config,
+            uwsgi=self.uwsgi,
+            publish=self.events.put_nowait,
+            throttle=self.throttle(),
+            stop_timeout=self.stop_timeout,
+        )
+        self.vassals[config.name] = vassal
+        vassal.start(after=self._stopping.get(config.name))
+
+    def _retire(self, name: str, reason: str) -> None:
+        vassal = self.vassals.pop(name)
+        previous = self._stopping.get(name)
+
+        async def stop() -> None:
+            if previous is not None:
+                await previous
+            await vassal.stop(reason)
+            if self._stopping.get(name) is task:
+                del self._stopping[name]
+
+        task = asyncio.create_task(stop())
+        self._stopping[name] = task
+
+    async def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("command")
+        name = request.get("name")
+        if name is not None and name not in self.vassals:
+            known = ", ".join(sorted(self.vassals)) or "none"
+            return {"ok": False, "error": f"no vassal named {name!r} (running: {known})"}
+        chosen = [self.vassals[name]] if name else list(self.vassals.values())
+        if command == "status":
+            return {
+                "ok": True,
+                "emperor": {"pid": os.getpid(), "uwsgi": str(self.uwsgi)},
+                "vassals": [v.status() for v in self.vassals.values()],
+            }
+        if command == "reload":
+            for vassal in chosen:
+                if vassal.done:
+                    self._spawn(vassal.config)
+                else:
+                    vassal.reload(reason="asked by `toolkit reload`")
+            return {"ok": True, "reloaded": [v.name for v in chosen]}
+        if command == "stop" and name:
+            await self.vassals[name].stop("asked by `toolkit stop`")
+            return {"ok": True, "stopped": [name]}
+        if command == "down":
+            self.shutdown("asked by `toolkit down`")
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+
+def run(emperor: Emperor) -> int:
+    """Run an Emperor to the end; its own handlers turn SIGINT and SIGTERM into a clean stop."""
+    return asyncio.run(emperor.run())

@@ -1,0 +1,34 @@
+"""When to respawn a vassal that exited unasked: a pure policy, with the clock passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Throttle:
+    """Exponential backoff per vassal; `max_spawns` exits within `window` seconds throttle it.
+
+    The first exit is respawned at once (a killed vassal should serve again as fast as a
+    fresh one); later ones wait `first_delay` doubled per recent exit, up to `max_delay`.
+    A throttled vassal stays down until its config changes or someone reloads it.
+    """
+
+    max_spawns: int = 5
+    window: float = 30.0
+    first_delay: float = 0.25
+    max_delay: float = 10.0
+    exits: list[float] = field(default_factory=list)
+
+    def record_exit(self, now: float) -> float | None:
+        """Seconds to wait before respawning, or None when the vassal is now throttled."""
+        self.exits = [t for t in self.exits if now - t < self.window] + [now]
+        recent = len(self.exits)
+        if recent >= self.max_spawns:
+            return None
+        if recent == 1:
+            return 0.0
+        return float(min(self.max_delay, self.first_delay * 2.0 ** (recent - 2)))
+
+    def clear(self) -> None:
+        self.exits.clear()

@@ -1,0 +1,302 @@
+"""One vassal: a real `uwsgi --ini` child in its own process group, its output, its protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from toolkit.emperor import protocol
+from toolkit.emperor.events import Event, Kind
+from toolkit.emperor.protocol import FromVassal, ToVassal
+from toolkit.emperor.throttle import Throttle
+
+LINE_LIMIT = 1 << 20
+PR_SET_PDEATHSIG = 1
+
+
+class State(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    LOYAL = "loyal"
+    RELOADING = "reloading"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+    BACKOFF = "backoff"
+    THROTTLED = "throttled"
+
+
+RUNNING = {State.STARTING, State.READY, State.LOYAL, State.RELOADING}
+SERVING = {State.READY, State.LOYAL}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A vassal's config file as last read: its name, path and content digest."""
+
+    name: str
+    path: Path
+    digest: str
+    has_workers: bool = True
+
+
+def _die_with_emperor() -> None:
+    """Runs in the child before exec: SIGKILL the master if the Emperor dies, even by SIGKILL.
+
+    uWSGI notices its emperor's socket closing too, but takes about two seconds; its
+    workers follow a killed master at once.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Signal a vassal's whole process group; a group that already left is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+class Vassal:
+    """Owns one config's uwsgi child: spawn, watch, reload, respawn with backoff, stop."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        uwsgi: Path,
+        publish: Callable[[Event], None],
+        throttle: Throttle,
+        stop_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.uwsgi = uwsgi
+        self.publish = publish
+        self.throttle = throttle
+        self.stop_timeout = stop_timeout
+        self.clock = clock
+        self.state = State.STARTING
+        self.pid: int | None = None
+        self.restarts = 0
+        self.spawned_at: float | None = None
+        self.last_exit: str | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stop_reason: str | None = None
+        self._asked_to_reload_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def emit(self, kind: Kind, text: str = "") -> None:
+        self.publish(Event(self.name, kind, text))
+
+    def start(self, after: Awaitable[object] | None = None) -> None:
+        """Begin supervising, once `after` (a predecessor's stop) is done."""
+        self._task = asyncio.create_task(self._supervise(after), name=f"vassal {self.name}")
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def status(self) -> dict[str, object]:
+        uptime = None
+        if self.spawned_at is not None and self.state in RUNNING:
+            uptime = round(self.clock() - self.spawned_at, 3)
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "state": self.state.value,
+            "restarts": self.restarts,
+            "uptime": uptime,
+            "last_exit": self.last_exit,
+            "config": str(self.config.path),
+        }
+
+    def reload(self, config: Config | None = None, reason: str = "") -> None:
+        """Graceful reload of a running vassal; a waiting (backoff, throttled) one spawns now."""
+        if config is not None:
+            self.config = config
+        if self._stop_reason is not None:
+            return
+        if self.state in RUNNING and self._writer is not None:
+            self.state = State.RELOADING
+            self._asked_to_reload_at = self.clock()
+            self.emit(Kind.RELOADING, reason)
+            self._send(ToVassal.RELOAD)
+            if not self.config.has_workers:
+                # uWSGI announces nothing after reloading a vassal without workers.
+                self._ready()
+        else:
+            self.throttle.clear()
+            self._wake.set()
+
+    async def stop(self, reason: str) -> None:
+        """Ask the supervising task to stop its child, and wait until it has."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            self._stop_requested.set()
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _terminate(self, process: asyncio.subprocess.Process) -> None:
+        """Emperor message 0, then SIGINT, then SIGKILL to the group, each after a grace period."""
+        self.state = State.STOPPING
+        self.emit(Kind.STOPPING, self._stop_reason or "")
+        self._send(ToVassal.STOP)
+        if not await self._exits_within(process, self.stop_timeout):
+            process.send_signal(signal.SIGINT)
+            if not await self._exits_within(process, self.stop_timeout):
+                kill_group(process.pid, signal.SIGKILL)
+
+    @staticmethod
+    async def _exits_within(process: asyncio.subprocess.Process, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(asyncio.shield(process.wait()), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def _send(self, message: ToVassal) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(bytes([message]))
+
+    async def _supervise(self, after: Awaitable[object] | None) -> None:
+        if after is not None:
+            await after
+        while self._stop_reason is None:
+            try:
+                code, voluntary = await self._run_once()
+            except OSError as error:
+                code, voluntary = None, False
+                self.emit(Kind.CRASHED, f"cannot start {self.uwsgi}: {error.strerror or error}")
+            if self._stop_reason is not None:
+                break
+            if code is not None:
+                self.last_exit = describe_exit(code)
+                why = "shut itself down" if voluntary else "crashed"
+                self.state = State.CRASHED
+                self.emit(Kind.CRASHED, f"{why} ({self.last_exit})")
+            delay = self.throttle.record_exit(self.clock())
+            self._wake.clear()
+            if delay is None:
+                self.state = State.THROTTLED
+                self.emit(
+                    Kind.THROTTLED,
+                    f"{self.throttle.max_spawns} exits within {self.throttle.window:g} s; "
+                    "waiting for its config to change or `toolkit reload`",
+                )
+                await self._wake.wait()
+            elif delay > 0:
+                self.state = State.BACKOFF
+                self.emit(Kind.BACKOFF, f"respawn in {delay:g} s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+            if self._stop_reason is None:
+                self.restarts += 1
+        self.state = State.STOPPED
+        self.pid = None
+        self.emit(Kind.STOPPED, self._stop_reason or "")
+
+    async def _run_once(self) -> tuple[int, bool]:
+        """Spawn, follow its protocol and output until it exits; return (exit code, voluntary)."""
+        emperor_end, vassal_end = protocol.channel()
+        env = {**os.environ, protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno())}
+        self.state = State.STARTING
+        self.spawned_at = self.clock()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                str(self.uwsgi),
+                "--ini",
+                str(self.config.path),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(vassal_end.fileno(),),
+                env=env,
+                limit=LINE_LIMIT,
+                preexec_fn=_die_with_emperor,
+            )
+        except OSError:
+            emperor_end.close()
+            raise
+        finally:
+            vassal_end.close()
+        self._process, self.pid = process, process.pid
+        self.emit(Kind.SPAWNED, f"pid {process.pid}, {self.config.path}")
+        reader, self._writer = await asyncio.open_unix_connection(sock=emperor_end)
+        voluntary = asyncio.Event()
+        listen = asyncio.create_task(self._listen(reader, voluntary))
+        assert process.stdout is not None
+        pump = asyncio.create_task(self._pump(process.stdout))
+        stop_requested = asyncio.create_task(self._stop_requested.wait())
+        await asyncio.wait(
+            {stop_requested, asyncio.ensure_future(process.wait())},
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stop_requested.cancel()
+        if process.returncode is None:
+            await self._terminate(process)
+        code = await process.wait()
+        # Workers or gateways that outlived their master would hold the sockets.
+        kill_group(process.pid, signal.SIGKILL)
+        await asyncio.wait({pump, listen}, timeout=1.0)
+        for task in (pump, listen):
+            task.cancel()
+        self._writer.close()
+        self._writer, self._process = None, None
+        return code, voluntary.is_set()
+
+    async def _listen(self, reader: asyncio.StreamReader, voluntary: asyncio.Event) -> None:
+        while data := await reader.read(64):
+            for message in protocol.decode(data):
+                if message == FromVassal.ACCEPTING or (
+                    message == FromVassal.SPAWNED and not self.config.has_workers
+                ):
+                    self._ready()
+                elif message == FromVassal.LOYAL and self.state is State.READY:
+                    self.state = State.LOYAL
+                    self.emit(Kind.LOYAL, "served its first request")
+                elif message == FromVassal.VOLUNTARY_SHUTDOWN:
+                    voluntary.set()
+
+    def _ready(self) -> None:
+        if self.state not in RUNNING:
+            return
+        started = self._asked_to_reload_at or self.spawned_at or self.clock()
+        took = round((self.clock() - started) * 1000)
+        was_reload = self.state is State.RELOADING
+        self.state, self._asked_to_reload_at = State.READY, None
+        self.emit(Kind.READY, f"{'reloaded' if was_reload else 'ready'} after {took} ms")
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:
+                line = await stream.read(LINE_LIMIT)
+            if not line:
+                return
+            self.emit(Kind.OUTPUT, line.decode(errors="replace").rstrip("\r\n"))
