@@ -16,10 +16,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from toolkit import settings
+from toolkit import settings, uwsgi_ini
 from toolkit.apply import Status, apply
-from toolkit.deployment import Deployment
+from toolkit.catalog import load_catalog
+from toolkit.check import Problem, Severity, check
+from toolkit.deployment import Deployment, files_to_check
 from toolkit.deployment import new as new_deployment
 from toolkit.emperor import control
 from toolkit.emperor.background import start_detached
@@ -59,6 +62,25 @@ def reported() -> Iterator[None]:
         raise typer.Exit(error.exit_code) from None
 
 
+def default_uwsgi() -> Path:
+    """The uwsgi the `uwsgi` package installed beside this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / "uwsgi"
+    found = beside if beside.exists() else shutil.which("uwsgi")
+    if found is None:
+        raise ToolkitError(
+            "no uwsgi executable found", hint="pip install uwsgi, or pass --uwsgi PATH"
+        )
+    return Path(found).resolve()
+
+
+UwsgiOption = Annotated[
+    Path | None,
+    typer.Option("--uwsgi", help="The uwsgi executable (default: the one beside toolkit)."),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Show the Emperor's events only.")]
+RunDirOption = Annotated[Path, typer.Option(help="Folder for the control socket and pid file.")]
+
+
 @app.command()
 def new(
     directory: Annotated[Path, typer.Argument(help="Folder to create the deployment in.")],
@@ -85,19 +107,25 @@ def recipes() -> None:
 def render(
     directory: DeploymentDir = Path("."),
     set_: SetOption = None,
-    check: Annotated[
+    check_only: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if anything would change.")
     ] = False,
     diff: Annotated[
         bool, typer.Option("--diff", help="Show a unified diff of each change.")
     ] = False,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Write even if `toolkit check` finds errors.")
+    ] = False,
+    uwsgi: UwsgiOption = None,
 ) -> None:
     """Render the deployment's templates into vassals/, writing only files that change."""
     deployment = Deployment(directory)
     with reported():
         variables = deployment.load(settings.parse_overrides(set_ or []))
         changes = deployment.plan(variables)
-        if not check:
+        if not no_check:
+            refuse_on_errors(deployment.check(changes, uwsgi or default_uwsgi()))
+        if not check_only:
             apply(changes)
             deployment.logs_dir(variables).mkdir(parents=True, exist_ok=True)
     for change in changes:
@@ -109,27 +137,8 @@ def render(
             sys.stdout.write(change.diff())
     changed = sum(c.status is Status.CHANGED for c in changes)
     out.print(f"changed={changed} ok={len(changes) - changed}")
-    if check and changed:
+    if check_only and changed:
         raise typer.Exit(1)
-
-
-def default_uwsgi() -> Path:
-    """The uwsgi the `uwsgi` package installed beside this Python, else the one on PATH."""
-    beside = Path(sys.executable).parent / "uwsgi"
-    found = beside if beside.exists() else shutil.which("uwsgi")
-    if found is None:
-        raise ToolkitError(
-            "no uwsgi executable found", hint="pip install uwsgi, or pass --uwsgi PATH"
-        )
-    return Path(found).resolve()
-
-
-UwsgiOption = Annotated[
-    Path | None,
-    typer.Option("--uwsgi", help="The uwsgi executable (default: the one beside toolkit)."),
-]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Show the Emperor's events only.")]
-RunDirOption = Annotated[Path, typer.Option(help="Folder for the control socket and pid file.")]
 
 
 def run_emperor(
@@ -198,6 +207,7 @@ def up(
     with reported():
         variables = deployment.load(settings.parse_overrides(set_ or []))
         changes = deployment.plan(variables)
+        refuse_on_errors(deployment.check(changes, uwsgi or default_uwsgi()))
         apply(changes)
         logs_dir = deployment.logs_dir(variables)
         logs_dir.mkdir(parents=True, exist_ok=True)
@@ -313,3 +323,53 @@ def logs(
                     sys.stdout.flush()
                 else:
                     time.sleep(0.1)
+
+
+def show_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        colour = "red" if problem.severity is Severity.ERROR else "yellow"
+        err.print(Text(str(problem), style=colour), soft_wrap=True)
+
+
+def refuse_on_errors(problems: list[Problem]) -> None:
+    """render and up stop here: nothing is written or started while a config has errors."""
+    show_problems(problems)
+    errors = sum(p.severity is Severity.ERROR for p in problems)
+    if errors:
+        raise ToolkitError(
+            f"{errors} error(s) in the rendered configs; nothing was written or started",
+            hint="fix deploy.ini or the templates (render --no-check writes anyway)",
+            exit_code=1,
+        )
+
+
+@app.command(name="check")
+def check_configs(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Deployment folders or .ini files (default: .).")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    uwsgi: UwsgiOption = None,
+) -> None:
+    """Find unknown options, bad values, clashes between vassals and missing paths."""
+    with reported():
+        files = files_to_check(paths or [Path(".")])
+        problems = check(
+            [uwsgi_ini.read(f) for f in files], load_catalog(uwsgi or default_uwsgi()), Path.cwd()
+        )
+    errors = sum(p.severity is Severity.ERROR for p in problems)
+    warnings = len(problems) - errors
+    if output == "json":
+        report = {
+            "files": [str(f) for f in files],
+            "errors": errors,
+            "warnings": warnings,
+            "problems": [p.as_dict() for p in problems],
+        }
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        for problem in problems:
+            colour = "red" if problem.severity is Severity.ERROR else "yellow"
+            out.print(Text(str(problem), style=colour), soft_wrap=True)
+        out.print(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
+    raise typer.Exit(1 if errors else 0)

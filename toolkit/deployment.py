@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import settings
+from toolkit import settings, uwsgi_ini
 from toolkit.apply import FileChange, plan
+from toolkit.catalog import load_catalog
+from toolkit.check import Problem, check
 from toolkit.errors import ToolkitError
 from toolkit.recipes import DEFAULT_RECIPE, Recipe, deploy_ini_text, find_recipe, scaffold
 from toolkit.render import render
@@ -58,8 +61,39 @@ class Deployment:
         rendered = render(variables.recipe, variables.values, self.root / TEMPLATES)
         return plan(self.vassals_dir, rendered)
 
+    def vassal_files(self) -> list[Path]:
+        return sorted(Path(p) for pattern in self.vassal_patterns for p in glob.glob(pattern))
+
+    def check(self, changes: list[FileChange], uwsgi: Path) -> list[Problem]:
+        """Check the vassals as they will be once `changes` are written, before writing them."""
+        planned = {c.path: c.new for c in changes}
+        files = [uwsgi_ini.parse(text, path) for path, text in planned.items()]
+        files += [uwsgi_ini.read(p) for p in self.vassal_files() if p not in planned]
+        return check(files, load_catalog(uwsgi), Path.cwd())
+
 
 def new(root: Path, recipe: Recipe, force: bool) -> list[tuple[Path, str]]:
     """Scaffold a deployment from a recipe, with a deploy.ini listing every default."""
     text = deploy_ini_text(recipe, settings.defaults(recipe))
     return scaffold(recipe, root, text, force)
+
+
+def files_to_check(paths: list[Path]) -> list[Path]:
+    """A deployment's rendered vassals, a folder's *.ini and */uwsgi.ini, or the files named."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif (path / "deploy.ini").is_file():
+            found += Deployment(path).vassal_files()
+        elif path.is_dir():
+            found += sorted([*path.glob("*.ini"), *path.glob("*/uwsgi.ini")])
+        else:
+            raise ToolkitError("no such file or folder", file=path)
+    if not found:
+        raise ToolkitError(
+            "no uWSGI config to check",
+            file=", ".join(map(str, paths)),
+            hint="render the deployment first, or name the .ini files",
+        )
+    return found

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SECTION = "uwsgi"
-WORKER_KEYS = ("processes", "workers", "p")
+WORKER_KEYS = ("processes", "workers")
 
 
 @dataclass(frozen=True)
