@@ -45,21 +45,26 @@ def test_up_detach_reports_a_failing_vassal(deployment: Path, free_pair: tuple[i
 
 
 def test_up_in_the_foreground_stops_cleanly_on_ctrl_c(
-    deployment: Path, free_pair: tuple[int, int]
+    deployment: Path, free_pair: tuple[int, int], tmp_path: Path
 ) -> None:
     configure(deployment, free_pair)
-    process = subprocess.Popen(
-        [str(TOOLKIT), "up", str(deployment)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log = tmp_path / "up.out"
+    with log.open("wb") as stream:
+        process = subprocess.Popen(
+            [str(TOOLKIT), "up", str(deployment)],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         wait_for(serving(free_pair[0]), timeout=15)
+    except AssertionError:
+        raise AssertionError(log.read_text()) from None
     finally:
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=15)
+        process.wait(timeout=15)
     assert process.returncode == 0
-    text = output.decode()
+    text = log.read_text()
     assert "http    ▸ stopped: signal SIGINT from the user" in text
     assert "uwsgi   ▸ stopped: signal SIGINT from the user" in text

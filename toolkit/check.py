@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -61,13 +62,13 @@ def _problem(
 
 def expand(value: str, ini: IniFile) -> str:
     """Resolve the magic variables toolkit can know before uWSGI runs (`%d`, `%n`, `%%`)."""
-    folder = str(ini.path.parent.resolve()) + "/"
+    folder = os.path.abspath(ini.path.parent) + "/"
     return (
         value.replace("%%", "\0")
         .replace("%d", folder)
         .replace("%n", ini.path.stem)
         .replace("%s", ini.path.name)
-        .replace("%p", str(ini.path.resolve()))
+        .replace("%p", os.path.abspath(ini.path))
         .replace("\0", "%")
     )
 
@@ -250,7 +251,12 @@ def base_folder(ini: IniFile, cwd: Path) -> Path:
     chdir = ini.last("chdir")
     if chdir is None or unresolved(expand(chdir, ini)):
         return cwd
-    return (cwd / expand(chdir, ini)).resolve()
+    return _join(cwd, expand(chdir, ini))
+
+
+def _join(base: Path, value: str) -> Path:
+    """Lexically, so `vassals/..` holds before render has created vassals/."""
+    return Path(os.path.normpath(base / value))
 
 
 def check_paths(ini: IniFile, cwd: Path) -> Iterator[Problem]:
@@ -260,7 +266,7 @@ def check_paths(ini: IniFile, cwd: Path) -> Iterator[Problem]:
         if unresolved(value):
             continue
         if option.key in PATH_KEYS:
-            target = (cwd if option.key == "chdir" else base) / value
+            target = _join(cwd if option.key == "chdir" else base, value)
             if option.key == "pythonpath" and glob_magic(value):
                 continue
             if not target.exists():
@@ -275,7 +281,7 @@ def check_paths(ini: IniFile, cwd: Path) -> Iterator[Problem]:
         elif option.key in LOGGER_KEYS:
             spec = value.split(":", 1)
             if spec[0] == "file" and len(spec) == 2:
-                folder = (base / spec[1]).parent
+                folder = _join(base, spec[1]).parent
                 if not folder.is_dir():
                     yield _problem(
                         ini,

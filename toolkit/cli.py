@@ -127,7 +127,6 @@ def render(
             refuse_on_errors(deployment.check(changes, uwsgi or default_uwsgi()))
         if not check_only:
             apply(changes)
-            deployment.logs_dir(variables).mkdir(parents=True, exist_ok=True)
     for change in changes:
         status = change.status
         colour = "yellow" if status is Status.CHANGED else "green"
@@ -207,10 +206,10 @@ def up(
     with reported():
         variables = deployment.load(settings.parse_overrides(set_ or []))
         changes = deployment.plan(variables)
-        refuse_on_errors(deployment.check(changes, uwsgi or default_uwsgi()))
-        apply(changes)
         logs_dir = deployment.logs_dir(variables)
         logs_dir.mkdir(parents=True, exist_ok=True)
+        refuse_on_errors(deployment.check(changes, uwsgi or default_uwsgi()))
+        apply(changes)
         patterns = deployment.vassal_patterns
         if detach:
             ready = start_detached(patterns, uwsgi or default_uwsgi(), deployment.run_dir, logs_dir)

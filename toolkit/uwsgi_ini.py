@@ -7,6 +7,7 @@ from pathlib import Path
 
 SECTION = "uwsgi"
 WORKER_KEYS = ("processes", "workers")
+BLANKS = " \t\r"
 
 
 @dataclass(frozen=True)
@@ -40,22 +41,22 @@ class IniFile:
 
 
 def parse(text: str, path: Path = Path("<string>")) -> IniFile:
-    """Read like uWSGI: `[section]` headers, `;` or `#` comment lines, `key = value` split at the
-    first `=`, both sides stripped; no inline comments, no continuation lines."""
+    """Read like uWSGI: lines end at `\\n` only, `[section]` headers, `;` or `#` comment lines,
+    `key = value` split at the first `=`, spaces, tabs and `\\r` stripped; no inline comments."""
     options: list[Option] = []
     sections: list[str] = []
     section = ""
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip(BLANKS)
         if not line or line[0] in ";#":
             continue
         if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
+            section = line[1:-1].strip(BLANKS)
             sections.append(section)
             continue
         key, sep, value = line.partition("=")
         if sep and section:
-            options.append(Option(key.strip(), value.strip(), number, section))
+            options.append(Option(key.strip(BLANKS), value.strip(BLANKS), number, section))
     return IniFile(path, tuple(options), tuple(sections))
 
 

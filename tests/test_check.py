@@ -1,0 +1,218 @@
+"""`toolkit check`: one mistake per corpus file, found at its line; agreement with real uwsgi."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support import UWSGI, run_toolkit
+from toolkit import uwsgi_ini
+from toolkit.catalog import Catalog, load_catalog, parse_help
+from toolkit.check import Severity, check
+
+CORPUS = Path(__file__).parent / "check_corpus"
+EXPECT = re.compile(r"^; expect: (\w+) (\d+)$", re.MULTILINE)
+UNKNOWN = {"U100", "U102"}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(UWSGI.resolve())
+
+
+def expected(files: list[Path]) -> set[tuple[str, str, int]]:
+    return {
+        (str(f), rule, int(line)) for f in files for rule, line in EXPECT.findall(f.read_text())
+    }
+
+
+def found(files: list[Path], catalog: Catalog) -> set[tuple[str, str, int]]:
+    problems = check([uwsgi_ini.read(f) for f in files], catalog, Path.cwd())
+    return {(p.file, p.rule, p.line) for p in problems}
+
+
+@pytest.mark.parametrize("path", sorted((CORPUS / "single").glob("*.ini")), ids=lambda p: p.stem)
+def test_each_broken_config_gives_its_rule_at_its_line(path: Path, catalog: Catalog) -> None:
+    assert found([path], catalog) == expected([path])
+
+
+@pytest.mark.parametrize("folder", sorted((CORPUS / "pairs").iterdir()), ids=lambda p: p.name)
+def test_rules_between_vassals(folder: Path, catalog: Catalog) -> None:
+    files = sorted(folder.glob("*.ini"))
+    assert found(files, catalog) == expected(files)
+
+
+def test_the_guides_final_pair_is_clean(deployment: Path, catalog: Catalog) -> None:
+    assert run_toolkit("render", deployment).returncode == 0
+    result = run_toolkit("check", deployment)
+    assert result.returncode == 0, result.stdout
+    assert "0 error(s), 0 warning(s) in 2 file(s)" in result.stdout
+
+
+def test_cli_reports_file_line_rule_and_exit_1(catalog: Catalog) -> None:
+    path = CORPUS / "single" / "typo_option.ini"
+    result = run_toolkit("check", path)
+    assert result.returncode == 1
+    assert f"{path}:3: U100 error: unknown option 'proceses' (did you mean 'processes'?)" in (
+        result.stdout
+    )
+    as_json = json.loads(run_toolkit("check", path, "--format", "json").stdout)
+    assert as_json["errors"] == 1
+    assert as_json["problems"][0]["rule"] == "U100"
+
+
+def test_cli_exit_2_when_it_cannot_run(tmp_path: Path) -> None:
+    result = run_toolkit("check", tmp_path / "missing.ini")
+    assert result.returncode == 2
+    assert "no such file or folder" in result.stderr
+    result = run_toolkit("check", CORPUS / "single", "--uwsgi", tmp_path / "no-uwsgi")
+    assert result.returncode == 2
+
+
+def test_render_refuses_to_write_configs_with_errors(deployment: Path) -> None:
+    result = run_toolkit("render", deployment, "--set", "static_dir=missing")
+    assert result.returncode == 1
+    assert "P400 error: check-static" in result.stderr
+    assert not (deployment / "vassals").exists()
+    forced = run_toolkit("render", deployment, "--set", "static_dir=missing", "--no-check")
+    assert forced.returncode == 0
+    assert (deployment / "vassals" / "uwsgi.ini").exists()
+
+
+def strict_verdict(path: Path) -> str | None:
+    """What real uwsgi says under --strict: the first unknown directive, or None."""
+    result = subprocess.run(
+        [str(UWSGI), "--ini", str(path), "--strict", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        stdin=subprocess.DEVNULL,
+    )
+    match = re.search(r"unknown config directive: (\S+)", result.stdout + result.stderr)
+    assert (match is None) == (result.returncode == 0), result.stdout + result.stderr
+    return match.group(1) if match else None
+
+
+def first_unknown(path: Path, catalog: Catalog) -> str | None:
+    problems = check([uwsgi_ini.read(path)], catalog, Path.cwd())
+    unknown = [p for p in problems if p.rule in UNKNOWN]
+    return re.search(r"'([^']+)'", unknown[0].message).group(1) if unknown else None  # type: ignore[union-attr]
+
+
+def mutate(key: str, data: st.DataObject) -> str:
+    position = data.draw(st.integers(0, len(key) - 1))
+    how = data.draw(st.sampled_from(["drop", "double", "swap"]))
+    if how == "drop":
+        return key[:position] + key[position + 1 :]
+    if how == "double":
+        return key[:position] + key[position] + key[position:]
+    other = min(position + 1, len(key) - 1)
+    letters = list(key)
+    letters[position], letters[other] = letters[other], letters[position]
+    return "".join(letters)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_unknown_option_verdict_matches_real_uwsgi(
+    data: st.DataObject, tmp_path_factory: pytest.TempPathFactory, catalog: Catalog
+) -> None:
+    keys = [
+        "master",
+        "processes",
+        "threads",
+        "http-socket",
+        "module",
+        "offload-threads",
+        "static-gzip-all",
+        "cheaper",
+        "need-app",
+        "harakiri",
+        "http-keepalive",
+    ]
+    chosen = data.draw(st.lists(st.sampled_from(keys), min_size=1, max_size=6, unique=True))
+    typo = data.draw(st.sampled_from([None, *chosen]))
+    lines = ["[uwsgi]", "strict = true"]
+    for key in chosen:
+        lines.append(f"{mutate(key, data) if key == typo else key} = 1")
+    path = tmp_path_factory.mktemp("agree") / "vassal.ini"
+    path.write_text("\n".join(lines) + "\n")
+    assert first_unknown(path, catalog) == strict_verdict(path)
+
+
+def test_rendered_pair_has_no_unknown_option_for_real_uwsgi(
+    deployment: Path, catalog: Catalog
+) -> None:
+    run_toolkit("render", deployment)
+    for path in sorted((deployment / "vassals").glob("*.ini")):
+        assert strict_verdict(path) is None
+        assert first_unknown(path, catalog) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_reader_never_raises_on_random_bytes(data: bytes) -> None:
+    ini = uwsgi_ini.parse(data.decode("utf-8", errors="replace"))
+    for option in ini.options:
+        assert "\n" not in option.value
+        assert option.key == option.key.strip()
+
+
+ini_lines = st.one_of(
+    st.sampled_from(["[uwsgi]", "[other]", "; comment", "# comment", ""]),
+    st.builds(
+        lambda k, v: f"{k} = {v}",
+        st.sampled_from(
+            [
+                "socket",
+                "http",
+                "http-to",
+                "processes",
+                "cheaper",
+                "chdir",
+                "logger",
+                "check-static",
+                "module",
+                "response-route-if",
+                "master",
+                "x",
+            ]
+        ),
+        st.text(max_size=40).map(lambda t: t.replace("\n", " ").replace("\r", " ")),
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(ini_lines, max_size=12), min_size=1, max_size=3))
+def test_rules_never_raise_on_odd_configs(files: list[list[str]]) -> None:
+    catalog = parse_help("    --socket  bind\n    --http  router\n    --master  master\n", "test")
+    parsed = [
+        uwsgi_ini.parse("\n".join(lines), Path(f"/tmp/f{i}.ini")) for i, lines in enumerate(files)
+    ]
+    for problem in check(parsed, catalog, Path("/")):
+        assert problem.severity in set(Severity)
+        assert problem.line >= 1
+
+
+@given(st.text())
+def test_reader_keeps_repeated_keys_in_order(value: str) -> None:
+    value = value.replace("\n", " ").strip(" \t\r")
+    ini = uwsgi_ini.parse(f"[uwsgi]\nenv = A={value}\nenv = B=2\n")
+    assert ini.values("env") == [f"A={value}", "B=2"]
+
+
+def test_check_on_binary_garbage_is_a_report_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.ini"
+    path.write_bytes(b"\xff\xfe[uwsgi]\x00\nproc\xe9sses = 1\n" + b"x" * 100_000)
+    result = run_toolkit("check", path)
+    assert result.returncode in {0, 1}
+    assert "Traceback" not in result.stderr + result.stdout
