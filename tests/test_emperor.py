@@ -262,3 +262,39 @@ def test_stale_socket_of_a_dead_emperor_is_replaced(tmp_path: Path) -> None:
     finally:
         second.process.send_signal(signal.SIGINT)
         assert second.process.wait(10) == 0
+
+
+def test_a_burst_of_writes_gives_few_reloads_and_the_last_content(emperor: RunningEmperor) -> None:
+    port = free_port()
+    emperor.add("web", port, greeting="v0")
+    wait_for(lambda: emperor.state("web") == "ready")
+    for version in range(1, 21):
+        emperor.add("web", port, greeting=f"v{version}")
+    wait_for(lambda: (r := try_get(port)) is not None and r.body == b"v20", timeout=15)
+    wait_for(lambda: emperor.state("web") in {"ready", "loyal"})
+    assert 1 <= emperor.text().count("web     ▸ reloading") <= 2
+
+
+def test_stop_keeps_a_vassal_down_until_reload(emperor: RunningEmperor) -> None:
+    port = free_port()
+    emperor.add("web", port)
+    wait_for(serving(port))
+    result = run_toolkit("stop", "web", "-C", emperor.root)
+    assert result.returncode == 0, result.stderr
+    assert emperor.state("web") == "stopped"
+    assert port_closed(port)()
+    assert "web     ▸ stopped: asked by `toolkit stop`" in emperor.text()
+    assert run_toolkit("reload", "web", "-C", emperor.root).returncode == 0
+    wait_for(serving(port))
+
+
+def test_logs_prints_a_vassals_output(emperor: RunningEmperor) -> None:
+    emperor.add("web", free_port())
+    wait_for(lambda: emperor.state("web") == "ready")
+    result = run_toolkit("logs", "web", "-C", emperor.root, "-n", "500")
+    assert result.returncode == 0, result.stderr
+    assert "*** Starting uWSGI" in result.stdout
+    assert "[toolkit " in result.stdout and "] spawned pid" in result.stdout
+    missing = run_toolkit("logs", "nope", "-C", emperor.root)
+    assert missing.returncode == 2
+    assert "no log for vassal 'nope'" in missing.stderr

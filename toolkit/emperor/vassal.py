@@ -102,6 +102,7 @@ class Vassal:
         self._stop_requested = asyncio.Event()
         self._stop_reason: str | None = None
         self._asked_to_reload_at: float | None = None
+        self._reload_pending: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -139,7 +140,10 @@ class Vassal:
             self.config = config
         if self._stop_reason is not None:
             return
-        if self.state in RUNNING and self._writer is not None:
+        if self.state in {State.STARTING, State.RELOADING}:
+            # One reload at a time: a burst of changes ends in one more reload, not many.
+            self._reload_pending = reason or "config changed"
+        elif self.state in RUNNING and self._writer is not None:
             self.state = State.RELOADING
             self._asked_to_reload_at = self.clock()
             self.emit(Kind.RELOADING, reason)
@@ -225,6 +229,7 @@ class Vassal:
         env = {**os.environ, protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno())}
         self.state = State.STARTING
         self.spawned_at = self.clock()
+        self._reload_pending = None  # the new process reads the config as it is now
         try:
             process = await asyncio.create_subprocess_exec(
                 str(self.uwsgi),
@@ -290,6 +295,9 @@ class Vassal:
         was_reload = self.state is State.RELOADING
         self.state, self._asked_to_reload_at = State.READY, None
         self.emit(Kind.READY, f"{'reloaded' if was_reload else 'ready'} after {took} ms")
+        if self._reload_pending is not None:
+            reason, self._reload_pending = self._reload_pending, None
+            self.reload(reason=reason)
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         while True:
