@@ -42,8 +42,8 @@ up: $(VENV)/.installed $(DEMO)/deploy.ini
 	$(BIN)/toolkit up $(DEMO)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check toolkit tests
-	$(BIN)/ruff format --check toolkit tests
+	$(BIN)/ruff check toolkit tests bench
+	$(BIN)/ruff format --check toolkit tests bench
 	$(BIN)/mypy
 
 test: lint

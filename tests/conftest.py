@@ -15,12 +15,17 @@ from tests.support import Processes, free_ports, run_toolkit, uwsgi_pids
 
 
 @pytest.fixture(autouse=True)
-def no_orphans() -> Iterator[None]:
-    """Every uwsgi a test started must be gone once it ends; leftovers fail the test."""
-    before = uwsgi_pids()
+def no_orphans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every uwsgi a test started must be gone once it ends; leftovers fail the test.
+
+    Tests keep their configs under pytest's temporary folder, so their uwsgi processes are
+    told apart from any other uwsgi on the machine by the path on their command line.
+    """
+    ours = tmp_path_factory.getbasetemp()
+    before = uwsgi_pids(ours)
     yield
     deadline = time.monotonic() + 5
-    while (left := uwsgi_pids() - before) and time.monotonic() < deadline:
+    while (left := uwsgi_pids(ours) - before) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):

@@ -89,10 +89,13 @@ def port_closed(port: int) -> Callable[[], bool]:
     return check
 
 
-def uwsgi_pids() -> set[int]:
+def uwsgi_pids(under: Path | None = None) -> set[int]:
+    """Live uwsgi processes; with `under`, only those whose command line names a path there."""
     pids = set()
-    for process in psutil.process_iter(["name", "status"]):
-        if process.info["name"] == "uwsgi" and process.info["status"] != psutil.STATUS_ZOMBIE:
+    for process in psutil.process_iter(["name", "status", "cmdline"]):
+        if process.info["name"] != "uwsgi" or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if under is None or any(str(under) in part for part in process.info["cmdline"] or []):
             pids.add(process.pid)
     return pids
 

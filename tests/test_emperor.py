@@ -234,15 +234,15 @@ def test_sigint_stops_every_vassal_and_exits_0(emperor: RunningEmperor) -> None:
 
 
 def test_killed_emperor_takes_its_vassals_along(emperor: RunningEmperor) -> None:
-    before = uwsgi_pids()
+    before = uwsgi_pids(emperor.root)
     emperor.add("one", free_port())
     emperor.add("two", free_port())
     wait_for(lambda: {emperor.state("one"), emperor.state("two")} == {"ready"})
-    ours = uwsgi_pids() - before
+    ours = uwsgi_pids(emperor.root) - before
     assert ours
     emperor.process.kill()
     emperor.process.wait()
-    wait_for(lambda: not (uwsgi_pids() & ours), timeout=3)
+    wait_for(lambda: not (uwsgi_pids(emperor.root) & ours), timeout=3)
 
 
 def test_a_second_emperor_on_the_same_run_folder_is_refused(emperor: RunningEmperor) -> None:

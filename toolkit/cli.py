@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,10 +25,10 @@ from toolkit.deployment import Deployment, files_to_check
 from toolkit.deployment import new as new_deployment
 from toolkit.emperor import control
 from toolkit.emperor.background import start_detached
-from toolkit.emperor.emperor import Emperor, run
-from toolkit.emperor.printer import Printer
+from toolkit.emperor.main import argv as emperor_argv
 from toolkit.emperor.throttle import Throttle
 from toolkit.errors import ToolkitError
+from toolkit.installed import uwsgi_executable
 from toolkit.recipes import DEFAULT_RECIPE, find_recipe, list_recipes
 
 app = typer.Typer(
@@ -60,17 +59,6 @@ def reported() -> Iterator[None]:
     except ToolkitError as error:
         err.print(f"[red]error:[/red] {error}", markup=True, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
-
-
-def default_uwsgi() -> Path:
-    """The uwsgi the `uwsgi` package installed beside this Python, else the one on PATH."""
-    beside = Path(sys.executable).parent / "uwsgi"
-    found = beside if beside.exists() else shutil.which("uwsgi")
-    if found is None:
-        raise ToolkitError(
-            "no uwsgi executable found", hint="pip install uwsgi, or pass --uwsgi PATH"
-        )
-    return Path(found).resolve()
 
 
 UwsgiOption = Annotated[
@@ -124,7 +112,7 @@ def render(
         variables = deployment.load(settings.parse_overrides(set_ or []))
         changes = deployment.plan(variables)
         if not no_check:
-            refuse_on_errors(deployment.check(changes, uwsgi or default_uwsgi()))
+            refuse_on_errors(deployment.check(changes, uwsgi_executable(uwsgi)))
         if not check_only:
             apply(changes)
     for change in changes:
@@ -140,26 +128,11 @@ def render(
         raise typer.Exit(1)
 
 
-def run_emperor(
-    patterns: list[str],
-    uwsgi: Path | None,
-    run_dir: Path,
-    logs_dir: Path | None,
-    quiet: bool,
-    throttle: Throttle | None = None,
-) -> int:
-    limits = throttle or Throttle()
-    uwsgi = uwsgi or default_uwsgi()
-    if not uwsgi.exists():
-        raise ToolkitError("no such uwsgi executable", file=uwsgi)
-    emperor = Emperor(
-        patterns,
-        uwsgi=uwsgi,
-        run_dir=run_dir,
-        printer=Printer(out, quiet=quiet, logs_dir=logs_dir),
-        throttle=lambda: replace(limits, exits=[]),
-    )
-    return run(emperor)
+def exec_emperor(patterns: list[str], run_dir: Path, logs_dir: Path, **settings: Any) -> None:
+    """Become the Emperor's own lean process (same pid, so signals and Ctrl-C still reach it)."""
+    command = emperor_argv(patterns, run_dir=run_dir, logs_dir=logs_dir, **settings)
+    sys.stdout.flush()
+    os.execv(command[0], command)
 
 
 @app.command()
@@ -184,8 +157,10 @@ def emperor(
     """Run one uwsgi per config the globs match: respawn, reload on change, stop on removal."""
     with reported():
         limits = Throttle(max_spawns, window, backoff)
-        code = run_emperor(patterns, uwsgi, run_dir, logs_dir, quiet, limits)
-    raise typer.Exit(code)
+        control.prepare_run_dir(run_dir)
+        exec_emperor(
+            patterns, run_dir, logs_dir, uwsgi=uwsgi_executable(uwsgi), quiet=quiet, throttle=limits
+        )
 
 
 @app.command()
@@ -208,16 +183,16 @@ def up(
         changes = deployment.plan(variables)
         logs_dir = deployment.logs_dir(variables)
         logs_dir.mkdir(parents=True, exist_ok=True)
-        refuse_on_errors(deployment.check(changes, uwsgi or default_uwsgi()))
+        executable = uwsgi_executable(uwsgi)
+        refuse_on_errors(deployment.check(changes, executable))
         apply(changes)
+        control.prepare_run_dir(deployment.run_dir)
         patterns = deployment.vassal_patterns
-        if detach:
-            ready = start_detached(patterns, uwsgi or default_uwsgi(), deployment.run_dir, logs_dir)
-            for vassal in ready:
-                out.print(f"{vassal['name']:<12} {vassal['state']:<10} pid {vassal['pid']}")
-            return
-        code = run_emperor(patterns, uwsgi, deployment.run_dir, logs_dir, quiet)
-    raise typer.Exit(code)
+        if not detach:
+            exec_emperor(patterns, deployment.run_dir, logs_dir, uwsgi=executable, quiet=quiet)
+        ready = start_detached(patterns, executable, deployment.run_dir, logs_dir)
+    for vassal in ready:
+        out.print(f"{vassal['name']:<12} {vassal['state']:<10} pid {vassal['pid']}")
 
 
 DirOption = Annotated[Path, typer.Option("--dir", "-C", help="The deployment folder.")]
@@ -354,7 +329,7 @@ def check_configs(
     with reported():
         files = files_to_check(paths or [Path(".")])
         problems = check(
-            [uwsgi_ini.read(f) for f in files], load_catalog(uwsgi or default_uwsgi()), Path.cwd()
+            [uwsgi_ini.read(f) for f in files], load_catalog(uwsgi_executable(uwsgi)), Path.cwd()
         )
     errors = sum(p.severity is Severity.ERROR for p in problems)
     warnings = len(problems) - errors

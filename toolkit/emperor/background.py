@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from toolkit.emperor import control
+from toolkit.emperor.main import argv
 from toolkit.emperor.vassal import SERVING, State
 from toolkit.emperor.watcher import scan
 from toolkit.errors import ToolkitError
@@ -34,10 +34,7 @@ def start_detached(
     expected = len(scan(patterns).configs)
     with log.open("ab") as stream:
         process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "toolkit", "emperor", *patterns),
-                *("--uwsgi", str(uwsgi), "--run-dir", str(run_dir), "--logs-dir", str(logs_dir)),
-            ],
+            argv(patterns, uwsgi=uwsgi, run_dir=run_dir, logs_dir=logs_dir),
             stdin=subprocess.DEVNULL,
             stdout=stream,
             stderr=subprocess.STDOUT,

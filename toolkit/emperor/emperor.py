@@ -87,16 +87,18 @@ class Emperor:
 
     async def _watch(self) -> None:
         try:
-            self.reconcile()
-            async for _ in watcher.changes(self.patterns, self._shutdown, self.rescan_every):
-                self.reconcile()
+            self.reconcile(settle=True)
+            async for from_events in watcher.changes(
+                self.patterns, self._shutdown, self.rescan_every
+            ):
+                self.reconcile(settle=not from_events)
         except ToolkitError as error:
             self.emit(Kind.WARNING, str(error))
             self.shutdown(str(error))
 
-    def reconcile(self) -> None:
+    def reconcile(self, settle: bool = True) -> None:
         """Start, reload or stop whatever differs between the files and the running vassals."""
-        found = watcher.scan(self.patterns)
+        found = watcher.scan(self.patterns, settle)
         for path, digest in found.not_vassals.items():
             if self._warned.get(path) != digest:
                 self._warned[path] = digest

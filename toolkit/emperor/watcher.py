@@ -18,7 +18,7 @@ from toolkit.emperor.vassal import Config
 from toolkit.errors import ToolkitError
 
 RESCAN_EVERY = 5.0
-QUIET_STEP_MS = 30
+QUIET_STEP_MS = 10
 SETTLE_SECONDS = 0.05
 
 
@@ -45,8 +45,9 @@ class Scan:
     unsettled: set[Path]
 
 
-def scan(patterns: Iterable[str], now: float | None = None) -> Scan:
-    """Read every matching file; a file modified in the last moment is left for the next look."""
+def scan(patterns: Iterable[str], settle: bool = False, now: float | None = None) -> Scan:
+    """Read every matching file. With `settle` (a periodic look, not one after a quiet burst of
+    file events), a file modified in the last moment may be mid-write: leave it for next time."""
     now = time.time() if now is None else now
     configs: dict[str, Config] = {}
     not_vassals: dict[Path, str] = {}
@@ -55,7 +56,7 @@ def scan(patterns: Iterable[str], now: float | None = None) -> Scan:
         for match in sorted(glob.glob(pattern, recursive=True)):
             path = Path(match)
             try:
-                if now - path.stat().st_mtime < SETTLE_SECONDS:
+                if settle and now - path.stat().st_mtime < SETTLE_SECONDS:
                     unsettled.add(path)
                     continue
                 content = path.read_bytes()
@@ -75,15 +76,15 @@ def scan(patterns: Iterable[str], now: float | None = None) -> Scan:
 
 async def changes(
     patterns: list[str], stop: asyncio.Event, rescan_every: float = RESCAN_EVERY
-) -> AsyncIterator[None]:
-    """Yields after each settled burst of file events, and every `rescan_every` s regardless."""
+) -> AsyncIterator[bool]:
+    """Yields True after each quiet burst of file events, False every `rescan_every` s without."""
     roots = sorted({glob_root(p).resolve() for p in patterns})
     for root in roots:
         if not root.is_dir():
             raise ToolkitError(
                 f"cannot watch {root}: no such folder", hint="create it or fix the glob"
             )
-    async for _ in watchfiles.awatch(
+    async for events in watchfiles.awatch(
         *roots,
         stop_event=stop,
         step=QUIET_STEP_MS,
@@ -92,4 +93,4 @@ async def changes(
         yield_on_timeout=True,
         recursive=True,
     ):
-        yield
+        yield bool(events)

@@ -1,0 +1,511 @@
+"""toolkit's Emperor against uWSGI's own Emperor, measured the same way in the same run.
+
+Run with `make bench` (`--quick` for fewer repetitions). Prints a markdown table and
+writes it, with the machine it ran on, to docs/BENCHMARKS.md; `--json FILE` for machines.
+Every process it starts runs in a process group of its own and is ended at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from toolkit import uwsgi_ini
+from toolkit.catalog import load_catalog
+from toolkit.check import check
+from toolkit.recipes import find_recipe
+from toolkit.render import render
+from toolkit.settings import RawValue, resolve
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+UWSGI = (BIN / "uwsgi").resolve()
+TOOLKIT = BIN / "toolkit"
+APP = """import os
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [os.environ.get("VALUE", "none").encode()]
+"""
+GROUPS: list[int] = []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def vassal_ini(code: Path, port: int, value: str) -> str:
+    return (
+        "[uwsgi]\nstrict = true\nmaster = true\n"
+        f"http-socket = 127.0.0.1:{port}\nprocesses = 1\npythonpath = {code}\n"
+        f"module = app\nneed-app = true\nenv = VALUE={value}\npidfile = %d%n.pid\n"
+    )
+
+
+def write(path: Path, text: str) -> None:
+    """Atomically, as a deployment tool would."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def answer(port: int) -> bytes | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        return response.read() if response.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def until(condition: Callable[[], object], timeout: float = 60.0, what: str = "") -> float:
+    """Seconds until `condition()` holds, polling every 2 ms."""
+    start = time.perf_counter()
+    while not condition():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"{what or condition} not within {timeout} s")
+        time.sleep(0.002)
+    return time.perf_counter() - start
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def alive(pids: list[int]) -> bool:
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
+def start(args: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    with log.open("ab") as stream:
+        process = subprocess.Popen(
+            args,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+    GROUPS.append(process.pid)
+    return process
+
+
+def end_group(pgid: int, grace: float = 5.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and group_alive(pgid):
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def end_everything() -> None:
+    for pgid in GROUPS:
+        end_group(pgid, grace=2.0)
+    for process in psutil.process_iter(["name", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if process.info["name"] == "uwsgi" and any(
+                BENCH_MARK in part for part in process.info["cmdline"] or []
+            ):
+                process.kill()
+
+
+BENCH_MARK = "toolkit-bench-"
+
+
+@dataclass
+class Contender:
+    name: str
+    folder: Path
+    args: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = start(self.args, self.folder.parent / f"{self.folder.name}.log")
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            end_group(self.process.pid)
+            self.process.wait()
+            self.process = None
+
+    def own_processes(self) -> list[psutil.Process]:
+        assert self.process is not None
+        root = psutil.Process(self.process.pid)
+        if self.name.startswith("uWSGI"):
+            # The Emperor's master and the Emperor itself; not the vassals below it.
+            return [root, *(c for c in root.children() if "--ini" not in " ".join(c.cmdline()))]
+        return [root]
+
+
+def contenders(work: Path) -> list[Contender]:
+    def folder(name: str) -> Path:
+        return work / name / "vassals"
+
+    return [
+        Contender(
+            "toolkit",
+            folder("toolkit"),
+            [
+                str(TOOLKIT),
+                "emperor",
+                str(folder("toolkit") / "*.ini"),
+                "--quiet",
+                "--run-dir",
+                str(work / "toolkit" / "run"),
+                "--logs-dir",
+                str(work / "toolkit" / "logs"),
+            ],
+        ),
+        Contender(
+            "uWSGI (3 s)",
+            folder("uwsgi3"),
+            [str(UWSGI), "--master", "--emperor", str(folder("uwsgi3") / "*.ini")],
+        ),
+        Contender(
+            "uWSGI (1 s)",
+            folder("uwsgi1"),
+            [
+                str(UWSGI),
+                "--master",
+                "--emperor",
+                str(folder("uwsgi1") / "*.ini"),
+                "--emperor-freq",
+                "1",
+            ],
+        ),
+    ]
+
+
+@dataclass
+class Results:
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def add(self, metric: str, contender: str, value: float) -> None:
+        self.samples.setdefault(metric, {}).setdefault(contender, []).append(value)
+
+
+def measure_floor(work: Path, code: Path, results: Results, repeats: int) -> None:
+    """Bare uwsgi: exec to first 200, and SIGINT to every process gone."""
+    for index in range(repeats):
+        port = free_port()
+        ini = work / f"{BENCH_MARK}floor{index}.ini"
+        ini.write_text(vassal_ini(code, port, "floor"))
+        start_time = time.perf_counter()
+        process = start([str(UWSGI), "--ini", str(ini)], work / "floor.log")
+        until(lambda port=port: answer(port))
+        results.add("start -> first 200 (floor)", "bare uwsgi", time.perf_counter() - start_time)
+        pids = [process.pid, *(c.pid for c in psutil.Process(process.pid).children())]
+        start_time = time.perf_counter()
+        os.kill(process.pid, signal.SIGINT)
+        until(lambda pids=pids: not alive(pids))
+        process.wait()
+        results.add("SIGINT -> stopped (floor)", "bare uwsgi", time.perf_counter() - start_time)
+        start_time = time.perf_counter()
+        process = start([str(UWSGI), "--ini", str(ini)], work / "floor.log")
+        until(lambda port=port: answer(port))
+        ini.write_text(vassal_ini(code, port, "reloaded"))
+        start_time = time.perf_counter()
+        os.kill(process.pid, signal.SIGHUP)
+        until(lambda port=port: answer(port) == b"reloaded")
+        results.add("reload -> serving new (floor)", "bare uwsgi", time.perf_counter() - start_time)
+        end_group(process.pid)
+        process.wait()
+
+
+def master_pid(ini: Path) -> int:
+    return int(ini.with_suffix(".pid").read_text().strip())
+
+
+def measure_latencies(
+    work: Path, code: Path, competitors: list[Contender], results: Results, repeats: int
+) -> None:
+    for index in range(repeats):
+        for contender in competitors:
+            try:
+                one_round(code, contender, index, results)
+            except TimeoutError as error:
+                log = contender.folder.parent / f"{contender.folder.name}.log"
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                raise SystemExit(f"{contender.name}, round {index}: {error}\n{tail}") from None
+
+
+def one_round(code: Path, contender: Contender, index: int, results: Results) -> None:
+    port = free_port()
+    ini = contender.folder / f"{BENCH_MARK}v{index}.ini"
+    start_time = time.perf_counter()
+    write(ini, vassal_ini(code, port, "first"))
+    until(lambda port=port: answer(port))
+    results.add("add -> serving", contender.name, time.perf_counter() - start_time)
+    until(lambda ini=ini: ini.with_suffix(".pid").exists() and master_pid(ini))
+    answer(port)  # a served request makes uWSGI's Emperor call the vassal loyal
+
+    pid = master_pid(ini)
+    start_time = time.perf_counter()
+    os.kill(pid, signal.SIGKILL)
+    until(lambda port=port: answer(port) is None, timeout=5)
+    until(lambda port=port: answer(port))
+    results.add("kill -> serving", contender.name, time.perf_counter() - start_time)
+
+    failures = [0]
+    stop = threading.Event()
+
+    def client(port: int = port) -> None:
+        while not stop.is_set():
+            if answer(port) is None:
+                failures[0] += 1
+
+    looping = threading.Thread(target=client)
+    looping.start()
+    start_time = time.perf_counter()
+    write(ini, vassal_ini(code, port, "second"))
+    until(lambda port=port: answer(port) == b"second")
+    results.add("modify -> serving new", contender.name, time.perf_counter() - start_time)
+    stop.set()
+    looping.join()
+    results.add("requests failed during reload", contender.name, failures[0])
+
+    until(lambda ini=ini: ini.with_suffix(".pid").exists())
+    pid = master_pid(ini)
+    pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    start_time = time.perf_counter()
+    ini.unlink()
+    until(lambda port=port, pids=pids: refused(port) and not alive(pids))
+    results.add("delete -> gone", contender.name, time.perf_counter() - start_time)
+
+
+def facts(process: psutil.Process, what: str) -> float:
+    """RSS in bytes or CPU seconds; a process that has left counts as 0."""
+    try:
+        if what == "rss":
+            return float(process.memory_info().rss)
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def measure_scale(
+    work: Path, code: Path, contender: Contender, count: int, results: Results, idle: float
+) -> None:
+    ports = [free_port() for _ in range(count)]
+    contender.run()
+    start_time = time.perf_counter()
+    for index, port in enumerate(ports):
+        write(contender.folder / f"{BENCH_MARK}s{index}.ini", vassal_ini(code, port, "s"))
+    for port in ports:
+        until(lambda port=port: answer(port), timeout=300)
+    results.add(
+        f"{count} vassals dropped in -> all serving",
+        contender.name,
+        time.perf_counter() - start_time,
+    )
+    own = contender.own_processes()
+    results.add(
+        f"supervisor RSS with {count} vassals (MB)",
+        contender.name,
+        sum(facts(p, "rss") for p in own) / 2**20,
+    )
+    if idle:
+        before = sum(facts(p, "cpu") for p in own)
+        time.sleep(idle)
+        used = sum(facts(p, "cpu") for p in own) - before
+        results.add(
+            f"supervisor idle CPU with {count} vassals (%)", contender.name, 100 * used / idle
+        )
+    assert contender.process is not None
+    everyone = [c.pid for c in psutil.Process(contender.process.pid).children(recursive=True)]
+    start_time = time.perf_counter()
+    contender.process.send_signal(signal.SIGINT)
+    with contextlib.suppress(TimeoutError):
+        until(lambda: not alive(everyone), timeout=120)
+        results.add(
+            f"stop everything, {count} vassals", contender.name, time.perf_counter() - start_time
+        )
+    contender.stop()
+    for path in contender.folder.glob("*"):
+        path.unlink()
+
+
+def measure_up(work: Path, results: Results, repeats: int) -> None:
+    demo = work / "up-demo"
+    subprocess.run([str(TOOLKIT), "new", str(demo)], check=True, capture_output=True)
+    for _ in range(repeats):
+        http_port, app_port = free_port(), free_port()
+        overrides = ["--set", f"http_port={http_port}", "--set", f"app_port={app_port}"]
+        start_time = time.perf_counter()
+        subprocess.run(
+            [str(TOOLKIT), "up", str(demo), "--detach", *overrides], check=True, capture_output=True
+        )
+        until(lambda port=http_port: answer(port))
+        results.add("up --detach -> first 200", "toolkit", time.perf_counter() - start_time)
+        subprocess.run([str(TOOLKIT), "down", "-C", str(demo)], check=True, capture_output=True)
+
+
+def measure_check(work: Path, results: Results, count: int = 1000) -> None:
+    recipe = find_recipe("ground-up")
+    folder = work / "check" / "vassals"
+    folder.mkdir(parents=True)
+    catalog = load_catalog(UWSGI)
+    start_time = time.perf_counter()
+    for index in range(count // 2):
+        values = resolve(
+            recipe,
+            {
+                "http_port": RawValue(str(10000 + index), "bench"),
+                "app_port": RawValue(str(20000 + index), "bench"),
+            },
+        ).values
+        for name, text in render(recipe, values).items():
+            (folder / f"{index}-{name}").write_text(text)
+    rendered = time.perf_counter() - start_time
+    start_time = time.perf_counter()
+    files = [uwsgi_ini.read(p) for p in sorted(folder.iterdir())]
+    problems = check(files, catalog, work / "check")
+    checked = time.perf_counter() - start_time
+    results.add(f"render {count} configs", "toolkit", rendered)
+    results.add(f"check {count} configs", "toolkit", checked)
+    results.notes["check"] = f"{len(problems)} problems (logs/static folders are absent on purpose)"
+
+
+def table(results: Results) -> str:
+    names = ["bare uwsgi", "toolkit", "uWSGI (3 s)", "uWSGI (1 s)"]
+    lines = [
+        "| metric | " + " | ".join(names) + " | toolkit / uWSGI (3 s) |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for metric, by_contender in results.samples.items():
+        cells = []
+        for name in names:
+            values = by_contender.get(name)
+            cells.append(format_cell(metric, values) if values else "")
+        ratio = ""
+        ours, theirs = by_contender.get("toolkit"), by_contender.get("uWSGI (3 s)")
+        if ours and theirs and statistics.median(theirs) > 0:
+            ratio = f"{statistics.median(ours) / statistics.median(theirs):.2f}"
+        lines.append(f"| {metric} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def format_cell(metric: str, values: list[float]) -> str:
+    median, worst = statistics.median(values), max(values)
+    if "(MB)" in metric or "(%)" in metric or "failed" in metric:
+        return f"{median:.1f} (max {worst:.1f})" if len(values) > 1 else f"{median:.1f}"
+    unit = (lambda s: f"{s * 1000:.0f} ms") if worst < 1 else (lambda s: f"{s:.2f} s")
+    return f"{unit(median)} (max {unit(worst)})" if len(values) > 1 else unit(median)
+
+
+def machine() -> str:
+    version = subprocess.run([str(UWSGI), "--version"], capture_output=True, text=True).stdout
+    return (
+        f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"uWSGI {version.strip()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[Path]:
+    work = Path(tempfile.mkdtemp(prefix=BENCH_MARK))
+    try:
+        yield work
+    finally:
+        end_everything()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 repetitions, 20 and 40 vassals")
+    parser.add_argument("--json", type=Path, help="also write the raw samples here")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    options = parser.parse_args()
+    repeats = 3 if options.quick else 10
+    scales = (20, 40) if options.quick else (100, 200)
+    results = Results()
+    with workspace() as work:
+        code = work / "code"
+        code.mkdir()
+        (code / "app.py").write_text(APP)
+        print("floor (bare uwsgi)...", flush=True)
+        measure_floor(work, code, results, repeats)
+        competitors = contenders(work)
+        for contender in competitors:
+            contender.run()
+        try:
+            print(f"latencies, {repeats} rounds, alternating contenders...", flush=True)
+            measure_latencies(work, code, competitors, results, repeats)
+        finally:
+            for contender in competitors:
+                contender.stop()
+        for count in scales:
+            for contender in competitors[:2]:
+                print(f"scale: {count} vassals under {contender.name}...", flush=True)
+                measure_scale(
+                    work, code, contender, count, results, idle=10 if count == scales[0] else 0
+                )
+        print("up --detach...", flush=True)
+        measure_up(work, results, max(3, repeats // 2))
+        print("render + check 1,000 configs...", flush=True)
+        measure_check(work, results)
+    report = (
+        "# Benchmarks: toolkit's Emperor and uWSGI's Emperor\n\n"
+        f"Measured by `make bench` on: {machine()}.\n\n"
+        "Median (max) over the repetitions; latency metrics alternate contenders each round.\n"
+        "uWSGI's Emperor runs with its defaults (`--emperor-freq 3`) and with\n"
+        "`--emperor-freq 1`.\n\n" + table(results) + "\n"
+    )
+    for key, note in results.notes.items():
+        report += f"\n{key}: {note}\n"
+    print()
+    print(report)
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(report)
+    if options.json:
+        options.json.write_text(json.dumps(results.samples, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

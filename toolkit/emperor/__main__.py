@@ -1,0 +1,3 @@
+from toolkit.emperor.main import main
+
+raise SystemExit(main())

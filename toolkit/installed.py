@@ -1,0 +1,24 @@
+"""Which uwsgi executable toolkit runs: the one the `uwsgi` package put beside this Python."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+
+
+def uwsgi_executable(given: Path | None = None) -> Path:
+    """The given path, else uwsgi beside this Python, else the one on PATH; resolved."""
+    if given is not None:
+        if not given.is_file():
+            raise ToolkitError("no such uwsgi executable", file=given)
+        return given.resolve()
+    beside = Path(sys.executable).parent / "uwsgi"
+    found = beside if beside.exists() else shutil.which("uwsgi")
+    if found is None:
+        raise ToolkitError(
+            "no uwsgi executable found", hint="pip install uwsgi, or pass --uwsgi PATH"
+        )
+    return Path(found).resolve()
