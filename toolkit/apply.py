@@ -64,6 +64,10 @@ def plan(target: Path, rendered: Mapping[str, str]) -> list[FileChange]:
 
 
 def write_atomically(path: Path, text: str, mode: int = FILE_MODE) -> None:
+    write_atomically_bytes(path, text.encode("utf-8"), mode)
+
+
+def write_atomically_bytes(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Temporary file in the same folder, fsync, rename: readers see old or new, never half."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,8 +75,8 @@ def write_atomically(path: Path, text: str, mode: int = FILE_MODE) -> None:
     except OSError as error:
         raise ToolkitError(f"cannot write: {error.strerror}", file=path) from error
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, mode)

@@ -14,13 +14,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
-from toolkit import settings, uwsgi_ini
+from toolkit import settings, tutorial, uwsgi_ini
 from toolkit.apply import Status, apply
 from toolkit.catalog import load_catalog
 from toolkit.check import Problem, Severity, check
+from toolkit.compress import compress
 from toolkit.deployment import Deployment, files_to_check
 from toolkit.deployment import new as new_deployment
 from toolkit.emperor import control
@@ -88,7 +90,7 @@ def recipes() -> None:
     """List the recipes `toolkit new --recipe` can scaffold from."""
     with reported():
         for recipe in list_recipes():
-            out.print(f"{recipe.name:<12}{recipe.description}")
+            out.print(f"{recipe.name:<12}{recipe.description}", soft_wrap=True)
 
 
 @app.command()
@@ -112,7 +114,7 @@ def render(
         variables = deployment.load(settings.parse_overrides(set_ or []))
         changes = deployment.plan(variables)
         if not no_check:
-            refuse_on_errors(deployment.check(changes, uwsgi_executable(uwsgi)))
+            refuse_on_errors(deployment.check(variables.recipe, changes, uwsgi_executable(uwsgi)))
         if not check_only:
             apply(changes)
     for change in changes:
@@ -177,17 +179,23 @@ def up(
     quiet: QuietOption = False,
 ) -> None:
     """Render, check, then run the deployment's vassals under toolkit's Emperor."""
-    deployment = Deployment(directory)
+    start_up(Deployment(directory), set_ or [], detach, uwsgi, quiet)
+
+
+def start_up(
+    deployment: Deployment, set_: list[str], detach: bool, uwsgi: Path | None, quiet: bool
+) -> None:
+    """Shared by `up` and `tutorial run`: render, check, write, then run or detach."""
     with reported():
-        variables = deployment.load(settings.parse_overrides(set_ or []))
+        variables = deployment.load(settings.parse_overrides(set_))
         changes = deployment.plan(variables)
         logs_dir = deployment.logs_dir(variables)
         logs_dir.mkdir(parents=True, exist_ok=True)
         executable = uwsgi_executable(uwsgi)
-        refuse_on_errors(deployment.check(changes, executable))
+        refuse_on_errors(deployment.check(variables.recipe, changes, executable))
         apply(changes)
         control.prepare_run_dir(deployment.run_dir)
-        patterns = deployment.vassal_patterns
+        patterns = deployment.vassal_patterns(variables.recipe)
         if not detach:
             exec_emperor(patterns, deployment.run_dir, logs_dir, uwsgi=executable, quiet=quiet)
         ready = start_detached(patterns, executable, deployment.run_dir, logs_dir)
@@ -347,3 +355,54 @@ def check_configs(
             out.print(Text(str(problem), style=colour), soft_wrap=True)
         out.print(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
     raise typer.Exit(1 if errors else 0)
+
+
+@app.command(name="compress")
+def compress_static(
+    folder: Annotated[Path, typer.Argument(help="The static folder.")] = Path("static"),
+) -> None:
+    """Write a gzip -9 twin beside each static text file, for `static-gzip-all`."""
+    with reported():
+        report = compress(folder)
+    for item in report:
+        if item.written:
+            out.print(f"gzipped  {item.path}.gz  {item.size} -> {item.gzipped} bytes")
+        else:
+            out.print(f"skipped  {item.path}  (gzip would not shrink it)")
+
+
+tutorial_app = typer.Typer(help="The tutorial: uWSGI from the ground up, chapter by chapter.")
+app.add_typer(tutorial_app, name="tutorial")
+
+
+@tutorial_app.command(name="list")
+def tutorial_list() -> None:
+    """Every chapter, with what it runs."""
+    with reported():
+        for chapter in tutorial.chapters():
+            runs = "" if chapter.recipe is None else f"  (toolkit tutorial run {chapter.number})"
+            out.print(f"{chapter.number:02d}  {chapter.title}{runs}")
+
+
+@tutorial_app.command(name="show")
+def tutorial_show(number: Annotated[int, typer.Argument(help="Chapter number.")]) -> None:
+    """Read a chapter in the terminal."""
+    with reported():
+        text = tutorial.chapter(number).text
+    out.print(Markdown(text))
+
+
+@tutorial_app.command(name="run")
+def tutorial_run(
+    number: Annotated[int, typer.Argument(help="Chapter number.")],
+    directory: Annotated[Path, typer.Argument(help="Folder to build it in.")] = Path(
+        "tutorial-site"
+    ),
+    set_: SetOption = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+    uwsgi: UwsgiOption = None,
+) -> None:
+    """Build the chapter's deployment in DIR and run it, as the chapter says."""
+    with reported():
+        deployment = tutorial.build(number, directory, set_ or [])
+    start_up(deployment, [], detach, uwsgi, quiet=False)

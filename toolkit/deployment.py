@@ -37,9 +37,8 @@ class Deployment:
     def run_dir(self) -> Path:
         return self.root / RUN
 
-    @property
-    def vassal_patterns(self) -> list[str]:
-        return [str(self.vassals_dir / "*.ini")]
+    def vassal_patterns(self, recipe: Recipe) -> list[str]:
+        return [str(self.vassals_dir / recipe.glob)]
 
     def load(self, overrides: Mapping[str, RawValue] | None = None) -> Variables:
         """deploy.ini names its recipe; its values and the overrides are validated against it."""
@@ -61,14 +60,15 @@ class Deployment:
         rendered = render(variables.recipe, variables.values, self.root / TEMPLATES)
         return plan(self.vassals_dir, rendered)
 
-    def vassal_files(self) -> list[Path]:
-        return sorted(Path(p) for pattern in self.vassal_patterns for p in glob.glob(pattern))
+    def vassal_files(self, recipe: Recipe) -> list[Path]:
+        patterns = self.vassal_patterns(recipe)
+        return sorted(Path(p) for pattern in patterns for p in glob.glob(pattern))
 
-    def check(self, changes: list[FileChange], uwsgi: Path) -> list[Problem]:
+    def check(self, recipe: Recipe, changes: list[FileChange], uwsgi: Path) -> list[Problem]:
         """Check the vassals as they will be once `changes` are written, before writing them."""
         planned = {c.path: c.new for c in changes}
         files = [uwsgi_ini.parse(text, path) for path, text in planned.items()]
-        files += [uwsgi_ini.read(p) for p in self.vassal_files() if p not in planned]
+        files += [uwsgi_ini.read(p) for p in self.vassal_files(recipe) if p not in planned]
         return check(files, load_catalog(uwsgi), Path.cwd())
 
 
@@ -85,7 +85,8 @@ def files_to_check(paths: list[Path]) -> list[Path]:
         if path.is_file():
             found.append(path)
         elif (path / "deploy.ini").is_file():
-            found += Deployment(path).vassal_files()
+            deployment = Deployment(path)
+            found += deployment.vassal_files(deployment.load().recipe)
         elif path.is_dir():
             found += sorted([*path.glob("*.ini"), *path.glob("*/uwsgi.ini")])
         else:

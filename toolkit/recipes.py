@@ -31,12 +31,26 @@ class Variable:
 
 
 @dataclass(frozen=True)
+class VassalTemplate:
+    """One file the recipe renders into vassals/, optionally only when a variable is true."""
+
+    path: str
+    when: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> VassalTemplate:
+        path, _, condition = text.partition(" if ")
+        return cls(path.strip(), condition.strip() or None)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
     path: Path
-    vassals: tuple[str, ...]
+    vassals: tuple[VassalTemplate, ...]
     variables: tuple[Variable, ...]
+    glob: str = "*.ini"
 
     @property
     def templates_dir(self) -> Path:
@@ -69,13 +83,16 @@ def load_recipe(path: Path) -> Recipe:
         Variable(name, str(check), _comment(comments.get(name, [])))
         for name, check in section.items()
     )
-    vassals = tuple(v.strip() for v in str(spec.get("vassals", "")).split(",") if v.strip())
+    vassals = tuple(
+        VassalTemplate.parse(v) for v in str(spec.get("vassals", "")).split(",") if v.strip()
+    )
     return Recipe(
         name=str(spec["name"]),
         description=str(spec.get("description", "")),
         path=path,
         vassals=vassals,
         variables=variables,
+        glob=str(spec.get("glob", "*.ini")),
     )
 
 

@@ -52,9 +52,11 @@ def render(
     env = environment(recipe, overrides)
     rendered: dict[str, str] = {}
     for vassal in recipe.vassals:
-        name = vassal + TEMPLATE_SUFFIX
+        if vassal.when is not None and not values.get(vassal.when):
+            continue
+        name = vassal.path + TEMPLATE_SUFFIX
         try:
-            rendered[vassal] = env.get_template(name).render(values)
+            rendered[vassal.path] = env.get_template(name).render(values)
         except jinja2.TemplateSyntaxError as error:
             raise ToolkitError(
                 f"template syntax error: {error.message}",
