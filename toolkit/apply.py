@@ -22,11 +22,11 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class FileChange:
-    """One planned file: what is there now (None if absent) and what should be."""
+    """One planned file: what is there now and what should be (None: absent)."""
 
     path: Path
     old: str | None
-    new: str
+    new: str | None
 
     @property
     def status(self) -> Status:
@@ -36,14 +36,17 @@ class FileChange:
     def created(self) -> bool:
         return self.old is None
 
+    @property
+    def removed(self) -> bool:
+        return self.new is None
+
     def diff(self) -> str:
-        before = [] if self.old is None else self.old.splitlines(keepends=True)
         return "".join(
             difflib.unified_diff(
-                before,
-                self.new.splitlines(keepends=True),
+                (self.old or "").splitlines(keepends=True),
+                (self.new or "").splitlines(keepends=True),
                 fromfile="/dev/null" if self.old is None else f"{self.path} (before)",
-                tofile=f"{self.path} (after)",
+                tofile="/dev/null" if self.new is None else f"{self.path} (after)",
             )
         )
 
@@ -57,10 +60,12 @@ def _read(path: Path) -> str | None:
         raise ToolkitError(f"cannot read: {error}", file=path) from error
 
 
-def plan(target: Path, rendered: Mapping[str, str]) -> list[FileChange]:
-    return [
+def plan(target: Path, rendered: Mapping[str, str], stale: list[Path]) -> list[FileChange]:
+    """Changes to write `rendered` into `target`, and to remove the `stale` files."""
+    changes = [
         FileChange(target / name, _read(target / name), text) for name, text in rendered.items()
     ]
+    return changes + [FileChange(path, _read(path), None) for path in stale]
 
 
 def write_atomically(path: Path, text: str, mode: int = FILE_MODE) -> None:
@@ -89,5 +94,7 @@ def write_atomically_bytes(path: Path, data: bytes, mode: int = FILE_MODE) -> No
 def apply(changes: list[FileChange]) -> None:
     """Write the changed files; an unchanged file keeps its content and mtime."""
     for change in changes:
-        if change.status is Status.CHANGED:
+        if change.new is None:
+            change.path.unlink(missing_ok=True)
+        elif change.status is Status.CHANGED:
             write_atomically(change.path, change.new)

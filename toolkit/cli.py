@@ -59,7 +59,7 @@ def reported() -> Iterator[None]:
     try:
         yield
     except ToolkitError as error:
-        err.print(f"[red]error:[/red] {error}", markup=True, soft_wrap=True)
+        err.print(f"[red]error:[/red] {error}", markup=True)
         raise typer.Exit(error.exit_code) from None
 
 
@@ -90,7 +90,7 @@ def recipes() -> None:
     """List the recipes `toolkit new --recipe` can scaffold from."""
     with reported():
         for recipe in list_recipes():
-            out.print(f"{recipe.name:<12}{recipe.description}", soft_wrap=True)
+            out.print(f"{recipe.name:<12}{recipe.description}")
 
 
 @app.command()
@@ -120,7 +120,7 @@ def render(
     for change in changes:
         status = change.status
         colour = "yellow" if status is Status.CHANGED else "green"
-        note = " (created)" if change.created else ""
+        note = " (created)" if change.created else " (removed)" if change.removed else ""
         out.print(f"[{colour}]{status.value:<8}[/{colour}]{change.path}{note}")
         if diff and status is Status.CHANGED:
             sys.stdout.write(change.diff())
@@ -310,7 +310,7 @@ def logs(
 def show_problems(problems: list[Problem]) -> None:
     for problem in problems:
         colour = "red" if problem.severity is Severity.ERROR else "yellow"
-        err.print(Text(str(problem), style=colour), soft_wrap=True)
+        err.print(Text(str(problem), style=colour))
 
 
 def refuse_on_errors(problems: list[Problem]) -> None:
@@ -352,7 +352,7 @@ def check_configs(
     else:
         for problem in problems:
             colour = "red" if problem.severity is Severity.ERROR else "yellow"
-            out.print(Text(str(problem), style=colour), soft_wrap=True)
+            out.print(Text(str(problem), style=colour))
         out.print(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
     raise typer.Exit(1 if errors else 0)
 
@@ -389,7 +389,7 @@ def tutorial_show(number: Annotated[int, typer.Argument(help="Chapter number.")]
     """Read a chapter in the terminal."""
     with reported():
         text = tutorial.chapter(number).text
-    out.print(Markdown(text))
+    out.print(Markdown(text), soft_wrap=False)
 
 
 @tutorial_app.command(name="run")

@@ -19,6 +19,8 @@ from toolkit.settings import RawValue, Variables
 VASSALS = "vassals"
 RUN = "run"
 TEMPLATES = "templates"
+# The first line of every base template: files with it are toolkit's to remove when stale.
+RENDERED_MARK = "# Rendered by toolkit"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,13 @@ class Deployment:
     def plan(self, variables: Variables) -> list[FileChange]:
         """What `render` would write into vassals/, compared with what is there."""
         rendered = render(variables.recipe, variables.values, self.root / TEMPLATES)
-        return plan(self.vassals_dir, rendered)
+        wanted = {self.vassals_dir / name for name in rendered}
+        stale = [
+            path
+            for path in self.vassal_files(variables.recipe)
+            if path not in wanted and RENDERED_MARK in path.read_text(errors="replace")
+        ]
+        return plan(self.vassals_dir, rendered, stale)
 
     def vassal_files(self, recipe: Recipe) -> list[Path]:
         patterns = self.vassal_patterns(recipe)
@@ -67,7 +75,7 @@ class Deployment:
     def check(self, recipe: Recipe, changes: list[FileChange], uwsgi: Path) -> list[Problem]:
         """Check the vassals as they will be once `changes` are written, before writing them."""
         planned = {c.path: c.new for c in changes}
-        files = [uwsgi_ini.parse(text, path) for path, text in planned.items()]
+        files = [uwsgi_ini.parse(text, path) for path, text in planned.items() if text is not None]
         files += [uwsgi_ini.read(p) for p in self.vassal_files(recipe) if p not in planned]
         return check(files, load_catalog(uwsgi), Path.cwd())
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from configobj import ConfigObj, ConfigObjError
 
@@ -32,15 +34,34 @@ class Variable:
 
 @dataclass(frozen=True)
 class VassalTemplate:
-    """One file the recipe renders into vassals/, optionally only when a variable is true."""
+    """A template the recipe renders into vassals/, as written in `vassals = ...`.
+
+    `http.ini if split` renders only when the variable `split` is true;
+    `app.ini * apps` renders app-1.ini ... app-N.ini, N being the variable `apps`,
+    each with `instance` set to its number.
+    """
 
     path: str
     when: str | None = None
+    repeat: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> VassalTemplate:
-        path, _, condition = text.partition(" if ")
-        return cls(path.strip(), condition.strip() or None)
+        text, _, condition = text.partition(" if ")
+        path, _, repeat = text.partition(" * ")
+        return cls(path.strip(), condition.strip() or None, repeat.strip() or None)
+
+    def outputs(self, values: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """(file name, extra template variables) for each file this template makes."""
+        if self.when is not None and not values.get(self.when):
+            return []
+        if self.repeat is None:
+            return [(self.path, {})]
+        stem, dot, suffix = self.path.rpartition(".")
+        return [
+            (f"{stem}-{i}{dot}{suffix}", {"instance": i})
+            for i in range(1, int(values.get(self.repeat, 0)) + 1)
+        ]
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,10 @@ def render(
     """Render every vassal of the recipe: relative output path -> text."""
     env = environment(recipe, overrides)
     rendered: dict[str, str] = {}
-    for vassal in recipe.vassals:
-        if vassal.when is not None and not values.get(vassal.when):
-            continue
+    for vassal, (output, extra) in ((v, o) for v in recipe.vassals for o in v.outputs(values)):
         name = vassal.path + TEMPLATE_SUFFIX
         try:
-            rendered[vassal.path] = env.get_template(name).render(values)
+            rendered[output] = env.get_template(name).render({**values, **extra})
         except jinja2.TemplateSyntaxError as error:
             raise ToolkitError(
                 f"template syntax error: {error.message}",

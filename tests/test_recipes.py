@@ -1,0 +1,114 @@
+"""Every shipped recipe scaffolds, renders, checks clean and serves under toolkit's Emperor."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.support import free_ports, get, run_toolkit, try_get, wait_for
+from toolkit.recipes import list_recipes
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A first port such that it and the next count-1 are free on loopback."""
+    while True:
+        first = random.randint(20000, 60000)
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+def port_settings(recipe: str) -> tuple[list[str], int]:
+    """--set pairs giving a recipe free ports, and the port to ask for a page."""
+    port, other = free_ports(2)
+    if recipe == "services":
+        return [f"site_port={port}", f"blog_port={other}"], port
+    if recipe == "balanced":
+        return [f"http_port={port}", f"app_port={consecutive_free_ports(3)}", "apps=3"], port
+    return [f"http_port={port}", f"app_port={other}"] if recipe != "single" else [
+        f"http_port={port}"
+    ], port
+
+
+@pytest.fixture
+def down() -> Iterator[list[Path]]:
+    running: list[Path] = []
+    yield running
+    for root in running:
+        run_toolkit("down", "-C", root)
+
+
+def test_recipes_lists_every_shipped_recipe() -> None:
+    result = run_toolkit("recipes")
+    assert {line.split()[0] for line in result.stdout.splitlines()} == {
+        "ground-up",
+        "single",
+        "balanced",
+        "services",
+        "tutorial",
+    }
+
+
+@pytest.mark.parametrize("recipe", [r.name for r in list_recipes()])
+def test_recipe_scaffolds_renders_checks_and_serves(
+    recipe: str, tmp_path: Path, down: list[Path]
+) -> None:
+    root = tmp_path / recipe
+    assert run_toolkit("new", root, "--recipe", recipe).returncode == 0
+    sets, port = port_settings(recipe)
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write("".join(f"{pair.replace('=', ' = ')}\n" for pair in sets))
+    assert run_toolkit("render", root).returncode == 0
+    checked = run_toolkit("check", root)
+    assert checked.returncode == 0, checked.stdout
+    assert "0 error(s), 0 warning(s)" in checked.stdout
+    down.append(root)
+    result = run_toolkit("up", root, "--detach")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert get(port).status == 200
+
+
+def test_balanced_spreads_requests_over_three_app_vassals(tmp_path: Path, down: list[Path]) -> None:
+    root = tmp_path / "balanced"
+    run_toolkit("new", root, "--recipe", "balanced")
+    sets, port = port_settings("balanced")
+    options = [part for pair in sets for part in ("--set", pair)]
+    down.append(root)
+    result = run_toolkit("up", root, "--detach", *options)
+    assert result.returncode == 0, result.stderr
+    seen: set[int] = set()
+
+    def pid(_: int) -> int:
+        response = try_get(port, "/api/status")
+        return json.loads(response.body)["pid"] if response and response.status == 200 else 0
+
+    with ThreadPoolExecutor(6) as pool:
+        wait_for(lambda: seen.update(pool.map(pid, range(30))) or len(seen - {0}) >= 3)
+
+
+def test_scaling_down_removes_the_extra_vassal_file(tmp_path: Path) -> None:
+    root = tmp_path / "balanced"
+    run_toolkit("new", root, "--recipe", "balanced")
+    assert run_toolkit("render", root, "--set", "apps=3").returncode == 0
+    result = run_toolkit("render", root, "--set", "apps=2")
+    assert f"{root / 'vassals' / 'app-3.ini'} (removed)" in result.stdout
+    assert sorted(p.name for p in (root / "vassals").iterdir()) == [
+        "app-1.ini",
+        "app-2.ini",
+        "http.ini",
+    ]
