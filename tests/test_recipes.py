@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -112,3 +114,18 @@ def test_scaling_down_removes_the_extra_vassal_file(tmp_path: Path) -> None:
         "app-2.ini",
         "http.ini",
     ]
+
+
+def test_exported_systemd_unit_runs_the_emperor_and_verifies(deployment: Path) -> None:
+    unit = deployment / "toolkit-site.service"
+    result = run_toolkit("export", "systemd", deployment, "--output", unit)
+    assert result.returncode == 0, result.stderr
+    text = unit.read_text()
+    assert "-m toolkit.emperor" in text
+    assert f"'{deployment.resolve() / 'vassals' / '*.ini'}'" in text
+    assert "KillSignal=SIGINT" in text
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    verified = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from toolkit import settings, tutorial, uwsgi_ini
-from toolkit.apply import Status, apply
+from toolkit.apply import Status, apply, write_atomically
 from toolkit.catalog import load_catalog
 from toolkit.check import Problem, Severity, check
 from toolkit.compress import compress
@@ -30,6 +30,7 @@ from toolkit.emperor.background import start_detached
 from toolkit.emperor.main import argv as emperor_argv
 from toolkit.emperor.throttle import Throttle
 from toolkit.errors import ToolkitError
+from toolkit.export import systemd_unit
 from toolkit.installed import uwsgi_executable
 from toolkit.recipes import DEFAULT_RECIPE, find_recipe, list_recipes
 
@@ -406,3 +407,27 @@ def tutorial_run(
     with reported():
         deployment = tutorial.build(number, directory, set_ or [])
     start_up(deployment, [], detach, uwsgi, quiet=False)
+
+
+export_app = typer.Typer(help="Hand a deployment to systemd.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command(name="systemd")
+def export_systemd(
+    directory: DeploymentDir = Path("."),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the unit here (default: stdout).")
+    ] = None,
+    uwsgi: UwsgiOption = None,
+) -> None:
+    """A systemd unit that runs the deployment's Emperor, stopped with SIGINT."""
+    deployment = Deployment(directory)
+    with reported():
+        unit = systemd_unit(deployment, deployment.load(), uwsgi_executable(uwsgi))
+        if output is not None:
+            write_atomically(output, unit)
+    if output is None:
+        sys.stdout.write(unit)
+    else:
+        out.print(f"wrote {output}")
