@@ -160,7 +160,7 @@ def test_killed_master_is_respawned_and_serves_again(emperor: RunningEmperor) ->
     after = emperor.status()["web"]
     assert after["pid"] != pid
     assert after["last_exit"] == "signal SIGKILL"
-    assert "web     ▸ crashed: crashed (signal SIGKILL)" in emperor.text()
+    wait_for(lambda: "web     ▸ crashed: crashed (signal SIGKILL)" in emperor.text())
 
 
 def test_deleted_config_closes_port_and_ends_every_process(emperor: RunningEmperor) -> None:
@@ -172,7 +172,7 @@ def test_deleted_config_closes_port_and_ends_every_process(emperor: RunningEmper
     wait_for(port_closed(port))
     wait_for(lambda: "web" not in emperor.status())
     assert group_members(pid) == []
-    assert "web     ▸ stopped: config file removed" in emperor.text()
+    wait_for(lambda: "web     ▸ stopped: config file removed" in emperor.text())
 
 
 def test_changed_config_reloads_and_serves_the_new_value(emperor: RunningEmperor) -> None:
@@ -183,7 +183,7 @@ def test_changed_config_reloads_and_serves_the_new_value(emperor: RunningEmperor
     emperor.add("web", port, greeting="after")
     wait_for(lambda: (r := try_get(port)) is not None and r.body == b"after", timeout=15)
     assert emperor.status()["web"]["pid"] == pid, "a reload keeps the master"
-    assert "web     ▸ reloading: config changed" in emperor.text()
+    wait_for(lambda: "web     ▸ reloading: config changed" in emperor.text())
 
 
 def test_broken_app_is_throttled_and_its_error_shown(emperor: RunningEmperor) -> None:
@@ -283,7 +283,7 @@ def test_stop_keeps_a_vassal_down_until_reload(emperor: RunningEmperor) -> None:
     assert result.returncode == 0, result.stderr
     assert emperor.state("web") == "stopped"
     assert port_closed(port)()
-    assert "web     ▸ stopped: asked by `toolkit stop`" in emperor.text()
+    wait_for(lambda: "web     ▸ stopped: asked by `toolkit stop`" in emperor.text())
     assert run_toolkit("reload", "web", "-C", emperor.root).returncode == 0
     wait_for(serving(port))
 
@@ -298,3 +298,18 @@ def test_logs_prints_a_vassals_output(emperor: RunningEmperor) -> None:
     missing = run_toolkit("logs", "nope", "-C", emperor.root)
     assert missing.returncode == 2
     assert "no log for vassal 'nope'" in missing.stderr
+
+
+def test_world_writable_config_is_refused(emperor: RunningEmperor) -> None:
+    port = free_port()
+    path = emperor.add("web", port)
+    wait_for(lambda: emperor.state("web") == "ready")
+    path.chmod(0o666)
+    path.touch()
+    wait_for(lambda: "web" not in emperor.status())
+    wait_for(port_closed(port))
+    wait_for(lambda: "web.ini refused: it is world-writable (chmod o-w it)" in emperor.text())
+    wait_for(lambda: "web     ▸ stopped: config refused: it is world-writable" in emperor.text())
+    path.chmod(0o644)
+    path.touch()
+    wait_for(serving(port))

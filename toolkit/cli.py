@@ -40,8 +40,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DeploymentDir = Annotated[
     Path, typer.Argument(help="The deployment folder (holds deploy.ini).", show_default=True)
@@ -156,13 +156,23 @@ def emperor(
     backoff: Annotated[
         float, typer.Option(min=0.0, help="First respawn delay after repeated exits (doubles).")
     ] = 0.25,
+    trust_any_config: Annotated[
+        bool,
+        typer.Option(help="Also run configs that are world-writable or owned by another user."),
+    ] = False,
 ) -> None:
     """Run one uwsgi per config the globs match: respawn, reload on change, stop on removal."""
     with reported():
         limits = Throttle(max_spawns, window, backoff)
         control.prepare_run_dir(run_dir)
         exec_emperor(
-            patterns, run_dir, logs_dir, uwsgi=uwsgi_executable(uwsgi), quiet=quiet, throttle=limits
+            patterns,
+            run_dir,
+            logs_dir,
+            uwsgi=uwsgi_executable(uwsgi),
+            quiet=quiet,
+            throttle=limits,
+            trust_any_config=trust_any_config,
         )
 
 

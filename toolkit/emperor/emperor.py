@@ -28,6 +28,7 @@ class Emperor:
         throttle: Callable[[], Throttle] = Throttle,
         stop_timeout: float = 5.0,
         rescan_every: float = watcher.RESCAN_EVERY,
+        trust_any_config: bool = False,
     ) -> None:
         self.patterns = patterns
         self.uwsgi = uwsgi
@@ -36,6 +37,7 @@ class Emperor:
         self.throttle = throttle
         self.stop_timeout = stop_timeout
         self.rescan_every = rescan_every
+        self.trust_any_config = trust_any_config
         self.vassals: dict[str, Vassal] = {}
         self.events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._stopping: dict[str, asyncio.Task[None]] = {}
@@ -98,14 +100,24 @@ class Emperor:
 
     def reconcile(self, settle: bool = True) -> None:
         """Start, reload or stop whatever differs between the files and the running vassals."""
-        found = watcher.scan(self.patterns, settle)
+        found = watcher.scan(self.patterns, settle, trust=self.trust_any_config)
         for path, digest in found.not_vassals.items():
             if self._warned.get(path) != digest:
                 self._warned[path] = digest
                 self.emit(Kind.WARNING, f"{path} has no [uwsgi] section: not a vassal, not started")
+        for path, reason in found.refused.items():
+            if self._warned.get(path) != reason:
+                self._warned[path] = reason
+                self.emit(
+                    Kind.WARNING,
+                    f"{path} refused: {reason}; --trust-any-config runs it anyway",
+                )
         for name, vassal in list(self.vassals.items()):
             if name not in found.configs and vassal.config.path not in found.unsettled:
-                self._retire(name, "config file removed")
+                refusal = found.refused.get(vassal.config.path)
+                self._retire(
+                    name, f"config refused: {refusal}" if refusal else "config file removed"
+                )
         for name, config in found.configs.items():
             current = self.vassals.get(name)
             if current is None:

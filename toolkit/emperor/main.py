@@ -28,6 +28,7 @@ def argv(
     logs_dir: Path,
     quiet: bool = False,
     throttle: Throttle | None = None,
+    trust_any_config: bool = False,
 ) -> list[str]:
     """The command line that starts this module with these settings."""
     limits = throttle or Throttle()
@@ -36,6 +37,7 @@ def argv(
         "--uwsgi", str(uwsgi), "--run-dir", str(run_dir), "--logs-dir", str(logs_dir),
         "--max-spawns", str(limits.max_spawns), "--window", str(limits.window),
         "--backoff", str(limits.first_delay), *(["--quiet"] if quiet else []),
+        *(["--trust-any-config"] if trust_any_config else []),
     ]  # fmt: skip
 
 
@@ -46,6 +48,7 @@ def main(arguments: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=Path("run"))
     parser.add_argument("--logs-dir", type=Path, default=Path("logs"))
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--trust-any-config", action="store_true")
     parser.add_argument("--max-spawns", type=int, default=Throttle.max_spawns)
     parser.add_argument("--window", type=float, default=Throttle.window)
     parser.add_argument("--backoff", type=float, default=Throttle.first_delay)
@@ -59,8 +62,9 @@ def main(arguments: list[str] | None = None) -> int:
             run_dir=options.run_dir,
             printer=Printer(console, quiet=options.quiet, logs_dir=options.logs_dir),
             throttle=lambda: replace(limits, exits=[]),
+            trust_any_config=options.trust_any_config,
         )
         return run(emperor)
     except ToolkitError as error:
-        Console(stderr=True, highlight=False).print(f"error: {error}", markup=False)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {error}", markup=False)
         return error.exit_code

@@ -50,14 +50,21 @@ class Config:
     has_workers: bool = True
 
 
-def _die_with_emperor() -> None:
-    """Runs in the child before exec: SIGKILL the master if the Emperor dies, even by SIGKILL.
+def _die_with(emperor_pid: int) -> Callable[[], None]:
+    """What the child runs before exec: SIGKILL the master if the Emperor dies, even by SIGKILL.
 
     uWSGI notices its emperor's socket closing too, but takes about two seconds; its
-    workers follow a killed master at once.
+    workers follow a killed master at once. An Emperor that died between fork and prctl
+    would never send the signal, so the child checks its parent is still the Emperor.
     """
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def arm() -> None:
+        if sys.platform == "linux":
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != emperor_pid:
+            os._exit(1)
+
+    return arm
 
 
 def kill_group(pid: int, sig: int) -> None:
@@ -242,7 +249,7 @@ class Vassal:
                 pass_fds=(vassal_end.fileno(),),
                 env=env,
                 limit=LINE_LIMIT,
-                preexec_fn=_die_with_emperor,
+                preexec_fn=_die_with(os.getpid()),
             )
         except OSError:
             emperor_end.close()

@@ -6,6 +6,7 @@ import asyncio
 import glob
 import hashlib
 import os
+import stat
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -43,24 +44,42 @@ class Scan:
     configs: dict[str, Config]
     not_vassals: dict[Path, str]
     unsettled: set[Path]
+    refused: dict[Path, str]
 
 
-def scan(patterns: Iterable[str], settle: bool = False, now: float | None = None) -> Scan:
+def distrust(info: os.stat_result) -> str | None:
+    """Why a config file should not be run as given: anyone could have written it."""
+    if info.st_mode & stat.S_IWOTH:
+        return "it is world-writable (chmod o-w it)"
+    if info.st_uid != os.getuid():
+        return f"it is owned by uid {info.st_uid}, not by this user ({os.getuid()})"
+    return None
+
+
+def scan(
+    patterns: Iterable[str], settle: bool = False, now: float | None = None, trust: bool = False
+) -> Scan:
     """Read every matching file. With `settle` (a periodic look, not one after a quiet burst of
     file events), a file modified in the last moment may be mid-write: leave it for next time."""
     now = time.time() if now is None else now
     configs: dict[str, Config] = {}
     not_vassals: dict[Path, str] = {}
     unsettled: set[Path] = set()
+    refused: dict[Path, str] = {}
     for pattern in patterns:
         for match in sorted(glob.glob(pattern, recursive=True)):
             path = Path(match)
             try:
-                if settle and now - path.stat().st_mtime < SETTLE_SECONDS:
+                info = path.stat()
+                if settle and now - info.st_mtime < SETTLE_SECONDS:
                     unsettled.add(path)
                     continue
                 content = path.read_bytes()
             except OSError:
+                continue
+            reason = None if trust else distrust(info)
+            if reason is not None:
+                refused[path] = reason
                 continue
             digest = hashlib.sha256(content).hexdigest()
             ini = uwsgi_ini.parse(content.decode("utf-8", errors="replace"), path)
@@ -71,7 +90,7 @@ def scan(patterns: Iterable[str], settle: bool = False, now: float | None = None
             if name in configs and configs[name].path != path:
                 name = f"{path.parent.name}/{path.stem}"
             configs.setdefault(name, Config(name, path, digest, ini.has_workers))
-    return Scan(configs, not_vassals, unsettled)
+    return Scan(configs, not_vassals, unsettled, refused)
 
 
 async def changes(
