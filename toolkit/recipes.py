@@ -72,6 +72,7 @@ class Recipe:
     vassals: tuple[VassalTemplate, ...]
     variables: tuple[Variable, ...]
     glob: str = "*.ini"
+    scaffold_from: str | None = None
 
     @property
     def templates_dir(self) -> Path:
@@ -83,6 +84,15 @@ class Recipe:
 
     def variable(self, name: str) -> Variable | None:
         return next((v for v in self.variables if v.name == name), None)
+
+    def scaffold_files(self) -> dict[Path, Path]:
+        """Relative path -> source: `scaffold_from`'s files, then this recipe's own on top."""
+        files = find_recipe(self.scaffold_from).scaffold_files() if self.scaffold_from else {}
+        if self.scaffold_dir.is_dir():
+            for source in sorted(self.scaffold_dir.rglob("*")):
+                if source.is_file() and "__pycache__" not in source.parts:
+                    files[source.relative_to(self.scaffold_dir)] = source
+        return files
 
 
 def _comment(lines: list[str]) -> str:
@@ -114,6 +124,7 @@ def load_recipe(path: Path) -> Recipe:
         vassals=vassals,
         variables=variables,
         glob=str(spec.get("glob", "*.ini")),
+        scaffold_from=str(spec["scaffold_from"]) if "scaffold_from" in spec else None,
     )
 
 
@@ -155,12 +166,9 @@ def scaffold(recipe: Recipe, target: Path, deploy_ini: str, force: bool) -> list
             "a deployment already exists here", file=existing, hint="pass --force to overwrite it"
         )
     files = [(existing, deploy_ini)]
-    if recipe.scaffold_dir.is_dir():
-        files += [
-            (target / source.relative_to(recipe.scaffold_dir), source.read_text())
-            for source in sorted(recipe.scaffold_dir.rglob("*"))
-            if source.is_file() and "__pycache__" not in source.parts
-        ]
+    files += [
+        (target / name, source.read_text()) for name, source in recipe.scaffold_files().items()
+    ]
     report: list[tuple[Path, str]] = []
     for path, text in files:
         if path.exists() and not force:
