@@ -60,6 +60,11 @@ def _problem(
     return Problem(str(ini.path), line, rule, severity, message, hint)
 
 
+def did_you_mean(word: str, choices: Iterable[str], otherwise: str, cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return f"did you mean {close[0]!r}?" if close else otherwise
+
+
 def expand(value: str, ini: IniFile) -> str:
     """Resolve the magic variables toolkit can know before uWSGI runs (`%d`, `%n`, `%%`)."""
     folder = os.path.abspath(ini.path.parent) + "/"
@@ -101,8 +106,7 @@ def check_options(ini: IniFile, catalog: Catalog) -> Iterator[Problem]:
                 f"build uWSGI with the {plugin} plugin or remove the option",
             )
             continue
-        close = difflib.get_close_matches(option.key, list(catalog.options), n=1, cutoff=0.75)
-        hint = f"did you mean {close[0]!r}?" if close else "see `uwsgi --help`"
+        hint = did_you_mean(option.key, catalog.options, "see `uwsgi --help`", cutoff=0.75)
         yield _problem(
             ini, option.line, "U100", Severity.ERROR, f"unknown option {option.key!r}", hint
         )
@@ -212,14 +216,13 @@ def check_routes(ini: IniFile) -> Iterator[Problem]:
         action = rest.split(" ", 1)[1].strip() if " " in rest else ""
         action_name = action.split(":", 1)[0].strip()
         if condition not in ROUTE_CONDITIONS:
-            close = difflib.get_close_matches(condition, ROUTE_CONDITIONS, n=1)
             yield _problem(
                 ini,
                 option.line,
                 "R500",
                 Severity.ERROR,
                 f"unknown route condition {condition!r}",
-                f"did you mean {close[0]!r}?" if close else "e.g. equal, startswith",
+                did_you_mean(condition, ROUTE_CONDITIONS, "e.g. equal, startswith"),
             )
         elif not action_name:
             yield _problem(
@@ -231,14 +234,13 @@ def check_routes(ini: IniFile) -> Iterator[Problem]:
                 "write `condition:subject;value action:args`",
             )
         elif action_name not in ROUTE_ACTIONS:
-            close = difflib.get_close_matches(action_name, ROUTE_ACTIONS, n=1)
             yield _problem(
                 ini,
                 option.line,
                 "R501",
                 Severity.ERROR,
                 f"unknown route action {action_name!r}",
-                f"did you mean {close[0]!r}?" if close else "e.g. addheader, log",
+                did_you_mean(action_name, ROUTE_ACTIONS, "e.g. addheader, log"),
             )
 
 
