@@ -242,6 +242,9 @@ class Vassal:
                 str(self.uwsgi),
                 "--ini",
                 str(self.config.path),
+                # Workers and gateways die with their master, even when it is SIGKILLed;
+                # without it a worker blocked in accept() outlives a killed Emperor.
+                "--no-orphans",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

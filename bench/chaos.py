@@ -1,0 +1,368 @@
+"""Fault injection against toolkit's Emperor: kill storms, edit storms, crash loops, its own death.
+
+`make chaos` runs the long versions (60 s kill storm, 1,000-write edit storm) and prints a
+table; the short versions run inside `make test` (tests/test_chaos.py). Every process
+started here is ended by process group, even when a round fails halfway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+BIN = Path(sys.executable).parent
+APP = """import os
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [os.environ.get("CHECKSUM", "none").encode()]
+"""
+CRASHER = "raise SystemExit('crashing on purpose')\n"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answer(port: int) -> bytes | None:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        return response.read() if response.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def config(code: Path, port: int, version: str, module: str = "app") -> str:
+    """A vassal config whose last line carries a checksum of the lines above; the app echoes it."""
+    body = (
+        "[uwsgi]\nstrict = true\nmaster = true\n"
+        f"http-socket = 127.0.0.1:{port}\nprocesses = 1\npythonpath = {code}\n"
+        f"module = {module}\nneed-app = true\n; version {version}\n"
+    )
+    return body + f"env = CHECKSUM={hashlib.sha256(body.encode()).hexdigest()[:16]}\n"
+
+
+def checksum_of(text: str) -> str | None:
+    body, _, last = text.rstrip("\n").rpartition("\n")
+    if not last.startswith("env = CHECKSUM="):
+        return None
+    expected = hashlib.sha256((body + "\n").encode()).hexdigest()[:16]
+    return expected if last.endswith(expected) else None
+
+
+@dataclass
+class Figures:
+    """One row of the chaos table per scenario; the zeros should stay zeros."""
+
+    rows: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def record(self, scenario: str, **values: object) -> None:
+        self.rows.setdefault(scenario, {}).update(values)
+
+    def table(self) -> str:
+        columns = [
+            "vassals",
+            "kills sent",
+            "recovered",
+            "max recovery (s)",
+            "zombies",
+            "duplicates",
+            "orphans",
+            "writes",
+            "mismatches",
+            "emperor CPU (%)",
+        ]
+        lines = ["| scenario | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        for scenario, values in self.rows.items():
+            cells = [str(values.get(c, "")) for c in columns]
+            lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+@dataclass
+class Site:
+    """A watched folder of vassals under one toolkit Emperor."""
+
+    root: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    emperor: subprocess.Popen[bytes] | None = None
+
+    @property
+    def vassals(self) -> Path:
+        return self.root / "vassals"
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    def start(self, *extra: str) -> None:
+        self.vassals.mkdir(parents=True, exist_ok=True)
+        self.code.mkdir(exist_ok=True)
+        (self.code / "app.py").write_text(APP)
+        (self.code / "crasher.py").write_text(CRASHER)
+        with (self.root / "emperor.out").open("ab") as stream:
+            self.emperor = subprocess.Popen(
+                [str(BIN / "python"), "-m", "toolkit.emperor", str(self.vassals / "*.ini"),
+                 "--run-dir", str(self.root / "run"), "--logs-dir", str(self.root / "logs"),
+                 "--quiet", *extra],
+                stdout=stream, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env={**os.environ, "NO_COLOR": "1"},
+            )  # fmt: skip
+
+    def add(self, name: str, version: str = "1", module: str = "app") -> None:
+        port = self.ports.setdefault(name, free_port())
+        write(self.vassals / f"{name}.ini", config(self.code, port, version, module))
+
+    def masters(self) -> dict[str, list[int]]:
+        """Each config's uwsgi masters: processes whose parent is the Emperor."""
+        found: dict[str, list[int]] = {}
+        assert self.emperor is not None
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(self.emperor.pid).children():
+                with contextlib.suppress(psutil.Error):
+                    if child.status() == psutil.STATUS_ZOMBIE:
+                        continue
+                    arguments = child.cmdline()
+                    ini = arguments[arguments.index("--ini") + 1]
+                    found.setdefault(Path(ini).stem, []).append(child.pid)
+        return found
+
+    def ours(self) -> list[psutil.Process]:
+        mine = []
+        for process in psutil.process_iter(["name", "cmdline"]):
+            if process.info["name"] == "uwsgi" and any(
+                str(self.root) in part for part in process.info["cmdline"] or []
+            ):
+                mine.append(process)
+        return mine
+
+    def zombies(self) -> int:
+        count = 0
+        for process in self.ours():
+            with contextlib.suppress(psutil.Error):
+                count += process.status() == psutil.STATUS_ZOMBIE
+        return count
+
+    def stop(self) -> int:
+        """Stop the Emperor; return how many of its uwsgi processes outlived it by 3 s."""
+        if self.emperor is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.emperor.send_signal(signal.SIGINT)
+            try:
+                self.emperor.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.emperor.pid, signal.SIGKILL)
+                self.emperor.wait()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and self.alive():
+            time.sleep(0.05)
+        left = self.alive()
+        for process in left:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        return len(left)
+
+    def alive(self) -> list[psutil.Process]:
+        live = []
+        for process in self.ours():
+            with contextlib.suppress(psutil.Error):
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    live.append(process)
+        return live
+
+
+def write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{random.random():.6f}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def until(condition: object, timeout: float) -> float | None:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():  # type: ignore[operator]
+            return time.monotonic() - start
+        time.sleep(0.02)
+    return None
+
+
+def serving_all(site: Site) -> bool:
+    return all(answer(port) is not None for port in site.ports.values())
+
+
+def kill_storm(work: Path, figures: Figures, seconds: float, vassals: int = 10) -> None:
+    """SIGKILL random masters and workers; then every vassal must serve again, exactly once."""
+    site = Site(work / "kill-storm")
+    site.start("--max-spawns", "100000")  # the storm tests recovery; throttling is tested apart
+    try:
+        for index in range(vassals):
+            site.add(f"v{index}")
+        assert until(lambda: serving_all(site), 60) is not None, "vassals never served"
+        kills, slowest, end = 0, 0.0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            targets = [p for p in site.ours() if p.pid != site.emperor.pid]  # type: ignore[union-attr]
+            if targets:
+                with contextlib.suppress(psutil.Error):
+                    random.choice(targets).kill()
+                    kills += 1
+            time.sleep(random.uniform(0.05, 0.3))
+        recovery = until(lambda: serving_all(site), 30)
+        slowest = recovery if recovery is not None else float("inf")
+        time.sleep(0.5)
+        masters = site.masters()
+        duplicates = sum(len(pids) - 1 for pids in masters.values() if len(pids) > 1)
+        recovered = sum(answer(port) is not None for port in site.ports.values())
+        figures.record("kill storm", vassals=vassals, **{
+            "kills sent": kills, "recovered": f"{recovered}/{vassals}",
+            "max recovery (s)": f"{slowest:.2f}", "zombies": site.zombies(),
+            "duplicates": duplicates,
+        })  # fmt: skip
+    finally:
+        figures.record("kill storm", orphans=site.stop())
+
+
+def edit_storm(work: Path, figures: Figures, writes: int, vassals: int = 5) -> None:
+    """Rewrites, renames into place, truncate-then-write, deletes and re-creates, quickly."""
+    site = Site(work / "edit-storm")
+    site.start()
+    try:
+        names = [f"e{index}" for index in range(vassals)]
+        for name in names:
+            site.add(name, "0")
+        until(lambda: serving_all(site), 60)
+        for number in range(writes):
+            name = random.choice(names)
+            path = site.vassals / f"{name}.ini"
+            text = config(site.code, site.ports[name], str(number))
+            how = random.choice(["rewrite", "rename", "truncate", "delete"])
+            if how == "rename":
+                write(path, text)
+            elif how == "truncate":
+                with path.open("w") as stream:
+                    stream.write(text[: len(text) // 2])
+                    stream.flush()
+                    stream.write(text[len(text) // 2 :])
+            elif how == "delete":
+                path.unlink(missing_ok=True)
+                time.sleep(0.001)
+                path.write_text(text)
+            else:
+                path.write_text(text)
+            time.sleep(0.002)
+
+        def settled() -> bool:
+            for name in names:
+                expected = checksum_of((site.vassals / f"{name}.ini").read_text())
+                if answer(site.ports[name]) != (expected or "").encode():
+                    return False
+            return set(site.masters()) == set(names)
+
+        until(settled, 60)
+        mismatches = sum(
+            answer(site.ports[n])
+            != (checksum_of((site.vassals / f"{n}.ini").read_text()) or "").encode()
+            for n in names
+        )
+        masters = site.masters()
+        figures.record("edit storm", vassals=vassals, writes=writes, mismatches=mismatches,
+                       duplicates=sum(len(p) - 1 for p in masters.values() if len(p) > 1),
+                       zombies=site.zombies())  # fmt: skip
+    finally:
+        figures.record("edit storm", orphans=site.stop())
+
+
+def crash_loop(work: Path, figures: Figures, vassals: int = 3) -> None:
+    """One vassal that exits at once, forever: throttled, cheap, and harmless to the others."""
+    site = Site(work / "crash-loop")
+    site.start("--max-spawns", "5", "--window", "30", "--backoff", "0.05")
+    try:
+        for index in range(vassals):
+            site.add(f"ok{index}")
+        site.add("crasher", module="crasher")
+        healthy = {k: v for k, v in site.ports.items() if k != "crasher"}
+        until(lambda: all(answer(p) for p in healthy.values()), 60)
+        emperor = psutil.Process(site.emperor.pid)  # type: ignore[union-attr]
+        until(lambda: "crasher ▸ throttled" in (site.root / "emperor.out").read_text(), 30)
+        before = sum(emperor.cpu_times()[:2])
+        time.sleep(3)
+        cpu = 100 * (sum(emperor.cpu_times()[:2]) - before) / 3
+        spawns = (site.root / "emperor.out").read_text().count("crasher ▸ spawned")
+        figures.record("crash loop", vassals=vassals + 1, **{
+            "recovered": f"{sum(bool(answer(p)) for p in healthy.values())}/{vassals}",
+            "emperor CPU (%)": f"{cpu:.1f}", "kills sent": f"{spawns} spawns, then throttled",
+            "zombies": site.zombies(),
+        })  # fmt: skip
+    finally:
+        figures.record("crash loop", orphans=site.stop())
+
+
+def emperor_death(work: Path, figures: Figures, vassals: int = 5) -> None:
+    """SIGKILL the Emperor: its vassals go; a new one on the same folder serves them all again."""
+    site = Site(work / "emperor-death")
+    site.start()
+    try:
+        for index in range(vassals):
+            site.add(f"d{index}")
+        until(lambda: serving_all(site), 60)
+        assert site.emperor is not None
+        site.emperor.kill()
+        site.emperor.wait()
+        gone = until(lambda: not site.alive(), 10)
+        site.start()
+        again = until(lambda: serving_all(site), 60)
+        masters = site.masters()
+        figures.record("emperor SIGKILL + restart", vassals=vassals, **{
+            "max recovery (s)": f"{gone:.2f} gone, {again:.2f} back" if gone and again else "no",
+            "recovered": f"{sum(answer(p) is not None for p in site.ports.values())}/{vassals}",
+            "duplicates": sum(len(p) - 1 for p in masters.values() if len(p) > 1),
+            "zombies": site.zombies(),
+        })  # fmt: skip
+    finally:
+        figures.record("emperor SIGKILL + restart", orphans=site.stop())
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="toolkit-chaos-") as folder:
+        yield Path(folder)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="the versions `make test` runs")
+    options = parser.parse_args()
+    figures = Figures()
+    with workspace() as work:
+        kill_storm(work, figures, seconds=10 if options.short else 60)
+        edit_storm(work, figures, writes=200 if options.short else 1000)
+        crash_loop(work, figures)
+        emperor_death(work, figures)
+    print(figures.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
