@@ -52,5 +52,8 @@ test: lint
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/emperor.py
 
+chaos: $(VENV)/.installed-test
+	$(BIN)/python bench/chaos.py
+
 clean:
 	rm -rf $(VENV) $(DEMO)

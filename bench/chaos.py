@@ -344,6 +344,87 @@ def emperor_death(work: Path, figures: Figures, vassals: int = 5) -> None:
         figures.record("emperor SIGKILL + restart", orphans=site.stop())
 
 
+HOSTILE = [
+    "\n",
+    "\r",
+    "\x00",
+    "\u2028",
+    "\u2029",
+    "\x85",
+    ";",
+    "#",
+    "=",
+    "[uwsgi]",
+    "%(x)",
+    "$(HOME)",
+    "é",
+    "\ufeff",
+    "x" * 5000,
+    "exec-as-root = id",
+    "../" * 20,
+    "-",
+    "'",
+    '"',
+]
+
+
+def hostile(rng: random.Random) -> str:
+    return "".join(rng.choice([*HOSTILE, "a", "1", " ", "app"]) for _ in range(rng.randint(0, 6)))
+
+
+def fuzz(work: Path, figures: Figures, cases: int) -> None:
+    """Hostile deploy.ini files, --set values and uWSGI INI files through the real CLI.
+
+    Counts tracebacks (any exception but a clean exit), exit codes other than 0, 1 and 2,
+    rendered files changed by a failed render, and rendered lines no template wrote.
+    """
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    runner, rng = CliRunner(), random.Random(1234)
+    root = work / "fuzz"
+    assert runner.invoke(app, ["new", str(root)]).exit_code == 0
+    assert runner.invoke(app, ["render", str(root), "--no-check"]).exit_code == 0
+    rendered = {p: p.read_text() for p in (root / "vassals").iterdir()}
+    allowed = {
+        line.split("=")[0].strip() for text in rendered.values() for line in text.splitlines()
+    }
+    tracebacks = odd_exits = clobbered = injected = 0
+    for case in range(cases):
+        kind = case % 3
+        if kind == 0:
+            (root / "deploy.ini").write_bytes(
+                b"recipe = ground-up\n"
+                + rng.randbytes(rng.randint(0, 200))
+                + hostile(rng).encode("utf-8", "surrogatepass")
+            )
+            arguments = ["render", str(root), "--no-check"]
+        elif kind == 1:
+            (root / "deploy.ini").write_text("recipe = ground-up\n")
+            name = rng.choice(["app_module", "pythonpath", "http_port", "static_dir", "nope"])
+            arguments = ["render", str(root), "--no-check", "--set", f"{name}={hostile(rng)}"]
+        else:
+            ini = root / "fuzz.ini"
+            ini.write_bytes(rng.randbytes(rng.randint(0, 100)) + hostile(rng).encode())
+            arguments = ["check", str(ini)]
+        result = runner.invoke(app, arguments)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            tracebacks += 1
+        odd_exits += result.exit_code not in {0, 1, 2}
+        for path, text in rendered.items():
+            now = path.read_text()
+            if now != text and result.exit_code != 0:
+                clobbered += 1
+            keys = {line.split("=")[0].strip() for line in now.splitlines()}
+            injected += bool(keys - allowed)
+            path.write_text(text)
+    figures.record("fuzz: deploy.ini, --set, INI", **{
+        "fuzz cases": cases, "tracebacks": tracebacks, "odd exit codes": odd_exits,
+        "files clobbered": clobbered, "options injected": injected,
+    })  # fmt: skip
+
+
 @contextlib.contextmanager
 def workspace() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="toolkit-chaos-") as folder:
@@ -360,7 +441,15 @@ def main() -> int:
         edit_storm(work, figures, writes=200 if options.short else 1000)
         crash_loop(work, figures)
         emperor_death(work, figures)
-    print(figures.table())
+        fuzz(work, figures, cases=300 if options.short else 3000)
+    report = figures.table()
+    print(report)
+    if not options.short:
+        (Path(__file__).resolve().parent.parent / "docs" / "CHAOS.md").write_text(
+            "# Chaos: toolkit's Emperor under faults\n\n"
+            f"`make chaos`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+            f"{os.cpu_count()} cores.\n\n{report}\n"
+        )
     return 0
 
 
