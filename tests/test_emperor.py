@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -313,3 +314,9 @@ def test_world_writable_config_is_refused(emperor: RunningEmperor) -> None:
     path.chmod(0o644)
     path.touch()
     wait_for(serving(port))
+
+
+def test_run_folder_and_control_socket_are_private(emperor: RunningEmperor) -> None:
+    assert stat.S_IMODE(emperor.run_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(control.socket_path(emperor.run_dir).stat().st_mode) == 0o600
+    assert emperor.run_dir.stat().st_uid == os.getuid()
