@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +143,3 @@ def run_toolkit(*args: str | Path, cwd: Path | None = None) -> subprocess.Comple
     return subprocess.run(
         [str(TOOLKIT), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
     )
-
-
-def lines(text: str) -> Iterator[str]:
-    return iter(line for line in text.splitlines() if line.strip())

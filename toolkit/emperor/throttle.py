@@ -9,24 +9,27 @@ from dataclasses import dataclass, field
 class Throttle:
     """Exponential backoff per vassal; `max_spawns` exits within `window` seconds throttle it.
 
-    The first exit is respawned at once (a killed vassal should serve again as fast as a
-    fresh one); later ones wait `first_delay` doubled per recent exit, up to `max_delay`.
-    A throttled vassal stays down until its config changes or someone reloads it.
+    A vassal that had been serving for `stable_after` seconds, or exits for the first
+    time in the window, is respawned at once: a killed vassal should serve again as fast
+    as a fresh one. One that dies before settling waits `first_delay`, doubled per recent
+    exit, up to `max_delay`. Every exit counts towards throttling, and a throttled vassal
+    stays down until its config changes or someone reloads it.
     """
 
     max_spawns: int = 5
     window: float = 30.0
     first_delay: float = 0.25
     max_delay: float = 10.0
+    stable_after: float = 1.0
     exits: list[float] = field(default_factory=list)
 
-    def record_exit(self, now: float) -> float | None:
+    def record_exit(self, now: float, served_for: float = 0.0) -> float | None:
         """Seconds to wait before respawning, or None when the vassal is now throttled."""
         self.exits = [t for t in self.exits if now - t < self.window] + [now]
         recent = len(self.exits)
         if recent >= self.max_spawns:
             return None
-        if recent == 1:
+        if recent == 1 or served_for >= self.stable_after:
             return 0.0
         return float(min(self.max_delay, self.first_delay * 2.0 ** (recent - 2)))
 

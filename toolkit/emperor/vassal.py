@@ -110,6 +110,7 @@ class Vassal:
         self._stop_reason: str | None = None
         self._asked_to_reload_at: float | None = None
         self._reload_pending: str | None = None
+        self._ready_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -209,7 +210,9 @@ class Vassal:
                 why = "shut itself down" if voluntary else "crashed"
                 self.state = State.CRASHED
                 self.emit(Kind.CRASHED, f"{why} ({self.last_exit})")
-            delay = self.throttle.record_exit(self.clock())
+            now = self.clock()
+            served_for = now - self._ready_at if self._ready_at is not None else 0.0
+            delay = self.throttle.record_exit(now, served_for)
             self._wake.clear()
             if delay is None:
                 self.state = State.THROTTLED
@@ -237,6 +240,7 @@ class Vassal:
         self.state = State.STARTING
         self.spawned_at = self.clock()
         self._reload_pending = None  # the new process reads the config as it is now
+        self._ready_at = None
         try:
             process = await asyncio.create_subprocess_exec(
                 str(self.uwsgi),
@@ -304,6 +308,8 @@ class Vassal:
         took = round((self.clock() - started) * 1000)
         was_reload = self.state is State.RELOADING
         self.state, self._asked_to_reload_at = State.READY, None
+        if self._ready_at is None:
+            self._ready_at = self.clock()
         self.emit(Kind.READY, f"{'reloaded' if was_reload else 'ready'} after {took} ms")
         if self._reload_pending is not None:
             reason, self._reload_pending = self._reload_pending, None
