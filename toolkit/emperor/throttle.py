@@ -19,7 +19,7 @@ class Throttle:
     max_spawns: int = 5
     window: float = 30.0
     first_delay: float = 0.25
-    max_delay: float = 10.0
+    max_delay: float = 4.0
     stable_after: float = 1.0
     exits: list[float] = field(default_factory=list)
 

@@ -302,7 +302,8 @@ class Vassal:
                     voluntary.set()
 
     def _ready(self) -> None:
-        if self.state not in RUNNING:
+        """Starting or reloading -> ready; a respawned worker's "accepting" changes nothing."""
+        if self.state not in {State.STARTING, State.RELOADING}:
             return
         started = self._asked_to_reload_at or self.spawned_at or self.clock()
         took = round((self.clock() - started) * 1000)
