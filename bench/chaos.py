@@ -300,7 +300,7 @@ def crash_loop(work: Path, figures: Figures, vassals: int = 3) -> None:
         spawns = (site.root / "emperor.out").read_text().count("crasher ▸ spawned")
         figures.record("crash loop", vassals=vassals + 1, **{
             "recovered": f"{sum(bool(answer(p)) for p in healthy.values())}/{vassals}",
-            "emperor CPU (%)": f"{cpu:.1f}", "kills sent": f"{spawns} spawns, then throttled",
+            "emperor CPU (%)": f"{cpu:.1f}", "spawns": f"{spawns}, then throttled",
             "zombies": site.zombies(),
         })  # fmt: skip
     finally:

@@ -36,7 +36,7 @@ def test_crash_loop_is_throttled_cheaply_and_harms_nobody(tmp_path: Path, figure
     crash_loop(tmp_path, figures)
     row = figures.rows["crash loop"]
     assert row["recovered"] == "3/3"
-    assert row["kills sent"] == "5 spawns, then throttled"
+    assert row["spawns"] == "5, then throttled"
     assert float(str(row["emperor CPU (%)"])) < 5
     assert row["orphans"] == 0
 
