@@ -50,10 +50,10 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/emperor.py
+	$(BIN)/python -m bench.emperor
 
 chaos: $(VENV)/.installed-test
-	$(BIN)/python bench/chaos.py
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) $(DEMO)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.emperor import answer, free_port
+
 BIN = Path(sys.executable).parent
 APP = """import os
 
@@ -31,28 +33,6 @@ def application(environ, start_response):
     return [os.environ.get("CHECKSUM", "none").encode()]
 """
 CRASHER = "raise SystemExit('crashing on purpose')\n"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answer(port: int) -> bytes | None:
-    import http.client
-
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/")
-        response = connection.getresponse()
-        return response.read() if response.status == 200 else None
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        connection.close()
 
 
 def config(code: Path, port: int, version: str, module: str = "app") -> str:
