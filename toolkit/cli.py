@@ -107,12 +107,15 @@ def render(
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Write even if `toolkit check` finds errors.")
     ] = False,
+    host: Annotated[
+        str | None, typer.Option(help="Layer this host's groups and variables from inventory.ini.")
+    ] = None,
     uwsgi: UwsgiOption = None,
 ) -> None:
     """Render the deployment's templates into vassals/, writing only files that change."""
     deployment = Deployment(directory)
     with reported():
-        variables = deployment.load(settings.parse_overrides(set_ or []))
+        variables = deployment.load(settings.parse_overrides(set_ or []), host)
         changes = deployment.plan(variables)
         if not no_check:
             refuse_on_errors(deployment.check(variables.recipe, changes, uwsgi_executable(uwsgi)))

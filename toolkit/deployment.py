@@ -12,6 +12,8 @@ from toolkit.apply import FileChange, plan
 from toolkit.catalog import load_catalog
 from toolkit.check import Problem, check
 from toolkit.errors import ToolkitError
+from toolkit.inventory import FILE_NAME as INVENTORY
+from toolkit.inventory import read_inventory
 from toolkit.recipes import DEFAULT_RECIPE, Recipe, deploy_ini_text, find_recipe, scaffold
 from toolkit.render import render
 from toolkit.settings import RawValue, Variables
@@ -42,8 +44,11 @@ class Deployment:
     def vassal_patterns(self, recipe: Recipe) -> list[str]:
         return [str(self.vassals_dir / recipe.glob)]
 
-    def load(self, overrides: Mapping[str, RawValue] | None = None) -> Variables:
-        """deploy.ini names its recipe; its values and the overrides are validated against it."""
+    def load(
+        self, overrides: Mapping[str, RawValue] | None = None, host: str | None = None
+    ) -> Variables:
+        """deploy.ini names its recipe; its values, the host's inventory layers and the
+        overrides are validated against it."""
         if not self.deploy_ini.is_file():
             raise ToolkitError(
                 "not a deployment: no deploy.ini",
@@ -52,7 +57,8 @@ class Deployment:
             )
         recipe_name, values = settings.read_deploy_ini(self.deploy_ini)
         recipe = find_recipe(recipe_name or DEFAULT_RECIPE)
-        return settings.resolve(recipe, values, overrides or {})
+        hosts = [] if host is None else read_inventory(self.root / INVENTORY).layers(host)
+        return settings.resolve(recipe, values, *hosts, overrides or {})
 
     def logs_dir(self, variables: Variables) -> Path:
         return self.root / str(variables.values.get("log_dir", "logs"))

@@ -111,51 +111,74 @@ def defaults(recipe: Recipe) -> dict[str, Any]:
     return {v.name: VALIDATOR.get_default_value(v.check) for v in recipe.variables}
 
 
-def _key_lines(path: Path) -> dict[str, int]:
-    """Line of each top-level `key =` in an INI file; configobj does not keep line numbers."""
-    lines: dict[str, int] = {}
+def key_lines(path: Path) -> dict[tuple[str, ...], int]:
+    """Line of each `key =` and `[section]`, by section path; configobj keeps no line numbers."""
+    lines: dict[tuple[str, ...], int] = {}
+    sections: list[str] = []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        header = re.match(r"^\s*(\[+)\s*([^\]]+?)\s*\]+", line)
+        if header:
+            sections = [*sections[: len(header.group(1)) - 1], header.group(2)]
+            lines.setdefault(tuple(sections), number)
+            continue
         match = re.match(r"^\s*([^#;=\[\s][^=]*?)\s*=", line)
         if match:
-            lines.setdefault(match.group(1).strip("'\""), number)
+            lines.setdefault((*sections, match.group(1).strip("'\"")), number)
     return lines
 
 
-def read_deploy_ini(path: Path) -> tuple[str | None, dict[str, RawValue]]:
-    """The recipe a deployment names and its raw values, each with file:line."""
+def parse_ini(path: Path, what: str) -> ConfigObj:
+    """A configobj file, or one error line naming the file and the line that broke it."""
     try:
-        parsed = ConfigObj(str(path), file_error=True, encoding="utf-8")
+        return ConfigObj(str(path), file_error=True, encoding="utf-8")
     except OSError as error:
         raise ToolkitError(f"cannot read: {error.strerror}", file=path) from error
     except ConfigObjError as error:
         line = getattr(error, "line_number", None)
         raise ToolkitError(
-            f"not a valid deploy.ini: {error}",
+            f"not a valid {what}: {error}",
             file=path,
             line=line,
             hint="each line is `name = value`; quote a value that contains a comma",
         ) from error
     except UnicodeDecodeError as error:
         raise ToolkitError("not UTF-8 text", file=path, hint="save the file as UTF-8") from error
-    lines = _key_lines(path)
+
+
+def raw_values(
+    section: Mapping[str, Any],
+    path: Path,
+    lines: Mapping[tuple[str, ...], int],
+    where: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+) -> dict[str, RawValue]:
+    """Plain `name = value` entries of a section, each with its file:line."""
     values: dict[str, RawValue] = {}
-    for key, value in parsed.items():
-        where = f"{path}:{lines.get(key, 1)}"
+    for key, value in section.items():
+        line = lines.get((*where, key))
+        if key in skip:
+            continue
         if isinstance(value, dict):
             raise ToolkitError(
                 f"unexpected section [{key}]",
                 file=path,
-                line=lines.get(key),
-                hint="deploy.ini holds plain `name = value` lines",
+                line=line,
+                hint="only `name = value` lines belong here",
             )
         if isinstance(value, list):
             raise ToolkitError(
                 f"{key}: expected one value, got a list",
                 file=path,
-                line=lines.get(key),
+                line=line,
                 hint="quote a value that contains a comma",
             )
-        values[key] = RawValue(str(value), where)
+        values[key] = RawValue(str(value), f"{path}:{line or 1}")
+    return values
+
+
+def read_deploy_ini(path: Path) -> tuple[str | None, dict[str, RawValue]]:
+    """The recipe a deployment names and its raw values, each with file:line."""
+    values = raw_values(parse_ini(path, "deploy.ini"), path, key_lines(path))
     recipe = values.pop("recipe", None)
     return (recipe.text if recipe else None), values
 
