@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.support import free_ports, get, run_toolkit, try_get, wait_for
+from tests.support import BIN, free_ports, get, run_toolkit, try_get, wait_for
 from toolkit.recipes import list_recipes
 
 
@@ -129,3 +131,30 @@ def test_exported_systemd_unit_runs_the_emperor_and_verifies(deployment: Path) -
         pytest.skip("systemd-analyze is not installed here")
     verified = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_exported_playbook_renders_each_hosts_vassals(deployment: Path, tmp_path: Path) -> None:
+    (deployment / "inventory.ini").write_text(
+        "[groups]\n[[web]]\nhosts = localhost\nprocesses = 6\n"
+        "[hosts]\n[[localhost]]\nhttp_port = 9123\n"
+    )
+    ansible = tmp_path / "ansible"
+    result = run_toolkit("export", "ansible", deployment, "--output", ansible)
+    assert result.returncode == 0, result.stderr
+    assert "[web]\nlocalhost\n" in (ansible / "hosts.ini").read_text()
+    playbook = [str(BIN / "ansible-playbook"), "-i", str(ansible / "hosts.ini"),
+                str(ansible / "playbook.yml")]  # fmt: skip
+    syntax = subprocess.run([*playbook, "--syntax-check"], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stdout + syntax.stderr
+    dest = tmp_path / "dest"
+    extra = {"ansible_python_interpreter": sys.executable, "toolkit_dest": str(dest),
+             "toolkit_venv": str(BIN.parent), "toolkit_install": "false",
+             "toolkit_systemd": "false"}  # fmt: skip
+    run = subprocess.run(
+        [*playbook, "-c", "local", *(a for k, v in extra.items() for a in ("-e", f"{k}={v}"))],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "http = 127.0.0.1:9123" in (dest / "vassals" / "http.ini").read_text()
+    assert "processes = 6" in (dest / "vassals" / "uwsgi.ini").read_text()

@@ -30,8 +30,10 @@ from toolkit.emperor.background import start_detached
 from toolkit.emperor.main import argv as emperor_argv
 from toolkit.emperor.throttle import Throttle
 from toolkit.errors import ToolkitError
-from toolkit.export import systemd_unit
+from toolkit.export import ansible_files, systemd_unit
 from toolkit.installed import uwsgi_executable
+from toolkit.inventory import FILE_NAME as INVENTORY
+from toolkit.inventory import read_inventory
 from toolkit.recipes import DEFAULT_RECIPE, find_recipe, list_recipes
 
 app = typer.Typer(
@@ -422,7 +424,7 @@ def tutorial_run(
     start_up(deployment, [], detach, uwsgi, quiet=False)
 
 
-export_app = typer.Typer(help="Hand a deployment to systemd.")
+export_app = typer.Typer(help="Hand a deployment to systemd or Ansible.")
 app.add_typer(export_app, name="export")
 
 
@@ -444,3 +446,19 @@ def export_systemd(
         sys.stdout.write(unit)
     else:
         out.print(f"wrote {output}")
+
+
+@export_app.command(name="ansible")
+def export_ansible(
+    directory: DeploymentDir = Path("."),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write into.")] = Path(
+        "ansible"
+    ),
+) -> None:
+    """A playbook and hosts.ini: each inventory host renders and runs its own vassals."""
+    deployment = Deployment(directory)
+    with reported():
+        inventory = read_inventory(deployment.root / INVENTORY)
+        for name, text in ansible_files(deployment, inventory).items():
+            write_atomically(output / name, text)
+            out.print(f"wrote {output / name}")

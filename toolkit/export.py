@@ -1,4 +1,4 @@
-"""Hand a deployment to the tools that run things for real: a systemd unit for its Emperor."""
+"""Hand a deployment to the tools that run things for real: systemd and Ansible."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from toolkit.deployment import Deployment
 from toolkit.emperor.main import argv
+from toolkit.inventory import Inventory
 from toolkit.settings import Variables
 
 UNIT = """\
@@ -46,3 +47,85 @@ def systemd_unit(deployment: Deployment, variables: Variables, uwsgi: Path) -> s
     command[0] = str(Path(sys.executable).absolute())
     # systemd expands %-specifiers in ExecStart; a literal % must be doubled.
     return UNIT.format(root=root, command=shlex.join(command).replace("%", "%%"))
+
+
+PLAYBOOK = """\
+# Written by `toolkit export ansible`: `ansible-playbook -i hosts.ini playbook.yml`.
+# Each host gets the deployment folder, renders its own vassals with its inventory
+# variables (`toolkit render --host`), and runs them under the Emperor's systemd unit.
+- name: Deploy {name} with toolkit
+  hosts: all
+  vars:
+    toolkit_source: {source}
+    toolkit_dest: /srv/toolkit/{name}
+    toolkit_venv: /srv/toolkit/venv
+    toolkit_package: {package}
+    toolkit_install: true
+    toolkit_systemd: true
+  tasks:
+    - name: Install toolkit (and uWSGI) into a virtualenv
+      ansible.builtin.pip:
+        name: "{{{{ toolkit_package }}}}"
+        virtualenv: "{{{{ toolkit_venv }}}}"
+        virtualenv_command: python3 -m venv
+      when: toolkit_install | bool
+
+    - name: Create the log folder (uWSGI will not)
+      ansible.builtin.file:
+        path: "{{{{ toolkit_dest }}}}/{logs}"
+        state: directory
+        mode: "0755"
+
+    - name: Copy the deployment
+      ansible.builtin.copy:
+        src: "{{{{ toolkit_source }}}}/{{{{ item }}}}"
+        dest: "{{{{ toolkit_dest }}}}/"
+        mode: preserve
+      loop: {files}
+
+    - name: Render this host's vassals
+      ansible.builtin.command:
+        argv: ["{{{{ toolkit_venv }}}}/bin/toolkit", "render", "{{{{ toolkit_dest }}}}",
+               "--host", "{{{{ inventory_hostname }}}}"]
+      register: rendered
+      changed_when: "'changed=0 ' not in rendered.stdout"
+
+    - name: Write the Emperor's systemd unit
+      ansible.builtin.command:
+        argv: ["{{{{ toolkit_venv }}}}/bin/toolkit", "export", "systemd", "{{{{ toolkit_dest }}}}",
+               "--output", "/etc/systemd/system/toolkit-{name}.service"]
+      when: toolkit_systemd | bool
+
+    - name: Run the Emperor
+      ansible.builtin.systemd:
+        name: toolkit-{name}
+        state: restarted
+        enabled: true
+        daemon_reload: true
+      when: toolkit_systemd | bool
+"""
+
+
+def ansible_files(deployment: Deployment, inventory: Inventory) -> dict[str, str]:
+    """playbook.yml and an Ansible hosts.ini made from the deployment's inventory.ini."""
+    root = deployment.root.resolve()
+    shipped = sorted(
+        p.name for p in root.iterdir()
+        if p.name not in {"vassals", "run", "logs", "ansible"} and not p.name.startswith(".")
+    )  # fmt: skip
+    hosts = ["# Written by `toolkit export ansible` from inventory.ini."]
+    for name, group in sorted(inventory.groups.items()):
+        hosts += [f"[{name}]", *group.hosts, ""]
+    ungrouped = [
+        h
+        for h in inventory.host_names()
+        if not any(h in g.hosts for g in inventory.groups.values())
+    ]
+    if ungrouped:
+        hosts += ["[ungrouped]", *ungrouped, ""]
+    logs = deployment.logs_dir(deployment.load()).resolve().relative_to(root)
+    playbook = PLAYBOOK.format(
+        name=root.name, source=root, package=Path(__file__).resolve().parent.parent,
+        files="[" + ", ".join(shipped) + "]", logs=logs,
+    )  # fmt: skip
+    return {"playbook.yml": playbook, "hosts.ini": "\n".join(hosts) + "\n"}
