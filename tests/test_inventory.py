@@ -75,3 +75,15 @@ def test_render_host_writes_that_hosts_values(site: Deployment) -> None:
     result = run_toolkit("render", site.root, "--host", "web2")
     assert result.returncode == 0, result.stderr
     assert "http = 127.0.0.1:9002" in (site.root / "vassals" / "http.ini").read_text()
+
+
+def test_render_all_hosts_gives_each_host_its_own_folder(site: Deployment) -> None:
+    result = run_toolkit("render", site.root, "--all-hosts")
+    assert result.returncode == 0, result.stderr
+    web1 = (site.root / "hosts" / "web1" / "vassals" / "uwsgi.ini").read_text()
+    web2 = (site.root / "hosts" / "web2" / "vassals" / "http.ini").read_text()
+    assert "processes = 6" in web1 and "threads = 4" in web1
+    assert "http = 127.0.0.1:9002" in web2
+    assert not (site.root / "vassals").exists()
+    again = run_toolkit("render", site.root, "--all-hosts")
+    assert "changed=0 ok=4" in again.stdout

@@ -112,15 +112,27 @@ def render(
     host: Annotated[
         str | None, typer.Option(help="Layer this host's groups and variables from inventory.ini.")
     ] = None,
+    all_hosts: Annotated[
+        bool, typer.Option("--all-hosts", help="Render every inventory host into hosts/HOST/.")
+    ] = False,
     uwsgi: UwsgiOption = None,
 ) -> None:
     """Render the deployment's templates into vassals/, writing only files that change."""
     deployment = Deployment(directory)
+    overrides = settings.parse_overrides(set_ or [])
+    changes = []
     with reported():
-        variables = deployment.load(settings.parse_overrides(set_ or []), host)
-        changes = deployment.plan(variables)
-        if not no_check:
-            refuse_on_errors(deployment.check(variables.recipe, changes, uwsgi_executable(uwsgi)))
+        hosts: list[str | None] = [host]
+        if all_hosts:
+            hosts = list(read_inventory(deployment.root / INVENTORY).host_names())
+        for name in hosts:
+            variables = deployment.load(overrides, name)
+            target = deployment.host_vassals_dir(name) if all_hosts and name else None
+            planned = deployment.plan(variables, target)
+            if not no_check:
+                executable = uwsgi_executable(uwsgi)
+                refuse_on_errors(deployment.check(variables.recipe, planned, executable, target))
+            changes += planned
         if not check_only:
             apply(changes)
     for change in changes:

@@ -19,6 +19,7 @@ from toolkit.render import render
 from toolkit.settings import RawValue, Variables
 
 VASSALS = "vassals"
+HOSTS = "hosts"
 RUN = "run"
 TEMPLATES = "templates"
 # The first line of every base template: files with it are toolkit's to remove when stale.
@@ -63,26 +64,38 @@ class Deployment:
     def logs_dir(self, variables: Variables) -> Path:
         return self.root / str(variables.values.get("log_dir", "logs"))
 
-    def plan(self, variables: Variables) -> list[FileChange]:
-        """What `render` would write into vassals/, compared with what is there."""
+    def host_vassals_dir(self, host: str) -> Path:
+        """Where `render --all-hosts` puts one host's vassals, to be shipped to that host."""
+        return self.root / HOSTS / host / VASSALS
+
+    def plan(self, variables: Variables, target: Path | None = None) -> list[FileChange]:
+        """What `render` would write into vassals/ (or `target`), compared with what is there."""
+        target = target or self.vassals_dir
         rendered = render(variables.recipe, variables.values, self.root / TEMPLATES)
-        wanted = {self.vassals_dir / name for name in rendered}
+        wanted = {target / name for name in rendered}
         stale = [
             path
-            for path in self.vassal_files(variables.recipe)
+            for path in self.vassal_files(variables.recipe, target)
             if path not in wanted and RENDERED_MARK in path.read_text(errors="replace")
         ]
-        return plan(self.vassals_dir, rendered, stale)
+        return plan(target, rendered, stale)
 
-    def vassal_files(self, recipe: Recipe) -> list[Path]:
-        patterns = self.vassal_patterns(recipe)
+    def vassal_files(self, recipe: Recipe, folder: Path | None = None) -> list[Path]:
+        patterns = self.vassal_patterns(recipe) if folder is None else [str(folder / recipe.glob)]
         return sorted(Path(p) for pattern in patterns for p in glob.glob(pattern))
 
-    def check(self, recipe: Recipe, changes: list[FileChange], uwsgi: Path) -> list[Problem]:
-        """Check the vassals as they will be once `changes` are written, before writing them."""
-        planned = {c.path: c.new for c in changes}
+    def check(
+        self, recipe: Recipe, changes: list[FileChange], uwsgi: Path, target: Path | None = None
+    ) -> list[Problem]:
+        """Check the vassals as they will be once `changes` are written, before writing them.
+
+        Files rendered for another host are read as if in vassals/, where they will run.
+        """
+        target = target or self.vassals_dir
+        planned = {self.vassals_dir / c.path.relative_to(target): c.new for c in changes}
         files = [uwsgi_ini.parse(text, path) for path, text in planned.items() if text is not None]
-        files += [uwsgi_ini.read(p) for p in self.vassal_files(recipe) if p not in planned]
+        if target == self.vassals_dir:
+            files += [uwsgi_ini.read(p) for p in self.vassal_files(recipe) if p not in planned]
         return check(files, load_catalog(uwsgi), Path.cwd())
 
 

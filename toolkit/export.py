@@ -111,7 +111,7 @@ def ansible_files(deployment: Deployment, inventory: Inventory) -> dict[str, str
     root = deployment.root.resolve()
     shipped = sorted(
         p.name for p in root.iterdir()
-        if p.name not in {"vassals", "run", "logs", "ansible"} and not p.name.startswith(".")
+        if p.name not in {"vassals", "run", "logs", "hosts", "ansible"} and not p.name.startswith(".")
     )  # fmt: skip
     hosts = ["# Written by `toolkit export ansible` from inventory.ini."]
     for name, group in sorted(inventory.groups.items()):
