@@ -49,6 +49,8 @@ def systemd_unit(deployment: Deployment, variables: Variables, uwsgi: Path) -> s
     return UNIT.format(root=root, command=shlex.join(command).replace("%", "%%"))
 
 
+# What each host makes or keeps for itself: rendered vassals, run state, logs.
+NOT_SHIPPED = {"vassals", "run", "logs", "hosts", "ansible"}
 PLAYBOOK = """\
 # Written by `toolkit export ansible`: `ansible-playbook -i hosts.ini playbook.yml`.
 # Each host gets the deployment folder, renders its own vassals with its inventory
@@ -110,9 +112,8 @@ def ansible_files(deployment: Deployment, inventory: Inventory) -> dict[str, str
     """playbook.yml and an Ansible hosts.ini made from the deployment's inventory.ini."""
     root = deployment.root.resolve()
     shipped = sorted(
-        p.name for p in root.iterdir()
-        if p.name not in {"vassals", "run", "logs", "hosts", "ansible"} and not p.name.startswith(".")
-    )  # fmt: skip
+        p.name for p in root.iterdir() if p.name not in NOT_SHIPPED and not p.name.startswith(".")
+    )
     hosts = ["# Written by `toolkit export ansible` from inventory.ini."]
     for name, group in sorted(inventory.groups.items()):
         hosts += [f"[{name}]", *group.hosts, ""]
