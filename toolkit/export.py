@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from toolkit import __version__
 from toolkit.deployment import Deployment
 from toolkit.emperor.main import argv
 from toolkit.inventory import Inventory
@@ -59,15 +60,40 @@ PLAYBOOK = """\
   hosts: all
   vars:
     toolkit_source: {source}
-    toolkit_dest: /srv/toolkit/{name}
-    toolkit_venv: /srv/toolkit/venv
+    toolkit_home: /srv/toolkit
+    toolkit_dest: "{{{{ toolkit_home }}}}/{name}"
+    toolkit_venv: "{{{{ toolkit_home }}}}/venv"
     toolkit_package: {package}
+    toolkit_controller_python: {python}
+    toolkit_wheels: {wheels}
     toolkit_install: true
     toolkit_systemd: true
   tasks:
-    - name: Install toolkit (and uWSGI) into a virtualenv
+    - name: Build toolkit's wheel on the controller
+      ansible.builtin.command:
+        argv: ["{{{{ toolkit_controller_python }}}}", "-m", "pip", "wheel", "--no-deps",
+               "--wheel-dir", "{{{{ toolkit_wheels }}}}", "{{{{ toolkit_package }}}}"]
+      delegate_to: localhost
+      run_once: true
+      changed_when: false
+      when: toolkit_install | bool
+
+    - name: Create toolkit's folder
+      ansible.builtin.file:
+        path: "{{{{ toolkit_home }}}}"
+        state: directory
+        mode: "0755"
+
+    - name: Copy the wheel to the host
+      ansible.builtin.copy:
+        src: "{{{{ toolkit_wheels }}}}/{wheel}"
+        dest: "{{{{ toolkit_home }}}}/{wheel}"
+        mode: "0644"
+      when: toolkit_install | bool
+
+    - name: Install toolkit (and uWSGI, compiled there) into a virtualenv
       ansible.builtin.pip:
-        name: "{{{{ toolkit_package }}}}"
+        name: "{{{{ toolkit_home }}}}/{wheel}"
         virtualenv: "{{{{ toolkit_venv }}}}"
         virtualenv_command: python3 -m venv
       when: toolkit_install | bool
@@ -127,6 +153,8 @@ def ansible_files(deployment: Deployment, inventory: Inventory) -> dict[str, str
     logs = deployment.logs_dir(deployment.load()).resolve().relative_to(root)
     playbook = PLAYBOOK.format(
         name=root.name, source=root, package=Path(__file__).resolve().parent.parent,
+        python=Path(sys.executable).absolute(), wheels=root / ".wheels",
+        wheel=f"toolkit-{__version__}-py3-none-any.whl",
         files="[" + ", ".join(shipped) + "]", logs=logs,
     )  # fmt: skip
     return {"playbook.yml": playbook, "hosts.ini": "\n".join(hosts) + "\n"}
