@@ -42,8 +42,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 DeploymentDir = Annotated[
     Path, typer.Argument(help="The deployment folder (holds deploy.ini).", show_default=True)
@@ -62,7 +62,7 @@ def reported() -> Iterator[None]:
     try:
         yield
     except ToolkitError as error:
-        err.print(f"[red]error:[/red] {error}", markup=True)
+        err.print(Text.assemble(("error:", "red"), f" {error}"))
         raise typer.Exit(error.exit_code) from None
 
 
@@ -139,7 +139,7 @@ def render(
         status = change.status
         colour = "yellow" if status is Status.CHANGED else "green"
         note = " (created)" if change.created else " (removed)" if change.removed else ""
-        out.print(f"[{colour}]{status.value:<8}[/{colour}]{change.path}{note}")
+        out.print(Text.assemble((f"{status.value:<8}", colour), f"{change.path}{note}"))
         if diff and status is Status.CHANGED:
             sys.stdout.write(change.diff())
     changed = sum(c.status is Status.CHANGED for c in changes)

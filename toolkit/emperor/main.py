@@ -53,7 +53,7 @@ def main(arguments: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=Throttle.window)
     parser.add_argument("--backoff", type=float, default=Throttle.first_delay)
     options = parser.parse_args(arguments)
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False)
     limits = Throttle(options.max_spawns, options.window, options.backoff)
     try:
         emperor = Emperor(
