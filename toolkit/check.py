@@ -293,6 +293,15 @@ def check_paths(ini: IniFile, cwd: Path) -> Iterator[Problem]:
                         f"{option.key}: log folder {folder} does not exist",
                         "create it; uWSGI will not",
                     )
+                elif not os.access(folder, os.W_OK):
+                    yield _problem(
+                        ini,
+                        option.line,
+                        "P402",
+                        Severity.ERROR,
+                        f"{option.key}: log folder {folder} is not writable",
+                        "uWSGI would exit at start, again and again; fix the folder or the path",
+                    )
 
 
 def glob_magic(value: str) -> bool:
