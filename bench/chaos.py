@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -341,7 +342,8 @@ def hostile(rng: random.Random) -> str:
 
 
 def fuzz(work: Path, figures: Figures, cases: int) -> None:
-    """Hostile deploy.ini files, --set values and uWSGI INI files through the real CLI.
+    """Hostile deploy.ini, --set values, uWSGI INI files, inventories and templates, through
+    the real CLI.
 
     Counts tracebacks (any exception but a clean exit), exit codes other than 0, 1 and 2,
     rendered files changed by a failed render, and rendered lines no template wrote.
@@ -360,7 +362,9 @@ def fuzz(work: Path, figures: Figures, cases: int) -> None:
     }
     tracebacks = odd_exits = clobbered = injected = 0
     for case in range(cases):
-        kind = case % 3
+        kind = case % 5
+        (root / "inventory.ini").unlink(missing_ok=True)
+        shutil.rmtree(root / "templates", ignore_errors=True)
         if kind == 0:
             (root / "deploy.ini").write_bytes(
                 b"recipe = ground-up\n"
@@ -372,10 +376,33 @@ def fuzz(work: Path, figures: Figures, cases: int) -> None:
             (root / "deploy.ini").write_text("recipe = ground-up\n")
             name = rng.choice(["app_module", "pythonpath", "http_port", "static_dir", "nope"])
             arguments = ["render", str(root), "--no-check", "--set", f"{name}={hostile(rng)}"]
-        else:
+        elif kind == 2:
             ini = root / "fuzz.ini"
             ini.write_bytes(rng.randbytes(rng.randint(0, 100)) + hostile(rng).encode())
             arguments = ["check", str(ini)]
+        elif kind == 3:
+            (root / "deploy.ini").write_text("recipe = ground-up\n")
+            (root / "inventory.ini").write_text(
+                f"[groups]\n[[g]]\nhosts = h{hostile(rng)}\nthreads = {hostile(rng)}\n"
+                f"[hosts]\n[[h]]\n{hostile(rng)} = {hostile(rng)}\n"
+            )
+            arguments = ["render", str(root), "--no-check", "--host", "h"]
+        else:
+            (root / "deploy.ini").write_text("recipe = ground-up\n")
+            (root / "templates").mkdir()
+            template = rng.choice(
+                [
+                    "{{ ",
+                    "{% if %}",
+                    "{{ nope }}",
+                    "{{ 1/0 }}",
+                    "{% extends 'x' %}",
+                    "{{ http_port + 'a' }}",
+                    "[uwsgi]\n{{ app_module }}",
+                ]
+            )
+            (root / "templates" / "http.ini.j2").write_text(template + hostile(rng))
+            arguments = ["render", str(root), "--no-check"]
         result = runner.invoke(app, arguments)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             tracebacks += 1
@@ -385,9 +412,9 @@ def fuzz(work: Path, figures: Figures, cases: int) -> None:
             if now != text and result.exit_code != 0:
                 clobbered += 1
             keys = {line.split("=")[0].strip() for line in now.splitlines()}
-            injected += bool(keys - allowed)
+            injected += kind != 4 and bool(keys - allowed)  # a template may write any option
             path.write_text(text)
-    figures.record("fuzz: deploy.ini, --set, INI", **{
+    figures.record("fuzz: deploy.ini, --set, INI, inventory, templates", **{
         "fuzz cases": cases, "tracebacks": tracebacks, "odd exit codes": odd_exits,
         "files clobbered": clobbered, "options injected": injected,
     })  # fmt: skip
