@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -222,6 +223,16 @@ def edit_storm(work: Path, figures: Figures, writes: int, vassals: int = 5) -> N
         for name in names:
             site.add(name, "0")
         until(lambda: serving_all(site), 60)
+        half_started, storming = [0], threading.Event()
+
+        def watch_answers() -> None:
+            """A config served without its last (checksum) line was started half-written."""
+            while not storming.is_set():
+                half_started[0] += sum(answer(p) == b"none" for p in site.ports.values())
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch_answers)
+        watcher.start()
         for number in range(writes):
             name = random.choice(names)
             path = site.vassals / f"{name}.ini"
@@ -250,6 +261,9 @@ def edit_storm(work: Path, figures: Figures, writes: int, vassals: int = 5) -> N
             return set(site.masters()) == set(names)
 
         until(settled, 60)
+        storming.set()
+        watcher.join()
+        crashed = (site.root / "emperor.out").read_text().count("▸ crashed")
         mismatches = sum(
             answer(site.ports[n])
             != (checksum_of((site.vassals / f"{n}.ini").read_text()) or "").encode()
@@ -257,6 +271,7 @@ def edit_storm(work: Path, figures: Figures, writes: int, vassals: int = 5) -> N
         )
         masters = site.masters()
         figures.record("edit storm", vassals=vassals, writes=writes, mismatches=mismatches,
+                       **{"half-written started": half_started[0] + crashed},
                        duplicates=sum(len(p) - 1 for p in masters.values() if len(p) > 1),
                        zombies=site.zombies())  # fmt: skip
     finally:

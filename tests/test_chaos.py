@@ -29,6 +29,7 @@ def test_edit_storm_ends_with_the_files_on_disk(tmp_path: Path, figures: Figures
     edit_storm(tmp_path, figures, writes=200)
     row = figures.rows["edit storm"]
     assert (row["mismatches"], row["duplicates"], row["zombies"], row["orphans"]) == (0, 0, 0, 0)
+    assert row["half-written started"] == 0
 
 
 @pytest.mark.timeout(120)
