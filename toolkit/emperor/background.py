@@ -31,7 +31,8 @@ def start_detached(
     """Return every vassal's status once all are ready; on a failing vassal, stop and explain."""
     control.prepare_run_dir(run_dir)
     log = logs_dir / LOG_NAME
-    expected = len(scan(patterns).configs)
+    found = scan(patterns)
+    expected = len(found.configs) + len(found.unsettled)
     with log.open("ab") as stream:
         process = subprocess.Popen(
             argv(patterns, uwsgi=uwsgi, run_dir=run_dir, logs_dir=logs_dir),

@@ -89,18 +89,16 @@ class Emperor:
 
     async def _watch(self) -> None:
         try:
-            self.reconcile(settle=True)
-            async for from_events in watcher.changes(
-                self.patterns, self._shutdown, self.rescan_every
-            ):
-                self.reconcile(settle=not from_events)
+            self.reconcile()
+            async for _ in watcher.changes(self.patterns, self._shutdown, self.rescan_every):
+                self.reconcile()
         except ToolkitError as error:
             self.emit(Kind.WARNING, str(error))
             self.shutdown(str(error))
 
-    def reconcile(self, settle: bool = True) -> None:
+    def reconcile(self) -> None:
         """Start, reload or stop whatever differs between the files and the running vassals."""
-        found = watcher.scan(self.patterns, settle, trust=self.trust_any_config)
+        found = watcher.scan(self.patterns, trust=self.trust_any_config)
         for path, digest in found.not_vassals.items():
             if self._warned.get(path) != digest:
                 self._warned[path] = digest

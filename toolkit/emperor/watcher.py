@@ -20,7 +20,7 @@ from toolkit.errors import ToolkitError
 
 RESCAN_EVERY = 5.0
 QUIET_STEP_MS = 10
-SETTLE_SECONDS = 0.05
+SETTLE_SECONDS = 0.02
 
 
 def vassal_name(path: Path, pattern: str) -> str:
@@ -56,11 +56,9 @@ def distrust(info: os.stat_result) -> str | None:
     return None
 
 
-def scan(
-    patterns: Iterable[str], settle: bool = False, now: float | None = None, trust: bool = False
-) -> Scan:
-    """Read every matching file. With `settle` (a periodic look, not one after a quiet burst of
-    file events), a file modified in the last moment may be mid-write: leave it for next time."""
+def scan(patterns: Iterable[str], now: float | None = None, trust: bool = False) -> Scan:
+    """Read every matching file. One modified in the last SETTLE_SECONDS may be mid-write
+    (a writer that truncates then writes, and was descheduled between): look again soon."""
     now = time.time() if now is None else now
     configs: dict[str, Config] = {}
     not_vassals: dict[Path, str] = {}
@@ -71,7 +69,7 @@ def scan(
             path = Path(match)
             try:
                 info = path.stat()
-                if settle and now - info.st_mtime < SETTLE_SECONDS:
+                if now - info.st_mtime < SETTLE_SECONDS:
                     unsettled.add(path)
                     continue
                 content = path.read_bytes()
@@ -95,15 +93,15 @@ def scan(
 
 async def changes(
     patterns: list[str], stop: asyncio.Event, rescan_every: float = RESCAN_EVERY
-) -> AsyncIterator[bool]:
-    """Yields True after each quiet burst of file events, False every `rescan_every` s without."""
+) -> AsyncIterator[None]:
+    """Yields after each quiet burst of file events, and every `rescan_every` s regardless."""
     roots = sorted({glob_root(p).resolve() for p in patterns})
     for root in roots:
         if not root.is_dir():
             raise ToolkitError(
                 f"cannot watch {root}: no such folder", hint="create it or fix the glob"
             )
-    async for events in watchfiles.awatch(
+    async for _ in watchfiles.awatch(
         *roots,
         stop_event=stop,
         step=QUIET_STEP_MS,
@@ -112,4 +110,4 @@ async def changes(
         yield_on_timeout=True,
         recursive=True,
     ):
-        yield bool(events)
+        yield
