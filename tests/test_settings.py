@@ -46,7 +46,7 @@ def test_bad_value_names_file_line_and_expectation(tmp_path: Path) -> None:
 
 
 def test_unknown_variable_suggests_the_close_one() -> None:
-    with pytest.raises(ToolkitError, match="did you mean http_port"):
+    with pytest.raises(ToolkitError, match="did you mean 'http_port'"):
         resolve(RECIPE, parse_overrides(["http_prot=1"]))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -12,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from toolkit.catalog import Catalog
+from toolkit.errors import did_you_mean
 from toolkit.options import (
     APP_KEYS,
     APP_SOCKET_KEYS,
@@ -58,11 +58,6 @@ def _problem(
     ini: IniFile, line: int, rule: str, severity: Severity, message: str, hint: str = ""
 ) -> Problem:
     return Problem(str(ini.path), line, rule, severity, message, hint)
-
-
-def did_you_mean(word: str, choices: Iterable[str], otherwise: str, cutoff: float = 0.6) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
-    return f"did you mean {close[0]!r}?" if close else otherwise
 
 
 def expand(value: str, ini: IniFile) -> str:

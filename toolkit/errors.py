@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,3 +26,9 @@ class ToolkitError(Exception):
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         hint = f" (hint: {self.hint})" if self.hint else ""
         return f"{where}{self.message}{hint}"
+
+
+def did_you_mean(word: str, choices: Iterable[str], otherwise: str, cutoff: float = 0.6) -> str:
+    """The hint for a misspelt name: the closest known one, or `otherwise`."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return f"did you mean {close[0]!r}?" if close else otherwise

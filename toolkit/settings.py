@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 import unicodedata
@@ -14,7 +13,7 @@ from typing import Any
 from configobj import ConfigObj, ConfigObjError
 from validate import ValidateError, Validator, VdtTypeError, VdtValueError
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, did_you_mean
 from toolkit.recipes import Recipe
 
 SET_SOURCE = "--set"
@@ -214,8 +213,7 @@ def resolve(recipe: Recipe, *layers: Mapping[str, RawValue]) -> Variables:
     for name, raw in merged.items():
         variable = recipe.variable(name)
         if variable is None:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
+            hint = did_you_mean(name, known, f"known: {', '.join(known)}")
             raise _fail(name, raw, f"unknown variable for recipe {recipe.name!r}", hint)
         bad = unsafe_character(raw.text)
         if bad is not None:
