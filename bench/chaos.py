@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.emperor import answer, free_port
+from bench.emperor import answer, free_port, write
 
 BIN = Path(sys.executable).parent
 APP = """import os
@@ -162,12 +162,6 @@ class Site:
                 if process.status() != psutil.STATUS_ZOMBIE:
                     live.append(process)
         return live
-
-
-def write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{random.random():.6f}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def until(condition: object, timeout: float) -> float | None:

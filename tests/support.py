@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from toolkit.emperor.vassal import kill_group
+
 BIN = Path(sys.executable).parent
 UWSGI = BIN / "uwsgi"
 TOOLKIT = BIN / "toolkit"
@@ -98,11 +100,6 @@ def uwsgi_pids(under: Path | None = None) -> set[int]:
         if under is None or any(str(under) in part for part in process.info["cmdline"] or []):
             pids.add(process.pid)
     return pids
-
-
-def kill_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
 
 
 @dataclass

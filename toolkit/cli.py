@@ -125,12 +125,12 @@ def render(
         hosts: list[str | None] = [host]
         if all_hosts:
             hosts = list(read_inventory(deployment.root / INVENTORY).host_names())
+        executable = None if no_check else uwsgi_executable(uwsgi)
         for name in hosts:
             variables = deployment.load(overrides, name)
             target = deployment.host_vassals_dir(name) if all_hosts and name else None
             planned = deployment.plan(variables, target)
-            if not no_check:
-                executable = uwsgi_executable(uwsgi)
+            if executable is not None:
                 refuse_on_errors(deployment.check(variables.recipe, planned, executable, target))
             changes += planned
         if not check_only:
