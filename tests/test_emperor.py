@@ -29,6 +29,7 @@ from tests.support import (
 )
 from toolkit.apply import write_atomically
 from toolkit.emperor import control
+from toolkit.seal import seal
 
 APP = """
 import os
@@ -320,3 +321,24 @@ def test_run_folder_and_control_socket_are_private(emperor: RunningEmperor) -> N
     assert stat.S_IMODE(emperor.run_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(control.socket_path(emperor.run_dir).stat().st_mode) == 0o600
     assert emperor.run_dir.stat().st_uid == os.getuid()
+
+
+def test_a_cut_sealed_config_is_held_and_the_vassal_keeps_serving(
+    emperor: RunningEmperor,
+) -> None:
+    port = free_port()
+    path = emperor.vassals / "web.ini"
+    write_atomically(path, seal(vassal_ini(emperor.root / "code", port, greeting="before")))
+    wait_for(serving(port))
+    pid = emperor.status()["web"]["pid"]
+    after = seal(vassal_ini(emperor.root / "code", port, greeting="after"))
+    path.write_text(after[: len(after) // 2])
+    wait_for(
+        lambda: (
+            "web.ini not run: its content does not match its toolkit-sha256 seal" in emperor.text()
+        )
+    )
+    assert get(port).body == b"before"
+    assert emperor.status()["web"]["pid"] == pid
+    path.write_text(after)
+    wait_for(lambda: (r := try_get(port)) is not None and r.body == b"after", timeout=15)

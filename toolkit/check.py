@@ -351,9 +351,22 @@ def _check_module(ini: IniFile, app: Option, cwd: Path) -> Iterator[Problem]:
     )
 
 
+def check_seal(ini: IniFile) -> Iterator[Problem]:
+    if ini.broken_seal:
+        yield _problem(
+            ini,
+            1,
+            "U002",
+            Severity.ERROR,
+            f"{ini.broken_seal} (cut short, or edited after rendering): the Emperor won't run it",
+            "render it again, or delete line 1 to run it as it is",
+        )
+
+
 def check_file(ini: IniFile, catalog: Catalog, cwd: Path) -> list[Problem]:
     if SECTION not in ini.sections:
         return [
+            *check_seal(ini),
             _problem(
                 ini,
                 1,
@@ -361,9 +374,10 @@ def check_file(ini: IniFile, catalog: Catalog, cwd: Path) -> list[Problem]:
                 Severity.ERROR,
                 "no [uwsgi] section",
                 "uWSGI reads only [uwsgi]; add the section header",
-            )
+            ),
         ]
     return [
+        *check_seal(ini),
         *check_options(ini, catalog),
         *check_repeats(ini),
         *check_values(ini),

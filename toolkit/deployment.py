@@ -16,6 +16,7 @@ from toolkit.inventory import FILE_NAME as INVENTORY
 from toolkit.inventory import read_inventory
 from toolkit.recipes import DEFAULT_RECIPE, Recipe, deploy_ini_text, find_recipe, scaffold
 from toolkit.render import render
+from toolkit.seal import seal
 from toolkit.settings import RawValue, Variables
 
 VASSALS = "vassals"
@@ -71,7 +72,8 @@ class Deployment:
     def plan(self, variables: Variables, target: Path | None = None) -> list[FileChange]:
         """What `render` would write into vassals/ (or `target`), compared with what is there."""
         target = target or self.vassals_dir
-        rendered = render(variables.recipe, variables.values, self.root / TEMPLATES)
+        templates = render(variables.recipe, variables.values, self.root / TEMPLATES)
+        rendered = {name: seal(text) for name, text in templates.items()}
         wanted = {target / name for name in rendered}
         stale = [
             path

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit import seal
+
 SECTION = "uwsgi"
 WORKER_KEYS = ("processes", "workers")
 BLANKS = " \t\r"
@@ -23,6 +25,7 @@ class IniFile:
     path: Path
     options: tuple[Option, ...]
     sections: tuple[str, ...]
+    broken_seal: str | None = None
 
     def in_section(self, section: str = SECTION) -> list[Option]:
         return [o for o in self.options if o.section == section]
@@ -57,7 +60,7 @@ def parse(text: str, path: Path = Path("<string>")) -> IniFile:
         key, sep, value = line.partition("=")
         if sep and section:
             options.append(Option(key.strip(BLANKS), value.strip(BLANKS), number, section))
-    return IniFile(path, tuple(options), tuple(sections))
+    return IniFile(path, tuple(options), tuple(sections), seal.broken(text.encode()))
 
 
 def read(path: Path) -> IniFile:

@@ -32,7 +32,7 @@ def start_detached(
     control.prepare_run_dir(run_dir)
     log = logs_dir / LOG_NAME
     found = scan(patterns)
-    expected = len(found.configs) + len(found.unsettled)
+    expected = len(found.configs) + len(found.waiting)
     with log.open("ab") as stream:
         process = subprocess.Popen(
             argv(patterns, uwsgi=uwsgi, run_dir=run_dir, logs_dir=logs_dir),

@@ -99,19 +99,27 @@ class Emperor:
     def reconcile(self) -> None:
         """Start, reload or stop whatever differs between the files and the running vassals."""
         found = watcher.scan(self.patterns, trust=self.trust_any_config)
+        for config in found.configs.values():
+            self._warned.pop(config.path, None)
         for path, digest in found.not_vassals.items():
-            if self._warned.get(path) != digest:
-                self._warned[path] = digest
-                self.emit(Kind.WARNING, f"{path} has no [uwsgi] section: not a vassal, not started")
+            self._warn_once(
+                path, digest, f"{path} has no [uwsgi] section: not a vassal, not started"
+            )
         for path, reason in found.refused.items():
-            if self._warned.get(path) != reason:
-                self._warned[path] = reason
-                self.emit(
-                    Kind.WARNING,
-                    f"{path} refused: {reason}; --trust-any-config runs it anyway",
-                )
+            self._warn_once(
+                path, reason, f"{path} refused: {reason}; --trust-any-config runs it anyway"
+            )
+        running = {v.config.path for v in self.vassals.values()}
+        for path, reason in found.held.items():
+            keeps = "; its vassal keeps its previous config" if path in running else ""
+            self._warn_once(
+                path,
+                reason,
+                f"{path} not run: {reason}{keeps} (if it was edited by hand, render it again "
+                "or delete that line)",
+            )
         for name, vassal in list(self.vassals.items()):
-            if name not in found.configs and vassal.config.path not in found.unsettled:
+            if name not in found.configs and not found.keeps(vassal.config.path):
                 refusal = found.refused.get(vassal.config.path)
                 self._retire(
                     name, f"config refused: {refusal}" if refusal else "config file removed"
@@ -127,9 +135,25 @@ class Emperor:
                 self._spawn(config)
             elif current.config.digest != config.digest:
                 current.reload(config, "config changed")
-        if found.unsettled and self._rescan_soon is None:
-            loop = asyncio.get_running_loop()
-            self._rescan_soon = loop.call_later(watcher.SETTLE_SECONDS, self._rescan)
+            elif current.config.stamp != config.stamp:
+                current.restamp(config)
+        if found.look_again_in is not None:
+            self._look_again(found.look_again_in)
+
+    def _warn_once(self, path: Path, why: str, text: str) -> None:
+        """Say it once per file and reason, again only after the file was fine in between."""
+        if self._warned.get(path) != why:
+            self._warned[path] = why
+            self.emit(Kind.WARNING, text)
+
+    def _look_again(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        if self._rescan_soon is not None:
+            if self._rescan_soon.when() <= when:
+                return
+            self._rescan_soon.cancel()
+        self._rescan_soon = loop.call_at(when, self._rescan)
 
     def _rescan(self) -> None:
         self._rescan_soon = None

@@ -22,6 +22,9 @@ from toolkit.emperor.throttle import Throttle
 
 LINE_LIMIT = 1 << 20
 PR_SET_PDEATHSIG = 1
+# Printed by uWSGI once it has read its config; the protocol's first message comes later.
+CONFIG_READ_LINE = b"*** Starting uWSGI "
+Stamp = tuple[int, int, int]
 
 
 class State(StrEnum):
@@ -42,12 +45,19 @@ SERVING = {State.READY, State.LOYAL}
 
 @dataclass(frozen=True)
 class Config:
-    """A vassal's config file as last read: its name, path and content digest."""
+    """A vassal's config file as last read: its name, path, content digest, and the file's
+    stamp then, which tells whether uWSGI, reading it later, can have read anything else."""
 
     name: str
     path: Path
     digest: str
     has_workers: bool = True
+    stamp: Stamp = (0, 0, 0)
+
+
+def file_stamp(info: os.stat_result) -> Stamp:
+    """Inode, size and mtime: any write, truncation or replacement changes one of them."""
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _die_with(emperor_pid: int) -> Callable[[], None]:
@@ -112,6 +122,8 @@ class Vassal:
         self._reload_pending: str | None = None
         self._ready_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._reading: Stamp | None = None
+        self._misread: Stamp | None = None
 
     @property
     def name(self) -> str:
@@ -154,6 +166,7 @@ class Vassal:
         elif self.state in RUNNING and self._writer is not None:
             self.state = State.RELOADING
             self._asked_to_reload_at = self.clock()
+            self._reading = self.config.stamp
             self.emit(Kind.RELOADING, reason)
             self._send(ToVassal.RELOAD)
             if not self.config.has_workers:
@@ -162,6 +175,35 @@ class Vassal:
         else:
             self.throttle.clear()
             self._wake.set()
+
+    def restamp(self, config: Config) -> None:
+        """Same content, rewritten: nothing to reload, but a vassal waiting for it can start."""
+        self.config = config
+        if self._misread is not None:
+            self._wake.set()
+
+    def _verify_read(self) -> bool:
+        """uWSGI reads its config by path, after the Emperor did: if the file changed in
+        between, it may have read a half-written one. Restart it before it serves that.
+
+        False when the process is being restarted for it."""
+        if self._misread is not None:
+            return False
+        if self._reading is None or self.pid is None:
+            return True
+        expected, self._reading = self._reading, None
+        if not self._changed_since(expected):
+            return True
+        self._misread = expected
+        self.emit(Kind.WARNING, "config changed while uWSGI read it: restarting it")
+        kill_group(self.pid, signal.SIGKILL)
+        return False
+
+    def _changed_since(self, stamp: Stamp) -> bool:
+        try:
+            return file_stamp(self.config.path.stat()) != stamp
+        except OSError:
+            return True
 
     async def stop(self, reason: str) -> None:
         """Ask the supervising task to stop its child, and wait until it has."""
@@ -205,6 +247,13 @@ class Vassal:
                 self.emit(Kind.CRASHED, f"cannot start {self.uwsgi}: {error.strerror or error}")
             if self._stop_reason is not None:
                 break
+            if self._reading is not None and self._changed_since(self._reading):
+                # It exited before it could be checked, and its config changed meanwhile.
+                self._misread = self._reading
+                self.emit(Kind.WARNING, "exited while its config changed: starting it again")
+            if self._misread is not None:
+                await self._await_finished_config()
+                continue
             if code is not None:
                 self.last_exit = describe_exit(code)
                 why = "shut itself down" if voluntary else "crashed"
@@ -233,6 +282,18 @@ class Vassal:
         self.pid = None
         self.emit(Kind.STOPPED, self._stop_reason or "")
 
+    async def _await_finished_config(self) -> None:
+        """After a misread: respawn once the Emperor has a newer settled read of the file
+        (or after a second, when uWSGI reads whatever is there and is checked again)."""
+        self.state = State.BACKOFF
+        if self.config.stamp == self._misread:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+        self._misread = None
+        if self._stop_reason is None:
+            self.restarts += 1
+
     async def _run_once(self) -> tuple[int, bool]:
         """Spawn, follow its protocol and output until it exits; return (exit code, voluntary)."""
         emperor_end, vassal_end = protocol.channel()
@@ -241,6 +302,7 @@ class Vassal:
         self.spawned_at = self.clock()
         self._reload_pending = None  # the new process reads the config as it is now
         self._ready_at = None
+        self._reading = self.config.stamp
         try:
             process = await asyncio.create_subprocess_exec(
                 str(self.uwsgi),
@@ -290,6 +352,8 @@ class Vassal:
 
     async def _listen(self, reader: asyncio.StreamReader, voluntary: asyncio.Event) -> None:
         while data := await reader.read(64):
+            if not self._verify_read():
+                continue
             for message in protocol.decode(data):
                 if message == FromVassal.ACCEPTING or (
                     message == FromVassal.SPAWNED and not self.config.has_workers
@@ -324,4 +388,6 @@ class Vassal:
                 line = await stream.read(LINE_LIMIT)
             if not line:
                 return
+            if line.startswith(CONFIG_READ_LINE):
+                self._verify_read()
             self.emit(Kind.OUTPUT, line.decode(errors="replace").rstrip("\r\n"))

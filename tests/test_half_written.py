@@ -1,0 +1,60 @@
+"""A config caught mid-write is never taken: sealed files are checked, fresh ones waited on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from toolkit.emperor.watcher import PATIENCE_SECONDS, SETTLE_SECONDS, scan
+from toolkit.seal import broken, seal
+
+CONFIG = "[uwsgi]\nstrict = true\nhttp-socket = 127.0.0.1:9\n"
+
+
+@given(st.text(min_size=1).map(lambda text: text + "\n"), st.data())
+def test_no_proper_prefix_of_a_sealed_file_passes_for_finished(
+    text: str, data: st.DataObject
+) -> None:
+    content = seal(text).encode()
+    assert broken(content) is None
+    cut = data.draw(st.integers(0, len(content) - 1))
+    part = content[:cut]
+    assert broken(part) is not None or not part.endswith(b"\n"), "a prefix must look unfinished"
+
+
+def test_a_file_without_seal_is_not_judged_by_it() -> None:
+    assert broken(CONFIG.encode()) is None
+    assert broken(b"") is None
+
+
+def put(folder: Path, name: str, content: str, age: float) -> float:
+    """Write a file and date it `age` seconds back; return the scan's "now"."""
+    path = folder / name
+    path.write_text(content)
+    mtime = path.stat().st_mtime
+    os.utime(path, (mtime - age, mtime - age))
+    return mtime
+
+
+def test_fresh_files_wait_and_then_are_taken_or_held(tmp_path: Path) -> None:
+    sealed = seal(CONFIG)
+    now = put(tmp_path, "fresh.ini", sealed, SETTLE_SECONDS / 2)
+    put(tmp_path, "whole.ini", sealed, 2)
+    put(tmp_path, "cut-recent.ini", sealed[:-5], PATIENCE_SECONDS / 2)
+    put(tmp_path, "cut-old.ini", sealed[:-5], PATIENCE_SECONDS * 2)
+    put(tmp_path, "midline-recent.ini", CONFIG[:-5], PATIENCE_SECONDS / 2)
+    put(tmp_path, "midline-old.ini", CONFIG[:-5], PATIENCE_SECONDS * 2)
+    put(tmp_path, "future.ini", CONFIG, -3600)
+    found = scan([str(tmp_path / "*.ini")], now=now)
+    assert sorted(found.configs) == ["future", "midline-old", "whole"]
+    assert sorted(p.name for p in found.waiting) == [
+        "cut-recent.ini",
+        "fresh.ini",
+        "midline-recent.ini",
+    ]
+    assert [p.name for p in found.held] == ["cut-old.ini"]
+    assert "does not match" in found.held[tmp_path / "cut-old.ini"]
+    assert 0 < (found.look_again_in or 0) <= SETTLE_SECONDS
