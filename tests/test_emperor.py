@@ -342,3 +342,20 @@ def test_a_cut_sealed_config_is_held_and_the_vassal_keeps_serving(
     assert emperor.status()["web"]["pid"] == pid
     path.write_text(after)
     wait_for(lambda: (r := try_get(port)) is not None and r.body == b"after", timeout=15)
+
+
+def test_a_config_changed_while_uwsgi_reads_it_is_read_again(emperor: RunningEmperor) -> None:
+    """`exec-asap` runs after uWSGI has read its config and before it says so: it stands in
+    for a writer that rewrites the file between the Emperor's read and uWSGI's."""
+    port = free_port()
+    path = emperor.vassals / "web.ini"
+    once = emperor.root / "changed-once"
+    rewrite = f"test -e {once} || {{ touch {once}; echo '; rewritten' >> {path}; }}"
+    path.write_text(vassal_ini(emperor.root / "code", port) + f'exec-asap = sh -c "{rewrite}"\n')
+    wait_for(serving(port))
+    wait_for(lambda: emperor.state("web") in {"ready", "loyal"})
+    output = emperor.text()
+    assert "web     ▸ warning: config changed while uWSGI read it: restarting it" in output
+    assert "crashed" not in output
+    assert output.count("web     ▸ spawned") == 2
+    assert emperor.status()["web"]["restarts"] == 1
