@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from bench.emperor import answer, free_port, write
+from toolkit import uwsgi_ini
 from toolkit.seal import seal
 
 BIN = Path(sys.executable).parent
@@ -358,6 +359,12 @@ def hostile(rng: random.Random) -> str:
     return "".join(rng.choice([*HOSTILE, "a", "1", " ", "app"]) for _ in range(rng.randint(0, 6)))
 
 
+def option_keys(text: str) -> set[str]:
+    """Every option and section uWSGI would read from the text: comments are not options."""
+    ini = uwsgi_ini.parse(text)
+    return {f"[{o.section}] {o.key}" for o in ini.options} | {f"[{n}]" for n in ini.sections}
+
+
 def fuzz(work: Path, figures: Figures, cases: int) -> None:
     """Hostile deploy.ini, --set values, uWSGI INI files, inventories and templates, through
     the real CLI.
@@ -374,9 +381,7 @@ def fuzz(work: Path, figures: Figures, cases: int) -> None:
     assert runner.invoke(app, ["new", str(root)]).exit_code == 0
     assert runner.invoke(app, ["render", str(root), "--no-check"]).exit_code == 0
     rendered = {p: p.read_text() for p in (root / "vassals").iterdir()}
-    allowed = {
-        line.split("=")[0].strip() for text in rendered.values() for line in text.splitlines()
-    }
+    allowed = {key for text in rendered.values() for key in option_keys(text)}
     tracebacks = odd_exits = clobbered = injected = 0
     for case in range(cases):
         kind = case % 5
@@ -428,8 +433,8 @@ def fuzz(work: Path, figures: Figures, cases: int) -> None:
             now = path.read_text()
             if now != text and result.exit_code != 0:
                 clobbered += 1
-            keys = {line.split("=")[0].strip() for line in now.splitlines()}
-            injected += kind != 4 and bool(keys - allowed)  # a template may write any option
+            # A template may write any option; values must not.
+            injected += kind != 4 and bool(option_keys(now) - allowed)
             path.write_text(text)
     figures.record("fuzz: deploy.ini, --set, INI, inventory, templates", **{
         "fuzz cases": cases, "tracebacks": tracebacks, "odd exit codes": odd_exits,

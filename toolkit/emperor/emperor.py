@@ -111,7 +111,7 @@ class Emperor:
             )
         running = {v.config.path for v in self.vassals.values()}
         for path, reason in found.held.items():
-            keeps = "; its vassal keeps its previous config" if path in running else ""
+            keeps = "; its vassal is left as it is" if path in running else ""
             self._warn_once(
                 path,
                 reason,

@@ -187,8 +187,6 @@ class Vassal:
         between, it may have read a half-written one. Restart it before it serves that.
 
         False when the process is being restarted for it."""
-        if self._misread is not None:
-            return False
         if self._reading is None or self.pid is None:
             return True
         expected, self._reading = self._reading, None
@@ -283,13 +281,12 @@ class Vassal:
         self.emit(Kind.STOPPED, self._stop_reason or "")
 
     async def _await_finished_config(self) -> None:
-        """After a misread: respawn once the Emperor has a newer settled read of the file
-        (or after a second, when uWSGI reads whatever is there and is checked again)."""
+        """After a misread, respawn only once the Emperor has a newer, finished read of the
+        file: its change is an event, and a sealed file is not handed over half-written."""
         self.state = State.BACKOFF
         if self.config.stamp == self._misread:
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+            await self._wake.wait()
         self._misread = None
         if self._stop_reason is None:
             self.restarts += 1
@@ -352,7 +349,11 @@ class Vassal:
 
     async def _listen(self, reader: asyncio.StreamReader, voluntary: asyncio.Event) -> None:
         while data := await reader.read(64):
-            if not self._verify_read():
+            # A fresh process speaks only once it has read its config; a reloading one may
+            # still be the old process, so only its "Starting uWSGI" line tells.
+            if self._misread is not None or (
+                self.state is State.STARTING and not self._verify_read()
+            ):
                 continue
             for message in protocol.decode(data):
                 if message == FromVassal.ACCEPTING or (
