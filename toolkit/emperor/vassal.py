@@ -36,6 +36,7 @@ class State(StrEnum):
     STOPPED = "stopped"
     CRASHED = "crashed"
     BACKOFF = "backoff"
+    WAITING = "waiting"  # for its config file to be finished
     THROTTLED = "throttled"
 
 
@@ -283,7 +284,7 @@ class Vassal:
     async def _await_finished_config(self) -> None:
         """After a misread, respawn only once the Emperor has a newer, finished read of the
         file: its change is an event, and a sealed file is not handed over half-written."""
-        self.state = State.BACKOFF
+        self.state = State.WAITING
         if self.config.stamp == self._misread:
             self._wake.clear()
             await self._wake.wait()
