@@ -25,6 +25,8 @@ PR_SET_PDEATHSIG = 1
 # Printed by uWSGI once it has read its config; the protocol's first message comes later.
 CONFIG_READ_LINE = b"*** Starting uWSGI "
 Stamp = tuple[int, int, int]
+# Long enough for the master to read message 0 first (and run its emperor-stop hooks).
+NUDGE_EVERY = 0.05
 
 
 class State(StrEnum):
@@ -214,14 +216,23 @@ class Vassal:
             await self._task
 
     async def _terminate(self, process: asyncio.subprocess.Process) -> None:
-        """Emperor message 0, then SIGINT, then SIGKILL to the group, each after a grace period."""
+        """Emperor message 0, then SIGINT to the master every NUDGE_EVERY seconds, then
+        SIGKILL to the group after `stop_timeout`.
+
+        Message 0 and SIGINT both make the master SIGINT its workers; it reaps them and
+        exits on its next one-second tick, unless a signal wakes it. A SIGINT to a master
+        that is already stopping does nothing else, so each nudge is a chance to exit now.
+        """
         self.state = State.STOPPING
         self.emit(Kind.STOPPING, self._stop_reason or "")
         self._send(ToVassal.STOP)
-        if not await self._exits_within(process, self.stop_timeout):
-            process.send_signal(signal.SIGINT)
-            if not await self._exits_within(process, self.stop_timeout):
+        deadline = self.clock() + self.stop_timeout
+        while not await self._exits_within(process, NUDGE_EVERY):
+            if self.clock() >= deadline:
                 kill_group(process.pid, signal.SIGKILL)
+                return
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
 
     @staticmethod
     async def _exits_within(process: asyncio.subprocess.Process, seconds: float) -> bool:
