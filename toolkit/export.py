@@ -68,6 +68,11 @@ PLAYBOOK = """\
     toolkit_wheels: {wheels}
     toolkit_install: true
     toolkit_systemd: true
+    # uWSGI compiles on the host; without the PCRE2 headers it builds without internal
+    # routing, and the rendered gzip rules would be refused by `toolkit render`.
+    toolkit_build_packages:
+      Debian: [build-essential, python3-dev, python3-venv, libpcre2-dev]
+      RedHat: [gcc, python3-devel, pcre2-devel]
   tasks:
     - name: Build toolkit's wheel on the controller
       ansible.builtin.command:
@@ -76,6 +81,14 @@ PLAYBOOK = """\
       delegate_to: localhost
       run_once: true
       changed_when: false
+      when: toolkit_install | bool
+
+    - name: Install what uWSGI is compiled with (a C compiler, Python and PCRE2 headers)
+      ansible.builtin.package:
+        name: "{{{{ toolkit_build_packages[ansible_os_family]
+                | default(toolkit_build_packages.Debian) }}}}"
+        state: present
+      become: true
       when: toolkit_install | bool
 
     - name: Create toolkit's folder
