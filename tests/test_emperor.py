@@ -116,7 +116,11 @@ def start_emperor(root: Path, *extra: str) -> RunningEmperor:
 
 @pytest.fixture
 def emperor(tmp_path: Path) -> Iterator[RunningEmperor]:
-    running = start_emperor(tmp_path, "--max-spawns", "3", "--window", "30", "--backoff", "0.05")
+    running = start_emperor(
+        tmp_path,
+        *("--max-spawns", "3", "--window", "30", "--backoff", "0.05"),
+        *("--heartbeat-tolerance", "2"),
+    )
     yield running
     if running.process.poll() is None:
         running.process.send_signal(signal.SIGINT)
@@ -162,7 +166,7 @@ def test_killed_master_is_respawned_and_serves_again(emperor: RunningEmperor) ->
     after = emperor.status()["web"]
     assert after["pid"] != pid
     assert after["last_exit"] == "signal SIGKILL"
-    wait_for(lambda: "web     ▸ crashed: crashed (signal SIGKILL)" in emperor.text())
+    wait_for(lambda: "web     ▸ crashed: signal SIGKILL" in emperor.text())
 
 
 def test_deleted_config_closes_port_and_ends_every_process(emperor: RunningEmperor) -> None:
@@ -359,3 +363,30 @@ def test_a_config_changed_while_uwsgi_reads_it_is_read_again(emperor: RunningEmp
     assert "crashed" not in output
     assert output.count("web     ▸ spawned") == 2
     assert emperor.status()["web"]["restarts"] == 1
+
+
+def test_an_idle_vassal_that_asks_to_stop_stays_stopped_until_reload(
+    emperor: RunningEmperor,
+) -> None:
+    port = free_port()
+    path = emperor.add("web", port)
+    path.write_text(path.read_text() + "idle = 1\ndie-on-idle = true\n")
+    wait_for(lambda: "web     ▸ stopped: idle, it asked to be stopped" in emperor.text())
+    assert emperor.state("web") == "stopped"
+    assert port_closed(port)()
+    assert "crashed" not in emperor.text()
+    assert run_toolkit("reload", "web", "-C", emperor.root).returncode == 0
+    wait_for(serving(port))
+
+
+def test_a_vassal_whose_heartbeat_stops_is_killed_and_respawned(emperor: RunningEmperor) -> None:
+    port = free_port()
+    path = emperor.add("web", port)
+    path.write_text(path.read_text() + "heartbeat = 1\n")
+    wait_for(lambda: emperor.state("web") in {"ready", "loyal"} and try_get(port))
+    stuck = emperor.status()["web"]["pid"]
+    os.killpg(stuck, signal.SIGSTOP)  # its workers, which send the heartbeats, are stuck too
+    wait_for(lambda: "web     ▸ warning: no heartbeat for 2 s: killing it" in emperor.text())
+    wait_for(lambda: emperor.status()["web"]["pid"] not in {stuck, None})
+    wait_for(serving(port))
+    assert not psutil.pid_exists(stuck)

@@ -29,6 +29,7 @@ from toolkit.emperor import control
 from toolkit.emperor.background import start_detached
 from toolkit.emperor.main import argv as emperor_argv
 from toolkit.emperor.throttle import Throttle
+from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE
 from toolkit.errors import ToolkitError
 from toolkit.export import ansible_files, systemd_unit
 from toolkit.installed import uwsgi_executable
@@ -177,6 +178,14 @@ def emperor(
         bool,
         typer.Option(help="Also run configs that are world-writable or owned by another user."),
     ] = False,
+    heartbeat_tolerance: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds of silence after which a vassal that sends heartbeats (its "
+            "`heartbeat` option) is killed and respawned.",
+        ),
+    ] = HEARTBEAT_TOLERANCE,
 ) -> None:
     """Run one uwsgi per config the globs match: respawn, reload on change, stop on removal."""
     with reported():
@@ -190,6 +199,7 @@ def emperor(
             quiet=quiet,
             throttle=limits,
             trust_any_config=trust_any_config,
+            heartbeat_tolerance=heartbeat_tolerance,
         )
 
 

@@ -13,7 +13,7 @@ from toolkit.emperor import control, watcher
 from toolkit.emperor.events import EMPEROR, Event, Kind
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.throttle import Throttle
-from toolkit.emperor.vassal import Config, Vassal
+from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE, Config, Vassal
 from toolkit.errors import ToolkitError
 
 
@@ -27,6 +27,7 @@ class Emperor:
         printer: Printer,
         throttle: Callable[[], Throttle] = Throttle,
         stop_timeout: float = 5.0,
+        heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
         rescan_every: float = watcher.RESCAN_EVERY,
         trust_any_config: bool = False,
     ) -> None:
@@ -36,6 +37,7 @@ class Emperor:
         self.printer = printer
         self.throttle = throttle
         self.stop_timeout = stop_timeout
+        self.heartbeat_tolerance = heartbeat_tolerance
         self.rescan_every = rescan_every
         self.trust_any_config = trust_any_config
         self.vassals: dict[str, Vassal] = {}
@@ -167,6 +169,7 @@ class Emperor:
             publish=self.events.put_nowait,
             throttle=self.throttle(),
             stop_timeout=self.stop_timeout,
+            heartbeat_tolerance=self.heartbeat_tolerance,
         )
         self.vassals[config.name] = vassal
         vassal.start(after=self._stopping.get(config.name))

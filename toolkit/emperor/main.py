@@ -16,6 +16,7 @@ from rich.console import Console
 from toolkit.emperor.emperor import Emperor, run
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.throttle import Throttle
+from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE
 from toolkit.errors import ToolkitError
 from toolkit.installed import uwsgi_executable
 
@@ -29,6 +30,7 @@ def argv(
     quiet: bool = False,
     throttle: Throttle | None = None,
     trust_any_config: bool = False,
+    heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
 ) -> list[str]:
     """The command line that starts this module with these settings."""
     limits = throttle or Throttle()
@@ -38,6 +40,7 @@ def argv(
         "--max-spawns", str(limits.max_spawns), "--window", str(limits.window),
         "--backoff", str(limits.first_delay), *(["--quiet"] if quiet else []),
         *(["--trust-any-config"] if trust_any_config else []),
+        "--heartbeat-tolerance", str(heartbeat_tolerance),
     ]  # fmt: skip
 
 
@@ -52,6 +55,7 @@ def main(arguments: list[str] | None = None) -> int:
     parser.add_argument("--max-spawns", type=int, default=Throttle.max_spawns)
     parser.add_argument("--window", type=float, default=Throttle.window)
     parser.add_argument("--backoff", type=float, default=Throttle.first_delay)
+    parser.add_argument("--heartbeat-tolerance", type=float, default=HEARTBEAT_TOLERANCE)
     options = parser.parse_args(arguments)
     console = Console(highlight=False, soft_wrap=True, markup=False)
     limits = Throttle(options.max_spawns, options.window, options.backoff)
@@ -63,6 +67,7 @@ def main(arguments: list[str] | None = None) -> int:
             printer=Printer(console, quiet=options.quiet, logs_dir=options.logs_dir),
             throttle=lambda: replace(limits, exits=[]),
             trust_any_config=options.trust_any_config,
+            heartbeat_tolerance=options.heartbeat_tolerance,
         )
         return run(emperor)
     except ToolkitError as error:

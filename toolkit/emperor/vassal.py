@@ -25,6 +25,11 @@ PR_SET_PDEATHSIG = 1
 # Printed by uWSGI once it has read its config; the protocol's first message comes later.
 CONFIG_READ_LINE = b"*** Starting uWSGI "
 Stamp = tuple[int, int, int]
+IDLE_STOP = (
+    "idle, it asked to be stopped (die-on-idle); a config change or `toolkit reload` starts it"
+)
+# uWSGI's own `emperor-required-heartbeat` default.
+HEARTBEAT_TOLERANCE = 30.0
 # Long enough for the master to read message 0 first (and run its emperor-stop hooks).
 NUDGE_EVERY = 0.05
 
@@ -103,6 +108,7 @@ class Vassal:
         publish: Callable[[Event], None],
         throttle: Throttle,
         stop_timeout: float = 5.0,
+        heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -110,6 +116,7 @@ class Vassal:
         self.publish = publish
         self.throttle = throttle
         self.stop_timeout = stop_timeout
+        self.heartbeat_tolerance = heartbeat_tolerance
         self.clock = clock
         self.state = State.STARTING
         self.pid: int | None = None
@@ -127,6 +134,7 @@ class Vassal:
         self._task: asyncio.Task[None] | None = None
         self._reading: Stamp | None = None
         self._misread: Stamp | None = None
+        self._heartbeat_due: asyncio.TimerHandle | None = None
 
     @property
     def name(self) -> str:
@@ -208,12 +216,15 @@ class Vassal:
 
     async def stop(self, reason: str) -> None:
         """Ask the supervising task to stop its child, and wait until it has."""
+        self._request_stop(reason)
+        if self._task is not None:
+            await self._task
+
+    def _request_stop(self, reason: str) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason
             self._stop_requested.set()
             self._wake.set()
-        if self._task is not None:
-            await self._task
 
     async def _terminate(self, process: asyncio.subprocess.Process) -> None:
         """Emperor message 0, then SIGINT to the master every NUDGE_EVERY seconds, then
@@ -251,9 +262,9 @@ class Vassal:
             await after
         while self._stop_reason is None:
             try:
-                code, voluntary = await self._run_once()
+                code = await self._run_once()
             except OSError as error:
-                code, voluntary = None, False
+                code = None
                 self.emit(Kind.CRASHED, f"cannot start {self.uwsgi}: {error.strerror or error}")
             if self._stop_reason is not None:
                 break
@@ -266,9 +277,8 @@ class Vassal:
                 continue
             if code is not None:
                 self.last_exit = describe_exit(code)
-                why = "shut itself down" if voluntary else "crashed"
                 self.state = State.CRASHED
-                self.emit(Kind.CRASHED, f"{why} ({self.last_exit})")
+                self.emit(Kind.CRASHED, self.last_exit)
             now = self.clock()
             served_for = now - self._ready_at if self._ready_at is not None else 0.0
             delay = self.throttle.record_exit(now, served_for)
@@ -303,8 +313,8 @@ class Vassal:
         if self._stop_reason is None:
             self.restarts += 1
 
-    async def _run_once(self) -> tuple[int, bool]:
-        """Spawn, follow its protocol and output until it exits; return (exit code, voluntary)."""
+    async def _run_once(self) -> int:
+        """Spawn, follow its protocol and output until it exits; return its exit code."""
         emperor_end, vassal_end = protocol.channel()
         env = {**os.environ, protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno())}
         self.state = State.STARTING
@@ -337,8 +347,7 @@ class Vassal:
         self._process, self.pid = process, process.pid
         self.emit(Kind.SPAWNED, f"pid {process.pid}, {self.config.path}")
         reader, self._writer = await asyncio.open_unix_connection(sock=emperor_end)
-        voluntary = asyncio.Event()
-        listen = asyncio.create_task(self._listen(reader, voluntary))
+        listen = asyncio.create_task(self._listen(reader))
         assert process.stdout is not None
         pump = asyncio.create_task(self._pump(process.stdout))
         stop_requested = asyncio.create_task(self._stop_requested.wait())
@@ -350,6 +359,9 @@ class Vassal:
         if process.returncode is None:
             await self._terminate(process)
         code = await process.wait()
+        if self._heartbeat_due is not None:
+            self._heartbeat_due.cancel()
+            self._heartbeat_due = None
         # Workers or gateways that outlived their master would hold the sockets.
         kill_group(process.pid, signal.SIGKILL)
         await asyncio.wait({pump, listen}, timeout=1.0)
@@ -357,9 +369,9 @@ class Vassal:
             task.cancel()
         self._writer.close()
         self._writer, self._process = None, None
-        return code, voluntary.is_set()
+        return code
 
-    async def _listen(self, reader: asyncio.StreamReader, voluntary: asyncio.Event) -> None:
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
         while data := await reader.read(64):
             # A fresh process speaks only once it has read its config; a reloading one may
             # still be the old process, so only its "Starting uWSGI" line tells.
@@ -375,8 +387,28 @@ class Vassal:
                 elif message == FromVassal.LOYAL and self.state is State.READY:
                     self.state = State.LOYAL
                     self.emit(Kind.LOYAL, "served its first request")
+                elif message == FromVassal.HEARTBEAT:
+                    self._heard_heartbeat()
                 elif message == FromVassal.VOLUNTARY_SHUTDOWN:
-                    voluntary.set()
+                    # Sent by `die-on-idle`: the vassal waits for the Emperor to stop it.
+                    self._request_stop(IDLE_STOP)
+
+    def _heard_heartbeat(self) -> None:
+        """A vassal with uWSGI's `heartbeat` option beats every few seconds; once it has
+        beaten, silence for `heartbeat_tolerance` seconds means it is stuck."""
+        if self._heartbeat_due is not None:
+            self._heartbeat_due.cancel()
+        loop = asyncio.get_running_loop()
+        self._heartbeat_due = loop.call_later(self.heartbeat_tolerance, self._heartbeat_missed)
+
+    def _heartbeat_missed(self) -> None:
+        self._heartbeat_due = None
+        if self.pid is not None and self._stop_reason is None:
+            self.emit(
+                Kind.WARNING,
+                f"no heartbeat for {self.heartbeat_tolerance:g} s: killing it to respawn it",
+            )
+            kill_group(self.pid, signal.SIGKILL)
 
     def _ready(self) -> None:
         """Starting or reloading -> ready; a respawned worker's "accepting" changes nothing."""
