@@ -448,6 +448,28 @@ def workspace() -> Iterator[Path]:
         yield Path(folder)
 
 
+LEGEND = """\
+How to read it:
+
+- *kill storm*: SIGKILLs to random masters and workers for 60 s (throttling off, so
+  the figure is recovery); *max recovery* is from the storm's end until every vassal
+  answers; *duplicates* counts second masters for one config.
+- *edit storm*: every config is sealed (`# toolkit-sha256:` of the rest) and ends with
+  `env = CHECKSUM=...`, which the app echoes. *half-written started* counts answers
+  without that line during the storm plus crashed starts; *mismatches* counts vassals
+  not serving their file's final content afterwards. *restarted to re-read* counts the
+  times uWSGI read a file after it changed under the Emperor (uWSGI reads by path,
+  after the Emperor did): each was killed before it served and started again on the
+  finished file. Not a fault, the guard at work.
+- *crash loop*: a vassal whose app raises at import, with 3 healthy ones beside it.
+- *emperor SIGKILL + restart*: *gone* is until no vassal process remains, *back* is a
+  new Emperor on the same folder (stale socket and pid file) serving all again.
+- *fuzz*: hostile `deploy.ini`, `--set`, uWSGI INI, inventory and template inputs
+  through the real CLI; *options injected* counts rendered options (as uWSGI reads
+  them) that no template wrote.
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="the versions `make test` runs")
@@ -465,7 +487,7 @@ def main() -> int:
         (Path(__file__).resolve().parent.parent / "docs" / "CHAOS.md").write_text(
             "# Chaos: toolkit's Emperor under faults\n\n"
             f"`make chaos`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{os.cpu_count()} cores.\n\n{report}\n"
+            f"{os.cpu_count()} cores.\n\n{report}\n\n{LEGEND}"
         )
     return 0
 
