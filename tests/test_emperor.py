@@ -192,6 +192,17 @@ def test_changed_config_reloads_and_serves_the_new_value(emperor: RunningEmperor
     wait_for(lambda: "web     ▸ reloading: config changed" in emperor.text())
 
 
+def test_touching_a_config_reloads_its_vassal(emperor: RunningEmperor) -> None:
+    port = free_port()
+    path = emperor.add("web", port)
+    wait_for(lambda: emperor.state("web") in {"ready", "loyal"})
+    pid = emperor.status()["web"]["pid"]
+    os.utime(path)
+    wait_for(lambda: "web     ▸ reloading: config touched" in emperor.text())
+    wait_for(lambda: "web     ▸ ready: reloaded" in emperor.text(), timeout=15)
+    assert emperor.status()["web"]["pid"] == pid, "a reload keeps the master"
+
+
 def test_broken_app_is_throttled_and_its_error_shown(emperor: RunningEmperor) -> None:
     emperor.add("broken", free_port(), module="no_such_module")
     wait_for(lambda: emperor.state("broken") == "throttled")

@@ -138,7 +138,8 @@ class Emperor:
             elif current.config.digest != config.digest:
                 current.reload(config, "config changed")
             elif current.config.stamp != config.stamp:
-                current.restamp(config)
+                # As with uWSGI's Emperor, touching a config reloads its vassal.
+                current.reload(config, "config touched")
         if found.look_again_in is not None:
             self._look_again(found.look_again_in)
 

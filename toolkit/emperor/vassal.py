@@ -187,12 +187,6 @@ class Vassal:
             self.throttle.clear()
             self._wake.set()
 
-    def restamp(self, config: Config) -> None:
-        """Same content, rewritten: nothing to reload, but a vassal waiting for it can start."""
-        self.config = config
-        if self._misread is not None:
-            self._wake.set()
-
     def _verify_read(self) -> bool:
         """uWSGI reads its config by path, after the Emperor did: if the file changed in
         between, it may have read a half-written one. Restart it before it serves that.
