@@ -7,6 +7,8 @@ import os
 import signal
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 
 from tests.support import (
     TOOLKIT,
+    Response,
     free_port,
     get,
     kill_group,
@@ -401,3 +404,29 @@ def test_a_vassal_whose_heartbeat_stops_is_killed_and_respawned(emperor: Running
     wait_for(lambda: emperor.status()["web"]["pid"] not in {stuck, None})
     wait_for(serving(port))
     assert not psutil.pid_exists(stuck)
+
+
+SLOW_APP = """
+import time
+
+def application(environ, start_response):
+    time.sleep(1)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"finished"]
+"""
+
+
+def test_a_removed_vassal_finishes_the_request_in_flight(emperor: RunningEmperor) -> None:
+    (emperor.root / "code" / "slow.py").write_text(SLOW_APP)
+    port = free_port()
+    path = emperor.add("slow", port, module="slow")
+    wait_for(lambda: emperor.state("slow") in {"ready", "loyal"})
+    answers: list[Response | None] = []
+    client = threading.Thread(target=lambda: answers.append(try_get(port)))
+    client.start()
+    time.sleep(0.3)  # the request is in the app's sleep
+    path.unlink()
+    client.join(10)
+    wait_for(lambda: "slow    ▸ stopped: config file removed" in emperor.text())
+    assert answers and answers[0] is not None and answers[0].body == b"finished"
+    wait_for(port_closed(port))

@@ -9,8 +9,8 @@ ENVIRONMENT_VARIABLE = "UWSGI_EMPEROR_FD"
 
 
 class ToVassal(IntEnum):
-    STOP = 0
     RELOAD = 1
+    GRACEFUL_STOP = 2  # workers finish the request in hand; 0 would cut it off
 
 
 class FromVassal(IntEnum):

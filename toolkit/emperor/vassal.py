@@ -30,7 +30,7 @@ IDLE_STOP = (
 )
 # uWSGI's own `emperor-required-heartbeat` default.
 HEARTBEAT_TOLERANCE = 30.0
-# Long enough for the master to read message 0 first (and run its emperor-stop hooks).
+# Long enough for the master to read message 2 first (and run its emperor-stop hooks).
 NUDGE_EVERY = 0.05
 
 
@@ -221,16 +221,17 @@ class Vassal:
             self._wake.set()
 
     async def _terminate(self, process: asyncio.subprocess.Process) -> None:
-        """Emperor message 0, then SIGINT to the master every NUDGE_EVERY seconds, then
+        """Emperor message 2, then SIGINT to the master every NUDGE_EVERY seconds, then
         SIGKILL to the group after `stop_timeout`.
 
-        Message 0 and SIGINT both make the master SIGINT its workers; it reaps them and
-        exits on its next one-second tick, unless a signal wakes it. A SIGINT to a master
-        that is already stopping does nothing else, so each nudge is a chance to exit now.
+        Message 2 makes the master SIGHUP its workers, which finish the request in hand
+        and exit; the master checks on them once a second, unless a signal wakes it. A
+        SIGINT to a master that is already stopping does nothing else, so each nudge is a
+        chance to exit now.
         """
         self.state = State.STOPPING
         self.emit(Kind.STOPPING, self._stop_reason or "")
-        self._send(ToVassal.STOP)
+        self._send(ToVassal.GRACEFUL_STOP)
         deadline = self.clock() + self.stop_timeout
         while not await self._exits_within(process, NUDGE_EVERY):
             if self.clock() >= deadline:
