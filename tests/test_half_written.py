@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit.emperor.watcher import PATIENCE_SECONDS, SETTLE_SECONDS, scan
+from toolkit.emperor.watcher import PATIENCE_SECONDS, SETTLE_SECONDS, Scanner, scan
 from toolkit.seal import broken, seal
 
 CONFIG = "[uwsgi]\nstrict = true\nhttp-socket = 127.0.0.1:9\n"
@@ -58,3 +58,32 @@ def test_fresh_files_wait_and_then_are_taken_or_held(tmp_path: Path) -> None:
     assert [p.name for p in found.held] == ["cut-old.ini"]
     assert "does not match" in found.held[tmp_path / "cut-old.ini"]
     assert 0 < (found.look_again_in or 0) <= SETTLE_SECONDS
+
+
+def test_a_scanner_rereads_a_file_it_read_while_fresh(tmp_path: Path) -> None:
+    """A read made in the settle window may be mid-write, so it is not remembered, even if
+    the rest of the write lands in the same clock tick (same size, same mtime)."""
+    path = tmp_path / "web.ini"
+    path.write_text(CONFIG)
+    stamp = path.stat().st_mtime_ns
+    scanner = Scanner()
+    assert path in scanner.scan([str(tmp_path / "*.ini")], now=stamp / 1e9).waiting
+    path.write_text(CONFIG.replace("9", "8"))
+    os.utime(path, ns=(stamp, stamp))
+    later = scanner.scan([str(tmp_path / "*.ini")], now=stamp / 1e9 + 2).configs["web"]
+    assert (
+        later.digest == scan([str(tmp_path / "*.ini")], now=stamp / 1e9 + 2).configs["web"].digest
+    )
+    assert later.stamp == (path.stat().st_ino, len(CONFIG), stamp)
+
+
+def test_a_scanner_reads_a_settled_file_once_until_its_stamp_moves(tmp_path: Path) -> None:
+    path = tmp_path / "web.ini"
+    path.write_text(CONFIG)
+    os.utime(path, (1_000_000, 1_000_000))
+    scanner = Scanner()
+    first = scanner.scan([str(tmp_path / "*.ini")]).configs["web"]
+    path.write_text(CONFIG.replace("9", "8"))  # same size; only the mtime tells
+    os.utime(path, (1_000_001, 1_000_001))
+    second = scanner.scan([str(tmp_path / "*.ini")]).configs["web"]
+    assert second.digest != first.digest

@@ -130,13 +130,17 @@ def test_08_router_forwards_to_the_app_over_its_uwsgi_socket(
     assert try_get(site.app_port) is None, "the app socket speaks uwsgi, not HTTP"
 
 
-def test_09_a_killed_vassal_comes_back(run_chapter: Callable[..., Site]) -> None:
+def test_09_a_killed_vassal_comes_back_and_a_touched_one_reloads(
+    run_chapter: Callable[..., Site],
+) -> None:
     site = run_chapter(9)
     pid = site.status()["uwsgi"]["pid"]
     assert isinstance(pid, int)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: site.status()["uwsgi"]["restarts"] == 1)
     wait_for(serving(site.port))
+    os.utime(site.root / "vassals" / "uwsgi.ini")
+    wait_for(lambda: "reloading: config touched" in site.log("emperor.log"))
 
 
 def test_10_request_lines_land_in_the_request_log(run_chapter: Callable[..., Site]) -> None:

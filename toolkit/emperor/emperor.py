@@ -47,6 +47,7 @@ class Emperor:
         self._shutdown = asyncio.Event()
         self._shutdown_reason = ""
         self._rescan_soon: asyncio.TimerHandle | None = None
+        self.scanner = watcher.Scanner()
 
     def emit(self, kind: Kind, text: str) -> None:
         self.events.put_nowait(Event(EMPEROR, kind, text))
@@ -100,7 +101,7 @@ class Emperor:
 
     def reconcile(self) -> None:
         """Start, reload or stop whatever differs between the files and the running vassals."""
-        found = watcher.scan(self.patterns, trust=self.trust_any_config)
+        found = self.scanner.scan(self.patterns, trust=self.trust_any_config)
         for config in found.configs.values():
             self._warned.pop(config.path, None)
         for path, digest in found.not_vassals.items():

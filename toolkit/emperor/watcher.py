@@ -15,7 +15,7 @@ from pathlib import Path
 import watchfiles
 
 from toolkit import seal, uwsgi_ini
-from toolkit.emperor.vassal import Config, file_stamp
+from toolkit.emperor.vassal import Config, Stamp, file_stamp
 from toolkit.errors import ToolkitError
 
 RESCAN_EVERY = 5.0
@@ -68,57 +68,127 @@ def distrust(info: os.stat_result) -> str | None:
     return None
 
 
-def scan(patterns: Iterable[str], now: float | None = None, trust: bool = False) -> Scan:
-    """Read every matching file, leaving out the ones that may be mid-write.
+@dataclass(frozen=True)
+class Contents:
+    """What a scan needs to know of a file's bytes."""
+
+    digest: str
+    broken_seal: str | None
+    finished: bool
+    is_vassal: bool
+    has_workers: bool
+
+
+def contents_of(content: bytes, path: Path) -> Contents:
+    ini = uwsgi_ini.parse(content.decode("utf-8", errors="replace"), path)
+    return Contents(
+        digest=hashlib.sha256(content).hexdigest(),
+        broken_seal=seal.broken(content),
+        finished=content.endswith(b"\n"),
+        is_vassal=uwsgi_ini.SECTION in ini.sections,
+        has_workers=ini.has_workers,
+    )
+
+
+def read(path: Path) -> tuple[os.stat_result, bytes] | None:
+    """The file's bytes and its stat after reading them; None for what is not a regular file.
+
+    Non-blocking, so a FIFO that matches the glob cannot hang the Emperor."""
+    try:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return None
+            content = stream.read()
+            return os.fstat(stream.fileno()), content
+    except OSError:
+        return None
+
+
+class Scanner:
+    """Reads the files the globs match, leaving out the ones that may be mid-write.
 
     A writer that truncates then writes can be read between the two: a file modified in the
     last SETTLE_SECONDS is looked at again later; one that is empty, stops mid-line, or does
     not match its seal is given PATIENCE_SECONDS to be finished, after which an unsealed file
     is taken as it is and a sealed one is held.
+
+    A settled file whose stamp has not changed since it was read is not read again: any
+    later write moves its mtime by more than the clock's tick, so the stamp tells.
     """
-    configs: dict[str, Config] = {}
-    not_vassals: dict[Path, str] = {}
-    waiting: dict[Path, float] = {}
-    held: dict[Path, str] = {}
-    refused: dict[Path, str] = {}
-    for pattern in patterns:
-        for match in sorted(glob.glob(pattern, recursive=True)):
-            path = Path(match)
-            try:
-                # Non-blocking, so a FIFO that matches the glob cannot hang the Emperor.
-                with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
-                    info = os.fstat(stream.fileno())
-                    if not stat.S_ISREG(info.st_mode):
-                        continue
-                    content = stream.read()
-                    info = os.fstat(stream.fileno())
-            except OSError:
-                continue
-            age = (time.time() if now is None else now) - info.st_mtime
-            if 0 <= age < SETTLE_SECONDS:
-                waiting[path] = SETTLE_SECONDS - age
-                continue
-            reason = None if trust else distrust(info)
-            if reason is not None:
-                refused[path] = reason
-                continue
-            broken = seal.broken(content)
-            if (broken or not content.endswith(b"\n")) and 0 <= age < PATIENCE_SECONDS:
-                waiting[path] = PATIENCE_SECONDS - age
-                continue
-            if broken:
-                held[path] = broken
-                continue
-            digest = hashlib.sha256(content).hexdigest()
-            ini = uwsgi_ini.parse(content.decode("utf-8", errors="replace"), path)
-            if uwsgi_ini.SECTION not in ini.sections:
-                not_vassals[path] = digest
-                continue
+
+    def __init__(self) -> None:
+        self._known: dict[Path, tuple[Stamp, Contents]] = {}
+
+    def _contents(self, path: Path, now: float) -> tuple[os.stat_result, Contents] | None:
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        known = self._known.get(path)
+        if known is not None and known[0] == file_stamp(info):
+            return info, known[1]
+        found = read(path)
+        if found is None:
+            return None
+        info, content = found
+        contents = contents_of(content, path)
+        if now - info.st_mtime >= SETTLE_SECONDS:
+            self._known[path] = (file_stamp(info), contents)
+        return info, contents
+
+    def scan(self, patterns: Iterable[str], now: float | None = None, trust: bool = False) -> Scan:
+        found = Scan({}, {}, {}, {}, {})
+        seen: set[Path] = set()
+        for pattern in patterns:
+            for path in map(Path, sorted(glob.glob(pattern, recursive=True))):
+                seen.add(path)
+                clock = time.time() if now is None else now
+                if (facts := self._contents(path, clock)) is not None:
+                    info, contents = facts
+                    age = clock - info.st_mtime
+                    self._sort(found, pattern, path, info, contents, age=age, trust=trust)
+        self._known = {p: known for p, known in self._known.items() if p in seen}
+        return found
+
+    @staticmethod
+    def _sort(
+        found: Scan,
+        pattern: str,
+        path: Path,
+        info: os.stat_result,
+        contents: Contents,
+        *,
+        age: float,
+        trust: bool,
+    ) -> None:
+        """File one file under the scan's heading it belongs to."""
+        if 0 <= age < SETTLE_SECONDS:
+            found.waiting[path] = SETTLE_SECONDS - age
+            return
+        reason = None if trust else distrust(info)
+        if reason is not None:
+            found.refused[path] = reason
+            return
+        unfinished = contents.broken_seal is not None or not contents.finished
+        if unfinished and 0 <= age < PATIENCE_SECONDS:
+            found.waiting[path] = PATIENCE_SECONDS - age
+        elif contents.broken_seal is not None:
+            found.held[path] = contents.broken_seal
+        elif not contents.is_vassal:
+            found.not_vassals[path] = contents.digest
+        else:
             name = vassal_name(path, pattern)
-            if name in configs and configs[name].path != path:
+            if name in found.configs and found.configs[name].path != path:
                 name = f"{path.parent.name}/{path.stem}"
-            configs.setdefault(name, Config(name, path, digest, ini.has_workers, file_stamp(info)))
-    return Scan(configs, not_vassals, waiting, held, refused)
+            found.configs.setdefault(
+                name,
+                Config(name, path, contents.digest, contents.has_workers, file_stamp(info)),
+            )
+
+
+def scan(patterns: Iterable[str], now: float | None = None, trust: bool = False) -> Scan:
+    """One scan with nothing known beforehand."""
+    return Scanner().scan(patterns, now, trust)
 
 
 async def changes(
