@@ -19,7 +19,9 @@ class Throttle:
     max_spawns: int = 5
     window: float = 30.0
     first_delay: float = 0.25
-    max_delay: float = 4.0
+    # Reached only with --max-spawns raised; it bounds how long a vassal killed over and
+    # over stays down once the kills stop.
+    max_delay: float = 2.0
     stable_after: float = 1.0
     exits: list[float] = field(default_factory=list)
 
