@@ -20,6 +20,7 @@ from toolkit.options import (
     BOOLEAN_WORDS,
     INTEGER_KEYS,
     LOGGER_KEYS,
+    OUTPUT_REDIRECT_KEYS,
     PATH_KEYS,
     ROUTE_ACTIONS,
     ROUTE_CONDITIONS,
@@ -351,6 +352,21 @@ def _check_module(ini: IniFile, app: Option, cwd: Path) -> Iterator[Problem]:
     )
 
 
+def check_output(ini: IniFile) -> Iterator[Problem]:
+    """Under an Emperor these only redirect the output, away from the Emperor's log."""
+    for option in ini.in_section():
+        if option.key in OUTPUT_REDIRECT_KEYS:
+            yield _problem(
+                ini,
+                option.line,
+                "W603",
+                Severity.WARNING,
+                f"{option.key} sends this vassal's output to {option.value}: the Emperor shows "
+                "none of it, nor sees uWSGI say it has read its config",
+                "use `logger = file:PATH` and `logger = stdio` to have both",
+            )
+
+
 def check_seal(ini: IniFile) -> Iterator[Problem]:
     if ini.broken_seal:
         yield _problem(
@@ -384,6 +400,7 @@ def check_file(ini: IniFile, catalog: Catalog, cwd: Path) -> list[Problem]:
         *check_routes(ini),
         *check_paths(ini, cwd),
         *check_app(ini, cwd),
+        *check_output(ini),
     ]
 
 

@@ -33,6 +33,10 @@ PATH_KEYS = (
 LOGGER_KEYS = (
     "logger", "req-logger",
 )
+# Options that, under an Emperor, turn into "write the output to this file".
+OUTPUT_REDIRECT_KEYS = (
+    "logto", "logto2", "daemonize", "daemonize2",
+)
 APP_KEYS = (
     "module", "wsgi-file", "wsgi", "mount", "file",
 )
