@@ -415,7 +415,7 @@ class Vassal:
         self.state, self._asked_to_reload_at = State.READY, None
         if self._ready_at is None:
             self._ready_at = self.clock()
-        self.emit(Kind.READY, f"{'reloaded' if was_reload else 'ready'} after {took} ms")
+        self.emit(Kind.READY, f"{'reloaded in' if was_reload else 'in'} {took} ms")
         if self._reload_pending is not None:
             reason, self._reload_pending = self._reload_pending, None
             self.reload(reason=reason)
