@@ -90,7 +90,9 @@ def test_05_a_typo_stops_uwsgi_under_strict(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "unknown config directive: proceses" in result.stdout + result.stderr
-    assert "did you mean 'processes'?" in run_toolkit("check", ini).stdout
+    report = run_toolkit("check", ini).stdout
+    assert "did you mean 'processes'?" in report
+    assert f"{ini}:1: U002 error: its content does not match its toolkit-sha256 seal" in report
 
 
 def test_06_several_workers_answer(run_chapter: Callable[..., Site]) -> None:
