@@ -335,6 +335,29 @@ def test_world_writable_config_is_refused(emperor: RunningEmperor) -> None:
     wait_for(serving(port))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@pytest.mark.parametrize("trusted", [False, True], ids=["refused", "trusted"])
+def test_a_config_owned_by_another_user_is_refused_unless_trusted(
+    tmp_path: Path, trusted: bool
+) -> None:
+    nobody = 65534
+    emperor = start_emperor(tmp_path, *(["--trust-any-config"] if trusted else []))
+    try:
+        port = free_port()
+        draft = tmp_path / "web.ini"
+        draft.write_text(vassal_ini(tmp_path / "code", port))
+        os.chown(draft, nobody, -1)
+        draft.rename(emperor.vassals / "web.ini")
+        if trusted:
+            wait_for(serving(port))
+        else:
+            wait_for(lambda: f"web.ini refused: it is owned by uid {nobody}" in emperor.text())
+            assert emperor.status() == {}
+    finally:
+        emperor.process.send_signal(signal.SIGINT)
+        assert emperor.process.wait(10) == 0
+
+
 def test_run_folder_and_control_socket_are_private(emperor: RunningEmperor) -> None:
     assert stat.S_IMODE(emperor.run_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(control.socket_path(emperor.run_dir).stat().st_mode) == 0o600

@@ -92,7 +92,6 @@ class Emperor:
 
     async def _watch(self) -> None:
         try:
-            self.reconcile()
             async for _ in watcher.changes(self.patterns, self._shutdown, self.rescan_every):
                 self.reconcile()
         except ToolkitError as error:

@@ -194,14 +194,19 @@ def scan(patterns: Iterable[str], now: float | None = None, trust: bool = False)
 async def changes(
     patterns: list[str], stop: asyncio.Event, rescan_every: float = RESCAN_EVERY
 ) -> AsyncIterator[None]:
-    """Yields after each quiet burst of file events, and every `rescan_every` s regardless."""
+    """Yields once the watch is in place, then after each quiet burst of file events, and
+    every `rescan_every` s regardless.
+
+    The first yield is for the first scan: made after the watch is set, no file can arrive
+    between the two unseen (one did, and waited for the next rescan).
+    """
     roots = sorted({glob_root(p).resolve() for p in patterns})
     for root in roots:
         if not root.is_dir():
             raise ToolkitError(
                 f"cannot watch {root}: no such folder", hint="create it or fix the glob"
             )
-    async for _ in watchfiles.awatch(
+    events = watchfiles.awatch(
         *roots,
         stop_event=stop,
         step=QUIET_STEP_MS,
@@ -209,5 +214,16 @@ async def changes(
         rust_timeout=int(rescan_every * 1000),
         yield_on_timeout=True,
         recursive=True,
-    ):
+    )
+    # awatch sets its inotify watches in the first step of its first iteration, before it
+    # waits for events in a thread: one turn of the loop and they are in place.
+    first = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0)
+    yield
+    try:
+        await first
+    except StopAsyncIteration:
+        return
+    yield
+    async for _ in events:
         yield
