@@ -13,7 +13,7 @@ import hashlib
 import re
 
 PREFIX = b"# toolkit-sha256: "
-SEALED_LINE = re.compile(rb"# toolkit-sha256: ([0-9a-f]{64})\b[^\n]*\n")
+SEALED_LINE = re.compile(re.escape(PREFIX) + rb"([0-9a-f]{64})\b[^\n]*\n")
 NOTE = "of the lines below"
 
 

@@ -59,8 +59,8 @@ class Config:
     name: str
     path: Path
     digest: str
-    has_workers: bool = True
-    stamp: Stamp = (0, 0, 0)
+    stamp: Stamp
+    has_workers: bool
 
 
 def file_stamp(info: os.stat_result) -> Stamp:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import watchfiles
 
-from toolkit import seal, uwsgi_ini
+from toolkit import uwsgi_ini
 from toolkit.emperor.vassal import Config, Stamp, file_stamp
 from toolkit.errors import ToolkitError
 
@@ -83,7 +83,7 @@ def contents_of(content: bytes, path: Path) -> Contents:
     ini = uwsgi_ini.parse(content.decode("utf-8", errors="replace"), path)
     return Contents(
         digest=hashlib.sha256(content).hexdigest(),
-        broken_seal=seal.broken(content),
+        broken_seal=ini.broken_seal,
         finished=content.endswith(b"\n"),
         is_vassal=uwsgi_ini.SECTION in ini.sections,
         has_workers=ini.has_workers,
@@ -182,7 +182,7 @@ class Scanner:
                 name = f"{path.parent.name}/{path.stem}"
             found.configs.setdefault(
                 name,
-                Config(name, path, contents.digest, contents.has_workers, file_stamp(info)),
+                Config(name, path, contents.digest, file_stamp(info), contents.has_workers),
             )
 
 
