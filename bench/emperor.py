@@ -28,9 +28,8 @@ from pathlib import Path
 
 import psutil
 
-from toolkit import uwsgi_ini
-from toolkit.catalog import load_catalog
-from toolkit.check import check
+from toolkit import uwsgi_config
+from toolkit.check import check, context_for
 from toolkit.recipes import find_recipe
 from toolkit.render import render
 from toolkit.settings import RawValue, resolve
@@ -403,7 +402,7 @@ def measure_check(work: Path, results: Results, count: int = 1000) -> None:
     recipe = find_recipe("ground-up")
     folder = work / "check" / "vassals"
     folder.mkdir(parents=True)
-    catalog = load_catalog(UWSGI)
+    context = context_for(UWSGI, here=True, cwd=work / "check")
     start_time = time.perf_counter()
     for index in range(count // 2):
         values = resolve(
@@ -417,12 +416,24 @@ def measure_check(work: Path, results: Results, count: int = 1000) -> None:
             (folder / f"{index}-{name}").write_text(text)
     rendered = time.perf_counter() - start_time
     start_time = time.perf_counter()
-    files = [uwsgi_ini.read(p) for p in sorted(folder.iterdir())]
-    problems = check(files, catalog, work / "check")
+    configs = [uwsgi_config.load(p, context.machine) for p in sorted(folder.iterdir())]
+    problems = check(configs, context)
     checked = time.perf_counter() - start_time
     results.add(f"render {count} configs", "toolkit", rendered)
-    results.add(f"check {count} configs", "toolkit", checked)
+    results.add(f"check {count} rendered configs (one deployment)", "toolkit", checked)
     results.notes["check"] = f"{len(problems)} problems (logs/static folders are absent on purpose)"
+    corpus = sorted(Path("tests/realworld").glob("*.ini"))
+    start_time = time.perf_counter()
+    loose = context_for(UWSGI, here=False, cwd=work / "check")
+    found = 0
+    for index in range(count):  # the corpus cycled: every file read and checked anew
+        config = uwsgi_config.load(corpus[index % len(corpus)], loose.machine)
+        found += len(check([config], loose))
+    results.add(
+        f"check {count} real-world configs (one by one)",
+        "toolkit",
+        time.perf_counter() - start_time,
+    )
 
 
 def table(results: Results) -> str:

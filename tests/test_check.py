@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import UWSGI, run_toolkit
-from toolkit import uwsgi_ini
-from toolkit.catalog import Catalog, load_catalog, parse_help
-from toolkit.check import Severity, check
+from toolkit import uwsgi_config, uwsgi_ini
+from toolkit.catalog import parse_help
+from toolkit.check import Context, Severity, check, context_for
+from toolkit.uwsgi_config import Machine
+from toolkit.uwsgi_options import option_table
 
 CORPUS = Path(__file__).parent / "check_corpus"
 EXPECT = re.compile(r"^; expect: (\w+) (\d+)$", re.MULTILINE)
@@ -22,8 +23,9 @@ UNKNOWN = {"U100", "U102"}
 
 
 @pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(UWSGI.resolve())
+def context() -> Context:
+    """As for a deployment: what is missing here is an error."""
+    return context_for(UWSGI.resolve(), here=True)
 
 
 def expected(files: list[Path]) -> set[tuple[str, str, int]]:
@@ -32,30 +34,30 @@ def expected(files: list[Path]) -> set[tuple[str, str, int]]:
     }
 
 
-def found(files: list[Path], catalog: Catalog) -> set[tuple[str, str, int]]:
-    problems = check([uwsgi_ini.read(f) for f in files], catalog, Path.cwd())
-    return {(p.file, p.rule, p.line) for p in problems}
+def found(files: list[Path], context: Context) -> set[tuple[str, str, int]]:
+    configs = [uwsgi_config.load(f, context.machine) for f in files]
+    return {(p.file, p.rule, p.line) for p in check(configs, context)}
 
 
 @pytest.mark.parametrize("path", sorted((CORPUS / "single").glob("*.ini")), ids=lambda p: p.stem)
-def test_each_broken_config_gives_its_rule_at_its_line(path: Path, catalog: Catalog) -> None:
-    assert found([path], catalog) == expected([path])
+def test_each_broken_config_gives_its_rule_at_its_line(path: Path, context: Context) -> None:
+    assert found([path], context) == expected([path])
 
 
 @pytest.mark.parametrize("folder", sorted((CORPUS / "pairs").iterdir()), ids=lambda p: p.name)
-def test_rules_between_vassals(folder: Path, catalog: Catalog) -> None:
+def test_rules_between_vassals(folder: Path, context: Context) -> None:
     files = sorted(folder.glob("*.ini"))
-    assert found(files, catalog) == expected(files)
+    assert found(files, context) == expected(files)
 
 
-def test_the_guides_final_pair_is_clean(deployment: Path, catalog: Catalog) -> None:
+def test_the_guides_final_pair_is_clean(deployment: Path) -> None:
     assert run_toolkit("render", deployment).returncode == 0
     result = run_toolkit("check", deployment)
     assert result.returncode == 0, result.stdout
     assert "0 error(s), 0 warning(s) in 2 file(s)" in result.stdout
 
 
-def test_cli_reports_file_line_rule_and_exit_1(catalog: Catalog) -> None:
+def test_cli_reports_file_line_rule_and_exit_1() -> None:
     path = CORPUS / "single" / "typo_option.ini"
     result = run_toolkit("check", path)
     assert result.returncode == 1
@@ -83,78 +85,6 @@ def test_render_refuses_to_write_configs_with_errors(deployment: Path) -> None:
     forced = run_toolkit("render", deployment, "--set", "static_dir=missing", "--no-check")
     assert forced.returncode == 0
     assert (deployment / "vassals" / "uwsgi.ini").exists()
-
-
-def strict_verdict(path: Path) -> str | None:
-    """What real uwsgi says under --strict: the first unknown directive, or None."""
-    result = subprocess.run(
-        [str(UWSGI), "--ini", str(path), "--strict", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        stdin=subprocess.DEVNULL,
-    )
-    match = re.search(r"unknown config directive: (\S+)", result.stdout + result.stderr)
-    assert (match is None) == (result.returncode == 0), result.stdout + result.stderr
-    return match.group(1) if match else None
-
-
-def first_unknown(path: Path, catalog: Catalog) -> str | None:
-    problems = check([uwsgi_ini.read(path)], catalog, Path.cwd())
-    unknown = [p for p in problems if p.rule in UNKNOWN]
-    return re.search(r"'([^']+)'", unknown[0].message).group(1) if unknown else None  # type: ignore[union-attr]
-
-
-def mutate(key: str, data: st.DataObject) -> str:
-    position = data.draw(st.integers(0, len(key) - 1))
-    how = data.draw(st.sampled_from(["drop", "double", "swap"]))
-    if how == "drop":
-        return key[:position] + key[position + 1 :]
-    if how == "double":
-        return key[:position] + key[position] + key[position:]
-    other = min(position + 1, len(key) - 1)
-    letters = list(key)
-    letters[position], letters[other] = letters[other], letters[position]
-    return "".join(letters)
-
-
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(data=st.data())
-def test_unknown_option_verdict_matches_real_uwsgi(
-    data: st.DataObject, tmp_path_factory: pytest.TempPathFactory, catalog: Catalog
-) -> None:
-    keys = [
-        "master",
-        "processes",
-        "threads",
-        "http-socket",
-        "module",
-        "offload-threads",
-        "static-gzip-all",
-        "cheaper",
-        "need-app",
-        "harakiri",
-        "http-keepalive",
-    ]
-    chosen = data.draw(st.lists(st.sampled_from(keys), min_size=1, max_size=6, unique=True))
-    typo = data.draw(st.sampled_from([None, *chosen]))
-    lines = ["[uwsgi]", "strict = true"]
-    for key in chosen:
-        lines.append(f"{mutate(key, data) if key == typo else key} = 1")
-    path = tmp_path_factory.mktemp("agree") / "vassal.ini"
-    path.write_text("\n".join(lines) + "\n")
-    assert first_unknown(path, catalog) == strict_verdict(path)
-
-
-def test_rendered_pair_has_no_unknown_option_for_real_uwsgi(
-    deployment: Path, catalog: Catalog
-) -> None:
-    run_toolkit("render", deployment)
-    for path in sorted((deployment / "vassals").glob("*.ini")):
-        assert strict_verdict(path) is None
-        assert first_unknown(path, catalog) is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -195,10 +125,13 @@ ini_lines = st.one_of(
 @given(st.lists(st.lists(ini_lines, max_size=12), min_size=1, max_size=3))
 def test_rules_never_raise_on_odd_configs(files: list[list[str]]) -> None:
     catalog = parse_help("    --socket  bind\n    --http  router\n    --master  master\n", "test")
-    parsed = [
-        uwsgi_ini.parse("\n".join(lines), Path(f"/tmp/f{i}.ini")) for i, lines in enumerate(files)
+    machine = Machine(Path("/"), {})
+    context = Context(catalog, option_table(), machine)
+    configs = [
+        uwsgi_config.load(Path(f"/tmp/f{i}.ini"), machine, text="\n".join(lines))
+        for i, lines in enumerate(files)
     ]
-    for problem in check(parsed, catalog, Path("/")):
+    for problem in check(configs, context):
         assert problem.severity in set(Severity)
         assert problem.line >= 1
 

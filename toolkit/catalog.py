@@ -1,4 +1,6 @@
-"""What the installed uWSGI understands: every option, read once from `uwsgi --help`, cached."""
+"""What the installed uWSGI build offers, asked of the binary once and cached: its options
+(`--help`), its plugins, loggers and routing actions (`--plugins-list`, `--loggers-list`,
+`--router-list`). Builds differ by their plugins, so these facts come from the binary."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import sh
@@ -16,53 +19,24 @@ from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
 
 EXIT_CANNOT_RUN = 2
+CACHE_FORMAT = 2
 _HELP_LINE = re.compile(r"^\s{4}(?:-(\w)\|)?--(\S+)\s+(.*)$")
-
-# Options of plugins that the `uwsgi` package does not compile in, by prefix, for a precise hint.
-PLUGIN_PREFIXES = {
-    "php-": "php",
-    "psgi": "psgi",
-    "perl-": "psgi",
-    "rack": "rack",
-    "rb-": "rack",
-    "ruby-": "rack",
-    "lua": "lua",
-    "gevent": "gevent",
-    "greenlet": "greenlet",
-    "asyncio": "asyncio",
-    "tornado": "tornado",
-    "carbon": "carbon",
-    "rrdtool": "rrdtool",
-    "jvm": "jvm",
-    "mono": "mono",
-    "cgi": "cgi",
-    "emperor-zeromq": "emperor_zeromq",
-    "zmq": "zeromq",
-    "v8-": "v8",
-    "glusterfs": "glusterfs",
-    "rados": "rados",
-    "xslt": "xslt",
-    "ldap": "ldap",
-    "pty": "pty",
-    "python3-": "python3",
-    "erlang": "erlang",
-    "go-": "gccgo",
-}
+_LIST_HEADER = re.compile(r"^\*\*\* uWSGI loaded (.+?) \*\*\*$")
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """Option names (long, without dashes) with their help text, and short-letter aliases."""
+    """Option names (long, without dashes) with their help text; plugin, logger and routing
+    action names."""
 
     version: str
     options: dict[str, str]
+    plugins: frozenset[str] = frozenset()
+    loggers: frozenset[str] = frozenset()
+    routers: frozenset[str] = frozenset()
 
     def knows(self, key: str) -> bool:
         return key in self.options
-
-    def missing_plugin(self, key: str) -> str | None:
-        """The plugin that would provide an unknown option, when its name says so."""
-        return next((p for prefix, p in PLUGIN_PREFIXES.items() if key.startswith(prefix)), None)
 
 
 def parse_help(text: str, version: str) -> Catalog:
@@ -74,6 +48,24 @@ def parse_help(text: str, version: str) -> Catalog:
     return Catalog(version, options)
 
 
+def parse_lists(text: str) -> dict[str, frozenset[str]]:
+    """The names under each `*** uWSGI loaded X ***` header, until `--- end of ... ---`.
+
+    Request plugins are listed as `0: python`; the name is what `plugins =` takes."""
+    found: dict[str, set[str]] = {"plugins": set(), "loggers": set(), "routers": set()}
+    current: set[str] | None = None
+    for line in text.splitlines():
+        header = _LIST_HEADER.match(line.strip())
+        if header:
+            what = header.group(1)
+            current = found["plugins" if "plugins" in what else what]
+        elif line.startswith("--- end of") or line.startswith("***"):
+            current = None
+        elif current is not None and line.strip():
+            current.add(line.split(":", 1)[-1].strip())
+    return {k: frozenset(v) for k, v in found.items()}
+
+
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "toolkit"
@@ -82,7 +74,23 @@ def cache_dir() -> Path:
 def _binary_key(uwsgi: Path) -> str:
     """Same path, size and mtime: same build, same options (plugins differ between builds)."""
     info = uwsgi.stat()
-    return hashlib.sha256(f"{uwsgi}:{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()[:16]
+    text = f"{CACHE_FORMAT}:{uwsgi}:{info.st_size}:{info.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _ask(uwsgi: Path) -> Catalog:
+    """Three runs in an empty folder with an empty environment (uWSGI reads UWSGI_*
+    variables as options); the lists run exits 1 once it finds no socket to serve."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = sh.Command(str(uwsgi)).bake(
+            _timeout=20, _env={}, _cwd=folder, _in="", _ok_code=[0, 1], _err_to_out=True
+        )
+        version = str(command("--version")).strip()
+        help_text = str(command("--help"))
+        listed = command("--plugins-list", "--loggers-list", "--router-list")
+    lists = parse_lists(str(listed))
+    catalog = parse_help(help_text, version)
+    return Catalog(version, catalog.options, **lists)
 
 
 def load_catalog(uwsgi: Path) -> Catalog:
@@ -99,21 +107,23 @@ def load_catalog(uwsgi: Path) -> Catalog:
     cached = cache_dir() / f"catalog-{key}.json"
     try:
         data = json.loads(cached.read_text())
-        return Catalog(data["version"], data["options"])
+        return Catalog(
+            data["version"],
+            data["options"],
+            **{k: frozenset(data[k]) for k in ("plugins", "loggers", "routers")},
+        )
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        command = sh.Command(str(uwsgi))
-        version = str(command("--version", _timeout=20)).strip()
-        help_text = str(command("--help", _timeout=20, _ok_code=[0, 1]))
+        catalog = _ask(uwsgi)
     except (sh.ErrorReturnCode, sh.TimeoutException, sh.CommandNotFound, OSError) as error:
         raise ToolkitError(
             f"cannot ask uwsgi for its options: {error}", file=uwsgi, exit_code=EXIT_CANNOT_RUN
         ) from None
-    catalog = parse_help(help_text, version)
     if not catalog.options:
         raise ToolkitError("uwsgi --help listed no options", file=uwsgi, exit_code=EXIT_CANNOT_RUN)
-    # A read-only cache folder only costs the next run another `uwsgi --help`.
+    data = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(catalog).items()}
+    # A read-only cache folder only costs the next run another three `uwsgi` calls.
     with contextlib.suppress(ToolkitError):
-        write_atomically(cached, json.dumps({"version": version, "options": catalog.options}))
+        write_atomically(cached, json.dumps(data))
     return catalog

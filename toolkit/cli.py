@@ -18,10 +18,9 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
-from toolkit import settings, tutorial, uwsgi_ini
+from toolkit import settings, tutorial, uwsgi_config
 from toolkit.apply import Status, apply, write_atomically
-from toolkit.catalog import load_catalog
-from toolkit.check import Problem, Severity, check
+from toolkit.check import Problem, Severity, check, context_for
 from toolkit.compress import compress
 from toolkit.deployment import Deployment, files_to_check
 from toolkit.deployment import new as new_deployment
@@ -366,17 +365,30 @@ def refuse_on_errors(problems: list[Problem]) -> None:
 @app.command(name="check")
 def check_configs(
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="Deployment folders or .ini files (default: .).")
+        list[Path] | None,
+        typer.Argument(help="Deployment folders, .ini files or FILE:section (default: .)."),
     ] = None,
     output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    here: Annotated[
+        bool,
+        typer.Option(
+            "--here",
+            help="The files run on this machine: a missing path, module, plugin or backend "
+            "is an error, not a warning (always so for a deployment folder).",
+        ),
+    ] = False,
     uwsgi: UwsgiOption = None,
 ) -> None:
-    """Find unknown options, bad values, clashes between vassals and missing paths."""
+    """Read configs as uWSGI reads them: unknown options, misread values, bad routes,
+    includes, clashes between vassals and missing paths."""
     with reported():
-        files = files_to_check(paths or [Path(".")])
-        problems = check(
-            [uwsgi_ini.read(f) for f in files], load_catalog(uwsgi_executable(uwsgi)), Path.cwd()
-        )
+        targets = files_to_check(paths or [Path(".")])
+        context = context_for(uwsgi_executable(uwsgi), here=here or targets.deployment)
+        configs = [
+            uwsgi_config.load(path, context.machine, section) for path, section in targets.files
+        ]
+        problems = check(configs, context)
+        files = [path for path, _ in targets.files]
     errors = sum(p.severity is Severity.ERROR for p in problems)
     warnings = len(problems) - errors
     if output == "json":

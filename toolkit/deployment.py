@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import settings, uwsgi_ini
+from toolkit import settings, uwsgi_config, uwsgi_ini
 from toolkit.apply import FileChange, plan
-from toolkit.catalog import load_catalog
-from toolkit.check import Problem, check
+from toolkit.check import Problem, check, context_for
 from toolkit.errors import ToolkitError
 from toolkit.inventory import FILE_NAME as INVENTORY
 from toolkit.inventory import read_inventory
@@ -95,10 +94,19 @@ class Deployment:
         """
         target = target or self.vassals_dir
         planned = {self.vassals_dir / c.path.relative_to(target): c.new for c in changes}
-        files = [uwsgi_ini.parse(text, path) for path, text in planned.items() if text is not None]
+        context = context_for(uwsgi, here=True)
+        configs = [
+            uwsgi_config.load(path, context.machine, text=text)
+            for path, text in planned.items()
+            if text is not None
+        ]
         if target == self.vassals_dir:
-            files += [uwsgi_ini.read(p) for p in self.vassal_files(recipe) if p not in planned]
-        return check(files, load_catalog(uwsgi), Path.cwd())
+            configs += [
+                uwsgi_config.load(p, context.machine)
+                for p in self.vassal_files(recipe)
+                if p not in planned
+            ]
+        return check(configs, context)
 
 
 def new(root: Path, recipe: Recipe, force: bool) -> list[tuple[Path, str]]:
@@ -107,23 +115,39 @@ def new(root: Path, recipe: Recipe, force: bool) -> list[tuple[Path, str]]:
     return scaffold(recipe, root, text, force)
 
 
-def files_to_check(paths: list[Path]) -> list[Path]:
-    """A deployment's rendered vassals, a folder's *.ini and */uwsgi.ini, or the files named."""
-    found: list[Path] = []
+@dataclass(frozen=True)
+class CheckTargets:
+    """What `toolkit check` reads: (file, section) pairs; `deployment` when a folder with
+    deploy.ini was named, whose configs are meant to run on this machine."""
+
+    files: list[tuple[Path, str]]
+    deployment: bool
+
+
+def files_to_check(paths: list[Path]) -> CheckTargets:
+    """A deployment's rendered vassals, a folder's *.ini and */uwsgi.ini, the files named,
+    or `FILE:section` as uWSGI's `--ini FILE:section` takes it."""
+    found: list[tuple[Path, str]] = []
+    deployment = False
     for path in paths:
         if path.is_file():
-            found.append(path)
+            found.append((path, uwsgi_ini.SECTION))
         elif (path / "deploy.ini").is_file():
-            deployment = Deployment(path)
-            found += deployment.vassal_files(deployment.load().recipe)
+            deployment = True
+            loaded = Deployment(path)
+            found += [(p, uwsgi_ini.SECTION) for p in loaded.vassal_files(loaded.load().recipe)]
         elif path.is_dir():
-            found += sorted([*path.glob("*.ini"), *path.glob("*/uwsgi.ini")])
+            files = sorted([*path.glob("*.ini"), *path.glob("*/uwsgi.ini")])
+            found += [(p, uwsgi_ini.SECTION) for p in files]
         else:
-            raise ToolkitError("no such file or folder", file=path)
+            name, section = uwsgi_config.split_target(str(path))
+            if section is None or not Path(name).is_file():
+                raise ToolkitError("no such file or folder", file=path)
+            found.append((Path(name), section))
     if not found:
         raise ToolkitError(
             "no uWSGI config to check",
             file=", ".join(map(str, paths)),
             hint="render the deployment first, or name the .ini files",
         )
-    return found
+    return CheckTargets(found, deployment)

@@ -1,4 +1,5 @@
-"""uWSGI's INI dialect: repeated keys kept in order, each with its line; only what uWSGI reads."""
+"""uWSGI's INI dialect, line by line as core/ini.c reads it: repeated keys kept in order, each
+with its line, keys alone on a line kept as flags, and nothing uWSGI would not read."""
 
 from __future__ import annotations
 
@@ -10,14 +11,20 @@ from toolkit import seal
 SECTION = "uwsgi"
 WORKER_KEYS = ("processes", "workers")
 BLANKS = " \t\r"
+# What git leaves in a file with an unresolved merge conflict.
+MERGE_MARKERS = ("<<<<<<< ", "<<<<<<<", "=======", ">>>>>>> ", ">>>>>>>", "||||||| ")
 
 
 @dataclass(frozen=True)
 class Option:
+    """One `key = value` line. `bare` is a key alone on its line, which uWSGI reads with the
+    value "" (a flag option set, a number option 0)."""
+
     key: str
     value: str
     line: int
     section: str
+    bare: bool = False
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ class IniFile:
     options: tuple[Option, ...]
     sections: tuple[str, ...]
     broken_seal: str | None = None
+    merge_markers: tuple[int, ...] = ()
 
     def in_section(self, section: str = SECTION) -> list[Option]:
         return [o for o in self.options if o.section == section]
@@ -43,24 +51,37 @@ class IniFile:
         return self.last(*WORKER_KEYS) not in {"0"}
 
 
+def split_line(line: str) -> tuple[str, str, bool]:
+    """(key, value, bare) as ini.c splits a stripped line: at the first `=`, both sides
+    stripped of spaces, tabs and `\\r`; no `=` at all is a bare key with the value ""."""
+    key, sep, value = line.partition("=")
+    return key.rstrip(BLANKS), value.strip(BLANKS), not sep
+
+
 def parse(text: str, path: Path = Path("<string>")) -> IniFile:
-    """Read like uWSGI: lines end at `\\n` only, `[section]` headers, `;` or `#` comment lines,
-    `key = value` split at the first `=`, spaces, tabs and `\\r` stripped; no inline comments."""
+    """Read like uWSGI: lines end at `\\n` only; `[name]` starts a section (uWSGI drops the
+    last character, whatever it is, and strips nothing inside); `;` or `#` starts a comment
+    line; there are no inline comments."""
     options: list[Option] = []
     sections: list[str] = []
+    markers: list[int] = []
     section = ""
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip(BLANKS)
         if not line or line[0] in ";#":
             continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip(BLANKS)
+        if line.startswith(MERGE_MARKERS):
+            markers.append(number)
+        if line[0] == "[":
+            section = line[1:-1]
             sections.append(section)
             continue
-        key, sep, value = line.partition("=")
-        if sep and section:
-            options.append(Option(key.strip(BLANKS), value.strip(BLANKS), number, section))
-    return IniFile(path, tuple(options), tuple(sections), seal.broken(text.encode()))
+        key, value, bare = split_line(line)
+        if section:
+            options.append(Option(key, value, number, section, bare))
+    return IniFile(
+        path, tuple(options), tuple(sections), seal.broken(text.encode()), tuple(markers)
+    )
 
 
 def read(path: Path) -> IniFile:
