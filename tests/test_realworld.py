@@ -232,9 +232,9 @@ def test_the_option_table_is_uwsgis_own(tmp_path: Path) -> None:
     """toolkit/uwsgi_options.json is what tests/option_table.py reads from the sdist of the
     uWSGI installed here (pip has it cached from building it)."""
     version = option_table().version
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-        + [f"uwsgi=={version}", "-d", str(tmp_path)],
+        [*pip, f"uwsgi=={version}", "-d", str(tmp_path)],
         check=True,
         capture_output=True,
         timeout=120,
