@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from tests.support import UWSGI, run_toolkit
 from toolkit import uwsgi_config, uwsgi_ini
 from toolkit.catalog import parse_help
-from toolkit.check import Context, Severity, check, context_for
+from toolkit.check import RULES, Context, Severity, check, context_for
 from toolkit.uwsgi_config import Machine
 from toolkit.uwsgi_options import option_table
 
@@ -149,3 +151,29 @@ def test_check_on_binary_garbage_is_a_report_not_a_traceback(tmp_path: Path) -> 
     result = run_toolkit("check", path)
     assert result.returncode in {0, 1}
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_the_readme_shows_real_check_output(tmp_path: Path) -> None:
+    """The README's `toolkit check` session, replayed: the file, the commands, the output."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    session = readme.split("$ cat bad.ini\n", 1)[1].split("```", 1)[0]
+    content, _, rest = session.partition("$ ")
+    (tmp_path / "bad.ini").write_text(content)
+    for block in ("$ " + rest).split("$ ")[1:]:
+        command, _, shown = block.partition("\n")
+        result = subprocess.run(
+            command,
+            shell=True,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PATH": f"{UWSGI.parent}:{os.environ['PATH']}"},
+            timeout=30,
+        )
+        assert result.stdout == shown, command
+
+
+def test_the_readme_lists_every_rule() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for rule in RULES:
+        assert f"| {rule.id} |" in readme

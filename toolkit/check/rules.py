@@ -359,10 +359,13 @@ def misread_number(config: Config, context: Context) -> Iterator[Finding]:
         reading = read_number(setting.value)
         if reading.verdict is Verdict.WRONG:
             shown = "alone on its line" if setting.bare else f"= {setting.value!r}"
+            flag_like = setting.bare or read_flag(setting.value).verdict is Verdict.PLAIN
             yield _at(
                 setting,
                 f"{setting.key} {shown} is read by uWSGI as {reading.means}",
-                "write a whole number",
+                "this option takes a number (1 to turn it on)"
+                if flag_like
+                else "write a whole number",
             )
         elif int(reading.means) < 0 and context.table.handler(setting.key) == ("uwsgi_opt_set_int"):
             yield _at(
