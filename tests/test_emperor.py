@@ -240,7 +240,11 @@ def test_status_json_lists_every_field(emperor: RunningEmperor) -> None:
     vassals = {v["name"]: v for v in json.loads(result.stdout)}
     assert sorted(vassals) == ["one", "two"]
     for vassal in vassals.values():
-        assert set(vassal) == {"name", "pid", "state", "restarts", "uptime", "last_exit", "config"}
+        assert set(vassal) == {
+            "name", "pid", "state", "restarts", "uptime", "last_exit", "config", "digest",
+            "config_changed",
+        }  # fmt: skip
+        assert vassal["config_changed"] is False
 
 
 def test_sigint_stops_every_vassal_and_exits_0(emperor: RunningEmperor) -> None:

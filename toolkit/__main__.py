@@ -1,3 +1,3 @@
-from toolkit.cli import app
+from toolkit.cli import main
 
-app(prog_name="toolkit")
+main()

@@ -13,13 +13,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import sh
-
 from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
 
 EXIT_CANNOT_RUN = 2
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 _HELP_LINE = re.compile(r"^\s{4}(?:-(\w)\|)?--(\S+)\s+(.*)$")
 _LIST_HEADER = re.compile(r"^\*\*\* uWSGI loaded (.+?) \*\*\*$")
 
@@ -34,6 +32,7 @@ class Catalog:
     plugins: frozenset[str] = frozenset()
     loggers: frozenset[str] = frozenset()
     routers: frozenset[str] = frozenset()
+    python: str = ""
 
     def knows(self, key: str) -> bool:
         return key in self.options
@@ -81,6 +80,8 @@ def _binary_key(uwsgi: Path) -> str:
 def _ask(uwsgi: Path) -> Catalog:
     """Three runs in an empty folder with an empty environment (uWSGI reads UWSGI_*
     variables as options); the lists run exits 1 once it finds no socket to serve."""
+    import sh
+
     with tempfile.TemporaryDirectory() as folder:
         command = sh.Command(str(uwsgi)).bake(
             _timeout=20, _env={}, _cwd=folder, _in="", _ok_code=[0, 1], _err_to_out=True
@@ -88,9 +89,10 @@ def _ask(uwsgi: Path) -> Catalog:
         version = str(command("--version")).strip()
         help_text = str(command("--help"))
         listed = command("--plugins-list", "--loggers-list", "--router-list")
+        python = str(command("--python-version")).strip()
     lists = parse_lists(str(listed))
     catalog = parse_help(help_text, version)
-    return Catalog(version, catalog.options, **lists)
+    return Catalog(version, catalog.options, **lists, python=python)
 
 
 def load_catalog(uwsgi: Path) -> Catalog:
@@ -111,9 +113,12 @@ def load_catalog(uwsgi: Path) -> Catalog:
             data["version"],
             data["options"],
             **{k: frozenset(data[k]) for k in ("plugins", "loggers", "routers")},
+            python=data["python"],
         )
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    import sh
+
     try:
         catalog = _ask(uwsgi)
     except (sh.ErrorReturnCode, sh.TimeoutException, sh.CommandNotFound, OSError) as error:

@@ -1,52 +1,102 @@
-"""The command line: each command parses its options, calls one core function, prints, exits."""
+"""The command line: each command parses its options, calls one core function, prints, exits.
+
+Modules are imported inside the commands that need them, so `toolkit status` does not pay
+for Jinja2 or the checker; every error reaches `main()`, the one place that turns it into a
+line on stderr and an exit code (README: "Exit codes")."""
 
 from __future__ import annotations
 
-import contextlib
-import json
+import functools
 import os
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.markdown import Markdown
-from rich.table import Table
-from rich.text import Text
 
-from toolkit import settings, tutorial, uwsgi_config
-from toolkit.apply import Status, apply, write_atomically
-from toolkit.check import Problem, Severity, check, context_for
-from toolkit.compress import compress
-from toolkit.deployment import Deployment, files_to_check
-from toolkit.deployment import new as new_deployment
-from toolkit.emperor import control
-from toolkit.emperor.background import start_detached
-from toolkit.emperor.main import argv as emperor_argv
-from toolkit.emperor.throttle import Throttle
-from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE
-from toolkit.errors import ToolkitError
-from toolkit.export import ansible_files, systemd_unit
-from toolkit.installed import uwsgi_executable
-from toolkit.inventory import FILE_NAME as INVENTORY
-from toolkit.inventory import read_inventory
-from toolkit.recipes import DEFAULT_RECIPE, find_recipe, list_recipes
+from toolkit import __version__
+from toolkit.errors import EXIT_USAGE, ToolkitError
+from toolkit.output import paint, say, table, warn
+
+if TYPE_CHECKING:
+    from toolkit.check import Problem
+    from toolkit.deployment import Deployment
+    from toolkit.pipeline import RenderReport
+
+EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a bug in toolkit, not in the input
 
 app = typer.Typer(
     help="Render, check and run uWSGI vassals under a readable Emperor.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        say(f"toolkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Show it."),
+    ] = False,
+) -> None:
+    """Render, check and run uWSGI vassals under a readable Emperor."""
+
+
+def fail(error: BaseException) -> NoReturn:
+    """The one handler: every failure becomes a line on stderr and an exit code (README:
+    "Exit codes"); a check's findings come first. TOOLKIT_DEBUG=1 shows a bug's traceback."""
+    if isinstance(error, ToolkitError):
+        for line in getattr(error, "details", []):
+            warn(line, "red" if " error: " in line else "yellow")
+        warn(f"{paint('error:', 'red', sys.stderr)} {error}")
+        raise typer.Exit(error.exit_code)
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        warn(f"{paint('error:', 'red', sys.stderr)} {where}{error.strerror or error}")
+        raise typer.Exit(EXIT_USAGE)
+    if os.environ.get("TOOLKIT_DEBUG"):
+        raise error
+    warn(f"internal error (a bug in toolkit, please report it): {type(error).__name__}: {error}")
+    raise typer.Exit(EXIT_INTERNAL)
+
+
+def handled(function: Callable[..., None]) -> Callable[..., None]:
+    """Every command runs through `fail` (typer reads the signature through the wrapper)."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            fail(error)
+
+    return run
+
+
+def main() -> None:
+    """The console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
 
 DeploymentDir = Annotated[
     Path, typer.Argument(help="The deployment folder (holds deploy.ini).", show_default=True)
+]
+DirOption = Annotated[
+    Path | None, typer.Option("--dir", "-C", help="The deployment folder (same as DIR).")
 ]
 SetOption = Annotated[
     list[str] | None,
@@ -54,51 +104,102 @@ SetOption = Annotated[
         "--set", "-s", help="Override a variable: name=value (repeatable).", metavar="NAME=VALUE"
     ),
 ]
-
-
-@contextmanager
-def reported() -> Iterator[None]:
-    """The one place a ToolkitError becomes a single line on stderr and an exit code."""
-    try:
-        yield
-    except ToolkitError as error:
-        err.print(Text.assemble(("error:", "red"), f" {error}"))
-        raise typer.Exit(error.exit_code) from None
-
-
 UwsgiOption = Annotated[
     Path | None,
     typer.Option("--uwsgi", help="The uwsgi executable (default: the one beside toolkit)."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Show the Emperor's events only.")]
-RunDirOption = Annotated[Path, typer.Option(help="Folder for the control socket and pid file.")]
+
+
+def _deployment(directory: Path, option: Path | None) -> Deployment:
+    """DIR as the argument or as -C DIR; both given must agree."""
+    from toolkit.deployment import Deployment
+
+    if option is not None and directory != Path(".") and option != directory:
+        raise ToolkitError(
+            f"two deployment folders given: {directory} and -C {option}", hint="give one"
+        )
+    return Deployment(option or directory)
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    from toolkit.settings import parse_overrides
+
+    return parse_overrides(pairs or [])
 
 
 @app.command()
+@handled
 def new(
     directory: Annotated[Path, typer.Argument(help="Folder to create the deployment in.")],
-    recipe: Annotated[str, typer.Option(help="Recipe to scaffold from.")] = DEFAULT_RECIPE,
+    recipe: Annotated[str | None, typer.Option(help="Recipe to scaffold from.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing deployment.")] = False,
+    app_folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--app",
+            help="Deploy this existing app (Django or Flask found on their own) instead of "
+            "the example app.",
+        ),
+    ] = None,
+    module: Annotated[
+        str | None,
+        typer.Option(help="The WSGI callable of --app, e.g. package.wsgi:application."),
+    ] = None,
 ) -> None:
-    """Scaffold a deployment: deploy.ini with every variable, an example app, static files."""
-    with reported():
-        report = new_deployment(directory, find_recipe(recipe), force)
-    for path, what in report:
-        out.print(f"{what:<12}{path}")
-    out.print(f"next: toolkit render {directory}  (or toolkit up {directory})")
+    """Scaffold a deployment: deploy.ini with every variable, and an example app, or the
+    settings found in your app (--app)."""
+    from toolkit.deployment import new as new_deployment
+    from toolkit.recipes import DEFAULT_RECIPE, find_recipe
+
+    if module and app_folder is None:
+        raise ToolkitError("--module needs --app", hint="toolkit new DIR --app PATH --module M")
+    report = new_deployment(
+        directory, find_recipe(recipe or DEFAULT_RECIPE), force, app_folder, module
+    )
+    for path, what in report.files:
+        say(f"{what:<12}{path}")
+    if report.detected is not None:
+        say(f"found a {report.detected.kind} app:")
+        for name, value in report.detected.values.items():
+            say(f"  {name} = {value}  ({report.detected.how[name]})")
+        for note in report.detected.notes:
+            say(f"note: {note}", "yellow")
+    say(f"next: toolkit render {directory}  (or toolkit up {directory})")
 
 
 @app.command()
+@handled
 def recipes() -> None:
     """List the recipes `toolkit new --recipe` can scaffold from."""
-    with reported():
-        for recipe in list_recipes():
-            out.print(f"{recipe.name:<12}{recipe.description}")
+    from toolkit.recipes import list_recipes
+
+    for recipe in list_recipes():
+        say(f"{recipe.name:<12}{recipe.description}")
+
+
+def show_render(report: RenderReport, diff: bool) -> None:
+    from toolkit.apply import Status
+
+    show_problems(report.problems)
+    for path, copy in report.kept:
+        say(
+            f"{path} was edited by hand: rendered over it, kept the edited copy as {copy}", "yellow"
+        )
+    for change in report.changes:
+        colour = "yellow" if change.status is Status.CHANGED else "green"
+        note = " (created)" if change.created else " (removed)" if change.removed else ""
+        say(f"{paint(f'{change.status.value:<8}', colour, sys.stdout)}{change.path}{note}")
+        if diff and change.status is Status.CHANGED:
+            sys.stdout.write(change.diff())
+    say(f"changed={report.changed} ok={len(report.changes) - report.changed}")
 
 
 @app.command()
+@handled
 def render(
     directory: DeploymentDir = Path("."),
+    dir_option: DirOption = None,
     set_: SetOption = None,
     check_only: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if anything would change.")
@@ -118,50 +219,32 @@ def render(
     uwsgi: UwsgiOption = None,
 ) -> None:
     """Render the deployment's templates into vassals/, writing only files that change."""
-    deployment = Deployment(directory)
-    overrides = settings.parse_overrides(set_ or [])
-    changes = []
-    with reported():
-        hosts: list[str | None] = [host]
-        if all_hosts:
-            hosts = list(read_inventory(deployment.root / INVENTORY).host_names())
-        executable = None if no_check else uwsgi_executable(uwsgi)
-        for name in hosts:
-            variables = deployment.load(overrides, name)
-            target = deployment.host_vassals_dir(name) if all_hosts and name else None
-            planned = deployment.plan(variables, target)
-            if executable is not None:
-                refuse_on_errors(deployment.check(variables.recipe, planned, executable, target))
-            changes += planned
-        if not check_only:
-            apply(changes)
-    for change in changes:
-        status = change.status
-        colour = "yellow" if status is Status.CHANGED else "green"
-        note = " (created)" if change.created else " (removed)" if change.removed else ""
-        out.print(Text.assemble((f"{status.value:<8}", colour), f"{change.path}{note}"))
-        if diff and status is Status.CHANGED:
-            sys.stdout.write(change.diff())
-    changed = sum(c.status is Status.CHANGED for c in changes)
-    out.print(f"changed={changed} ok={len(changes) - changed}")
-    if check_only and changed:
+    from toolkit import pipeline
+
+    report = pipeline.render(
+        _deployment(directory, dir_option),
+        _overrides(set_),
+        host=host,
+        all_hosts=all_hosts,
+        write=not check_only,
+        check=not no_check,
+        uwsgi=uwsgi,
+    )
+    show_render(report, diff)
+    if check_only and report.changed:
         raise typer.Exit(1)
 
 
-def exec_emperor(patterns: list[str], run_dir: Path, logs_dir: Path, **settings: Any) -> None:
-    """Become the Emperor's own lean process (same pid, so signals and Ctrl-C still reach it)."""
-    command = emperor_argv(patterns, run_dir=run_dir, logs_dir=logs_dir, **settings)
-    sys.stdout.flush()
-    os.execv(command[0], command)
-
-
 @app.command()
+@handled
 def emperor(
     patterns: Annotated[
         list[str], typer.Argument(help="Globs of vassal configs, e.g. 'vassals/*.ini'.")
     ],
     uwsgi: UwsgiOption = None,
-    run_dir: RunDirOption = Path("run"),
+    run_dir: Annotated[
+        Path, typer.Option(help="Folder for the control socket and pid file.")
+    ] = Path("run"),
     logs_dir: Annotated[Path, typer.Option(help="Folder for one log file per vassal.")] = Path(
         "logs"
     ),
@@ -184,27 +267,35 @@ def emperor(
             help="Seconds of silence after which a vassal that sends heartbeats (its "
             "`heartbeat` option) is killed and respawned.",
         ),
-    ] = HEARTBEAT_TOLERANCE,
+    ] = 30.0,
 ) -> None:
     """Run one uwsgi per config the globs match: respawn, reload on change, stop on removal."""
-    with reported():
-        limits = Throttle(max_spawns, window, backoff)
-        control.prepare_run_dir(run_dir)
-        exec_emperor(
+    from toolkit.emperor import control
+    from toolkit.emperor.main import argv
+    from toolkit.emperor.throttle import Throttle
+    from toolkit.installed import uwsgi_executable
+    from toolkit.pipeline import become_emperor
+
+    control.prepare_run_dir(run_dir)
+    become_emperor(
+        argv(
             patterns,
-            run_dir,
-            logs_dir,
             uwsgi=uwsgi_executable(uwsgi),
+            run_dir=run_dir,
+            logs_dir=logs_dir,
             quiet=quiet,
-            throttle=limits,
+            throttle=Throttle(max_spawns, window, backoff),
             trust_any_config=trust_any_config,
             heartbeat_tolerance=heartbeat_tolerance,
         )
+    )
 
 
 @app.command()
+@handled
 def up(
     directory: DeploymentDir = Path("."),
+    dir_option: DirOption = None,
     set_: SetOption = None,
     detach: Annotated[
         bool,
@@ -216,153 +307,176 @@ def up(
     quiet: QuietOption = False,
 ) -> None:
     """Render, check, then run the deployment's vassals under toolkit's Emperor."""
-    start_up(Deployment(directory), set_ or [], detach, uwsgi, quiet)
+    start_up(_deployment(directory, dir_option), set_ or [], detach, uwsgi, quiet)
 
 
 def start_up(
     deployment: Deployment, set_: list[str], detach: bool, uwsgi: Path | None, quiet: bool
 ) -> None:
     """Shared by `up` and `tutorial run`: render, check, write, then run or detach."""
-    with reported():
-        variables = deployment.load(settings.parse_overrides(set_))
-        changes = deployment.plan(variables)
-        logs_dir = deployment.logs_dir(variables)
-        logs_dir.mkdir(parents=True, exist_ok=True)
-        executable = uwsgi_executable(uwsgi)
-        refuse_on_errors(deployment.check(variables.recipe, changes, executable))
-        apply(changes)
-        control.prepare_run_dir(deployment.run_dir)
-        patterns = deployment.vassal_patterns(variables.recipe)
-        if not detach:
-            exec_emperor(patterns, deployment.run_dir, logs_dir, uwsgi=executable, quiet=quiet)
-        ready = start_detached(patterns, executable, deployment.run_dir, logs_dir)
-    for vassal in ready:
-        out.print(f"{vassal['name']:<12} {vassal['state']:<10} pid {vassal['pid']}")
+    from toolkit import pipeline
+
+    prepared = pipeline.prepare_up(deployment, _overrides(set_), uwsgi, quiet)
+    show_render(prepared.render, diff=False)
+    if not detach:
+        pipeline.become_emperor(prepared.command)
+    pipeline.up_detached(deployment, prepared)
+    for vassal in prepared.vassals:
+        say(f"{vassal['name']:<12} {vassal['state']:<10} pid {vassal['pid']}")
+    for address in prepared.serving:
+        say(f"serving {address}")
+    say(f"stop it with: toolkit down {deployment.root}")
 
 
-DirOption = Annotated[Path, typer.Option("--dir", "-C", help="The deployment folder.")]
+def _ask(deployment: Deployment, command: str, **fields: Any) -> dict[str, Any]:
+    from toolkit.emperor import control
 
-
-def _ask(directory: Path, command: str, **fields: Any) -> dict[str, Any]:
-    answer: dict[str, Any] = control.request(Deployment(directory).run_dir, command, **fields)
+    answer: dict[str, Any] = control.request(deployment.run_dir, command, **fields)
     return answer
 
 
+def _split(arguments: list[str] | None, option: Path | None, names: int) -> tuple[Path, list[str]]:
+    """`[DIR] NAME...`: a first argument that is a deployment folder is DIR."""
+    given = list(arguments or [])
+    if len(given) > names or (
+        given and option is None and (Path(given[0]) / "deploy.ini").is_file()
+    ):
+        return Path(given[0]), given[1:]
+    return Path("."), given
+
+
 @app.command()
+@handled
 def status(
-    directory: DirOption = Path("."),
+    directory: DeploymentDir = Path("."),
+    dir_option: DirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
-    """Show every vassal: state, pid, restarts, uptime, last exit, config."""
-    with reported():
-        answer = _ask(directory, "status")
+    """Show every vassal: state, pid, restarts, uptime, last exit, config (and when the file
+    on disk is no longer what runs)."""
+    import hashlib
+    import json
+
+    deployment = _deployment(directory, dir_option)
+    vassals = _ask(deployment, "status")["vassals"]
+    for vassal in vassals:
+        try:
+            on_disk = hashlib.sha256(Path(vassal["config"]).read_bytes()).hexdigest()
+        except OSError:
+            on_disk = None
+        vassal["config_changed"] = on_disk != vassal.get("digest")
     if as_json:
-        sys.stdout.write(json.dumps(answer["vassals"], indent=2) + "\n")
+        sys.stdout.write(json.dumps(vassals, indent=2) + "\n")
         return
-    table = Table("vassal", "state", "pid", "restarts", "uptime", "last exit", "config", box=None)
-    for v in answer["vassals"]:
-        uptime = f"{v['uptime']:.0f} s" if v["uptime"] is not None else "-"
-        table.add_row(
+    rows = [
+        [
             v["name"],
             v["state"],
             str(v["pid"] or "-"),
             str(v["restarts"]),
-            uptime,
+            f"{v['uptime']:.0f} s" if v["uptime"] is not None else "-",
             v["last_exit"] or "-",
-            v["config"],
-        )
-    out.print(table)
+            v["config"] + ("  (changed on disk: not what runs)" if v["config_changed"] else ""),
+        ]
+        for v in vassals
+    ]
+    say(table(["vassal", "state", "pid", "restarts", "uptime", "last exit", "config"], rows))
 
 
 @app.command()
+@handled
 def reload(
-    name: Annotated[str | None, typer.Argument(help="Vassal to reload (default: all).")] = None,
-    directory: DirOption = Path("."),
+    arguments: Annotated[
+        list[str] | None, typer.Argument(help="[DIR] [NAME]: the vassal to reload (default: all).")
+    ] = None,
+    dir_option: DirOption = None,
 ) -> None:
     """Gracefully reload a vassal (or all); a throttled one is cleared and spawned at once."""
-    with reported():
-        answer = _ask(directory, "reload", name=name)
-    out.print(f"reloading {', '.join(answer['reloaded']) or 'nothing'}")
+    folder, names = _split(arguments, dir_option, 1)
+    deployment = _deployment(folder, dir_option)
+    answer = _ask(deployment, "reload", name=names[0] if names else None)
+    say(f"reloading {', '.join(answer['reloaded']) or 'nothing'}")
 
 
 @app.command()
+@handled
 def stop(
-    name: Annotated[str, typer.Argument(help="Vassal to stop.")],
-    directory: DirOption = Path("."),
+    arguments: Annotated[list[str], typer.Argument(help="[DIR] NAME: the vassal to stop.")],
+    dir_option: DirOption = None,
 ) -> None:
     """Stop one vassal; it stays down until its config changes or `toolkit reload NAME`."""
-    with reported():
-        _ask(directory, "stop", name=name)
-    out.print(f"stopped {name}")
+    folder, names = _split(arguments, dir_option, 1)
+    if len(names) != 1:
+        raise ToolkitError("name one vassal to stop", hint="toolkit stop [DIR] NAME")
+    _ask(_deployment(folder, dir_option), "stop", name=names[0])
+    say(f"stopped {names[0]}")
 
 
 @app.command()
-def down(directory: DirOption = Path(".")) -> None:
+@handled
+def down(directory: DeploymentDir = Path("."), dir_option: DirOption = None) -> None:
     """Stop every vassal and the Emperor."""
-    run_dir = Deployment(directory).run_dir
-    with reported():
-        control.request(run_dir, "down")
-        pid_file = run_dir / control.PID_NAME
-        while control.socket_path(run_dir).exists() or pid_file.exists():
-            time.sleep(0.05)
-    out.print("down")
+    import time
+
+    from toolkit.emperor import control
+
+    run_dir = _deployment(directory, dir_option).run_dir
+    control.request(run_dir, "down")
+    pid_file = run_dir / control.PID_NAME
+    while control.socket_path(run_dir).exists() or pid_file.exists():
+        time.sleep(0.05)
+    say("down")
 
 
 @app.command()
+@handled
 def logs(
-    name: Annotated[str, typer.Argument(help="Vassal whose output to show.")],
-    directory: DirOption = Path("."),
+    arguments: Annotated[list[str], typer.Argument(help="[DIR] NAME: whose output to show.")],
+    dir_option: DirOption = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
-    lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines.")] = 50,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many last lines.")] = 50,
 ) -> None:
     """Print a vassal's output, as the Emperor logged it."""
-    deployment = Deployment(directory)
-    with reported():
-        logs_dir = (
-            deployment.logs_dir(deployment.load())
-            if deployment.deploy_ini.exists()
-            else directory / "logs"
+    import time
+
+    folder, names = _split(arguments, dir_option, 1)
+    if len(names) != 1:
+        raise ToolkitError("name one vassal", hint="toolkit logs [DIR] NAME")
+    deployment = _deployment(folder, dir_option)
+    logs_dir = (
+        deployment.logs_dir(deployment.load())
+        if deployment.deploy_ini.exists()
+        else deployment.root / "logs"
+    )
+    path = logs_dir / f"{names[0]}.log"
+    if not path.is_file():
+        raise ToolkitError(
+            f"no log for vassal {names[0]!r}",
+            file=path,
+            hint=f"see `toolkit status {deployment.root}`",
         )
-        path = logs_dir / f"{name}.log"
-        if not path.exists():
-            raise ToolkitError(
-                f"no log for vassal {name!r}", file=path, hint="see `toolkit status`"
-            )
     with path.open(errors="replace") as stream:
-        for line in stream.readlines()[-lines:]:
+        for line in stream.readlines()[-lines:] if lines else []:
             sys.stdout.write(line)
         sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            while follow:
-                line = stream.readline()
-                if line:
-                    sys.stdout.write(line)
-                    sys.stdout.flush()
-                else:
-                    time.sleep(0.1)
+        while follow:
+            line = stream.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.1)
 
 
 def show_problems(problems: list[Problem]) -> None:
     for problem in problems:
-        colour = "red" if problem.severity is Severity.ERROR else "yellow"
-        err.print(Text(str(problem), style=colour))
-
-
-def refuse_on_errors(problems: list[Problem]) -> None:
-    """render and up stop here: nothing is written or started while a config has errors."""
-    show_problems(problems)
-    errors = sum(p.severity is Severity.ERROR for p in problems)
-    if errors:
-        raise ToolkitError(
-            f"{errors} error(s) in the rendered configs; nothing was written or started",
-            hint="fix deploy.ini or the templates (render --no-check writes anyway)",
-            exit_code=1,
-        )
+        warn(str(problem), "red" if problem.severity.value == "error" else "yellow")
 
 
 @app.command(name="check")
+@handled
 def check_configs(
     paths: Annotated[
         list[Path] | None,
@@ -381,14 +495,20 @@ def check_configs(
 ) -> None:
     """Read configs as uWSGI reads them: unknown options, misread values, bad routes,
     includes, clashes between vassals and missing paths."""
-    with reported():
-        targets = files_to_check(paths or [Path(".")])
-        context = context_for(uwsgi_executable(uwsgi), here=here or targets.deployment)
-        configs = [
-            uwsgi_config.load(path, context.machine, section) for path, section in targets.files
-        ]
-        problems = check(configs, context)
-        files = [path for path, _ in targets.files]
+    import json
+
+    from toolkit import uwsgi_config
+    from toolkit.check import Severity, check, context_for
+    from toolkit.deployment import files_to_check
+    from toolkit.installed import uwsgi_executable
+
+    if output not in {"text", "json"}:
+        raise ToolkitError(f"--format {output!r}: expected text or json")
+    targets = files_to_check(paths or [Path(".")])
+    context = context_for(uwsgi_executable(uwsgi), here=here or targets.deployment)
+    configs = [uwsgi_config.load(path, context.machine, section) for path, section in targets.files]
+    problems = check(configs, context)
+    files = [path for path, _ in targets.files]
     errors = sum(p.severity is Severity.ERROR for p in problems)
     warnings = len(problems) - errors
     if output == "json":
@@ -401,48 +521,58 @@ def check_configs(
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         for problem in problems:
-            colour = "red" if problem.severity is Severity.ERROR else "yellow"
-            out.print(Text(str(problem), style=colour))
-        out.print(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
+            say(str(problem), "red" if problem.severity is Severity.ERROR else "yellow")
+        say(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
     raise typer.Exit(1 if errors else 0)
 
 
 @app.command(name="compress")
+@handled
 def compress_static(
     folder: Annotated[Path, typer.Argument(help="The static folder.")] = Path("static"),
 ) -> None:
     """Write a gzip -9 twin beside each static text file, for `static-gzip-all`."""
-    with reported():
-        report = compress(folder)
-    for item in report:
+    from toolkit.compress import compress
+
+    for item in compress(folder):
         if item.written:
-            out.print(f"gzipped  {item.path}.gz  {item.size} -> {item.gzipped} bytes")
+            say(f"gzipped  {item.path}.gz  {item.size} -> {item.gzipped} bytes")
         else:
-            out.print(f"skipped  {item.path}  (gzip would not shrink it)")
+            say(f"skipped  {item.path}  (gzip would not shrink it)")
 
 
-tutorial_app = typer.Typer(help="The tutorial: uWSGI from the ground up, chapter by chapter.")
+tutorial_app = typer.Typer(
+    help="The tutorial: uWSGI from the ground up, chapter by chapter.", rich_markup_mode=None
+)
 app.add_typer(tutorial_app, name="tutorial")
 
 
 @tutorial_app.command(name="list")
+@handled
 def tutorial_list() -> None:
     """Every chapter, with what it runs."""
-    with reported():
-        for chapter in tutorial.chapters():
-            runs = "" if chapter.recipe is None else f"  (toolkit tutorial run {chapter.number})"
-            out.print(f"{chapter.number:02d}  {chapter.title}{runs}")
+    from toolkit import tutorial
+
+    for chapter in tutorial.chapters():
+        runs = "" if chapter.recipe is None else f"  (toolkit tutorial run {chapter.number})"
+        say(f"{chapter.number:02d}  {chapter.title}{runs}")
 
 
 @tutorial_app.command(name="show")
+@handled
 def tutorial_show(number: Annotated[int, typer.Argument(help="Chapter number.")]) -> None:
     """Read a chapter in the terminal."""
-    with reported():
-        text = tutorial.chapter(number).text
-    out.print(Markdown(text), soft_wrap=False)
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from toolkit import tutorial
+
+    text = tutorial.chapter(number).text
+    Console(highlight=False, soft_wrap=True, markup=False).print(Markdown(text), soft_wrap=False)
 
 
 @tutorial_app.command(name="run")
+@handled
 def tutorial_run(
     number: Annotated[int, typer.Argument(help="Chapter number.")],
     directory: Annotated[Path, typer.Argument(help="Folder to build it in.")] = Path(
@@ -453,46 +583,57 @@ def tutorial_run(
     uwsgi: UwsgiOption = None,
 ) -> None:
     """Build the chapter's deployment in DIR and run it, as the chapter says."""
-    with reported():
-        deployment = tutorial.build(number, directory, set_ or [])
+    from toolkit import tutorial
+
+    deployment = tutorial.build(number, directory, set_ or [])
     start_up(deployment, [], detach, uwsgi, quiet=False)
 
 
-export_app = typer.Typer(help="Hand a deployment to systemd or Ansible.")
+export_app = typer.Typer(help="Hand a deployment to systemd or Ansible.", rich_markup_mode=None)
 app.add_typer(export_app, name="export")
 
 
 @export_app.command(name="systemd")
+@handled
 def export_systemd(
     directory: DeploymentDir = Path("."),
+    dir_option: DirOption = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the unit here (default: stdout).")
     ] = None,
     uwsgi: UwsgiOption = None,
 ) -> None:
     """A systemd unit that runs the deployment's Emperor, stopped with SIGINT."""
-    deployment = Deployment(directory)
-    with reported():
-        unit = systemd_unit(deployment, deployment.load(), uwsgi_executable(uwsgi))
-        if output is not None:
-            write_atomically(output, unit)
+    from toolkit.apply import write_atomically
+    from toolkit.export import systemd_unit
+    from toolkit.installed import uwsgi_executable
+
+    deployment = _deployment(directory, dir_option)
+    unit = systemd_unit(deployment, deployment.load(), uwsgi_executable(uwsgi))
     if output is None:
         sys.stdout.write(unit)
-    else:
-        out.print(f"wrote {output}")
+        return
+    write_atomically(output, unit)
+    say(f"wrote {output}")
 
 
 @export_app.command(name="ansible")
+@handled
 def export_ansible(
     directory: DeploymentDir = Path("."),
+    dir_option: DirOption = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write into.")] = Path(
         "ansible"
     ),
 ) -> None:
     """A playbook and hosts.ini: each inventory host renders and runs its own vassals."""
-    deployment = Deployment(directory)
-    with reported():
-        inventory = read_inventory(deployment.root / INVENTORY)
-        for name, text in ansible_files(deployment, inventory).items():
-            write_atomically(output / name, text)
-            out.print(f"wrote {output / name}")
+    from toolkit.apply import write_atomically
+    from toolkit.export import ansible_files
+    from toolkit.inventory import FILE_NAME as INVENTORY
+    from toolkit.inventory import read_inventory
+
+    deployment = _deployment(directory, dir_option)
+    inventory = read_inventory(deployment.root / INVENTORY)
+    for name, text in ansible_files(deployment, inventory).items():
+        write_atomically(output / name, text)
+        say(f"wrote {output / name}")

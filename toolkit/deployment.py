@@ -6,17 +6,16 @@ import glob
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from toolkit import settings, uwsgi_config, uwsgi_ini
-from toolkit.apply import FileChange, plan
-from toolkit.check import Problem, check, context_for
 from toolkit.errors import ToolkitError
-from toolkit.inventory import FILE_NAME as INVENTORY
-from toolkit.inventory import read_inventory
-from toolkit.recipes import DEFAULT_RECIPE, Recipe, deploy_ini_text, find_recipe, scaffold
-from toolkit.render import render
-from toolkit.seal import seal
-from toolkit.settings import RawValue, Variables
+
+if TYPE_CHECKING:
+    from toolkit.apply import FileChange
+    from toolkit.check import Problem
+    from toolkit.detect import Detected
+    from toolkit.recipes import Recipe
+    from toolkit.settings import RawValue, Variables
 
 VASSALS = "vassals"
 HOSTS = "hosts"
@@ -50,6 +49,11 @@ class Deployment:
     ) -> Variables:
         """deploy.ini names its recipe; its values, the host's inventory layers and the
         overrides are validated against it."""
+        from toolkit import settings
+        from toolkit.inventory import FILE_NAME as INVENTORY
+        from toolkit.inventory import read_inventory
+        from toolkit.recipes import DEFAULT_RECIPE, find_recipe
+
         if not self.deploy_ini.is_file():
             raise ToolkitError(
                 "not a deployment: no deploy.ini",
@@ -70,6 +74,10 @@ class Deployment:
 
     def plan(self, variables: Variables, target: Path | None = None) -> list[FileChange]:
         """What `render` would write into vassals/ (or `target`), compared with what is there."""
+        from toolkit.apply import plan
+        from toolkit.render import render
+        from toolkit.seal import seal
+
         target = target or self.vassals_dir
         templates = render(variables.recipe, variables.values, self.root / TEMPLATES)
         rendered = {name: seal(text) for name, text in templates.items()}
@@ -92,6 +100,9 @@ class Deployment:
 
         Files rendered for another host are read as if in vassals/, where they will run.
         """
+        from toolkit import uwsgi_config
+        from toolkit.check import check, context_for
+
         target = target or self.vassals_dir
         planned = {self.vassals_dir / c.path.relative_to(target): c.new for c in changes}
         context = context_for(uwsgi, here=True)
@@ -109,10 +120,34 @@ class Deployment:
         return check(configs, context)
 
 
-def new(root: Path, recipe: Recipe, force: bool) -> list[tuple[Path, str]]:
-    """Scaffold a deployment from a recipe, with a deploy.ini listing every default."""
-    text = deploy_ini_text(recipe, settings.defaults(recipe))
-    return scaffold(recipe, root, text, force)
+@dataclass(frozen=True)
+class NewReport:
+    files: list[tuple[Path, str]]
+    detected: Detected | None = None
+
+
+def new(
+    root: Path, recipe: Recipe, force: bool, app: Path | None = None, module: str | None = None
+) -> NewReport:
+    """Scaffold a deployment from a recipe, with a deploy.ini listing every default; with
+    `app`, for that existing app (what it is found to be written in), without the example."""
+    from toolkit import settings
+    from toolkit.detect import detect
+    from toolkit.recipes import deploy_ini_text, scaffold
+
+    if app is None:
+        text = deploy_ini_text(recipe, settings.defaults(recipe))
+        return NewReport(scaffold(recipe, root, text, force))
+    detected = detect(app, root, module)
+    unknown = [name for name in detected.values if recipe.variable(name) is None]
+    if unknown:
+        raise ToolkitError(
+            f"recipe {recipe.name!r} has no variable for {', '.join(unknown)}",
+            hint="use --recipe ground-up or single for an app of your own",
+        )
+    given = {name: (value, detected.how[name]) for name, value in detected.values.items()}
+    text = deploy_ini_text(recipe, settings.defaults(recipe), given)
+    return NewReport(scaffold(recipe, root, text, force, example=False), detected)
 
 
 @dataclass(frozen=True)
@@ -127,6 +162,8 @@ class CheckTargets:
 def files_to_check(paths: list[Path]) -> CheckTargets:
     """A deployment's rendered vassals, a folder's *.ini and */uwsgi.ini, the files named,
     or `FILE:section` as uWSGI's `--ini FILE:section` takes it."""
+    from toolkit import uwsgi_config, uwsgi_ini
+
     found: list[tuple[Path, str]] = []
     deployment = False
     for path in paths:

@@ -13,6 +13,8 @@ from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
 
 DEFAULT_RECIPE = "ground-up"
+# Scaffold folders that hold the example app: left out when the user brings an app.
+EXAMPLE_FOLDERS = ("code", "static")
 _PACKAGE_DATA = Path(__file__).parent / "_data"
 _SOURCE_ROOT = Path(__file__).parent.parent
 
@@ -141,22 +143,41 @@ def find_recipe(name: str) -> Recipe:
     return load_recipe(path)
 
 
-def deploy_ini_text(recipe: Recipe, defaults: dict[str, object]) -> str:
-    """A commented deploy.ini showing every variable with its default, ready to uncomment."""
+def deploy_ini_text(
+    recipe: Recipe,
+    defaults: dict[str, object],
+    given: Mapping[str, tuple[str, str]] | None = None,
+) -> str:
+    """A commented deploy.ini showing every variable with its default, ready to uncomment;
+    `given` values (name -> (value, how it was found)) are set, with how as a comment."""
+    given = given or {}
     lines = [
         f"# toolkit deployment, recipe {recipe.name!r}: {recipe.description}",
         "# Uncomment a line to change a variable; `toolkit render` validates every value.",
         f"recipe = {recipe.name}",
     ]
     for variable in recipe.variables:
-        value = defaults[variable.name]
-        shown = ("true" if value else "false") if isinstance(value, bool) else value
+        if variable.name in given:
+            found, how = given[variable.name]
+            lines += ["", f"# {variable.comment}", f"# (found: {how})"]
+            lines.append(f"{variable.name} = {found}")
+            continue
+        default = defaults[variable.name]
+        if isinstance(default, bool):
+            shown = "true" if default else "false"
+        elif isinstance(default, list):
+            shown = ", ".join(default)
+        else:
+            shown = str(default)
         lines += ["", f"# {variable.comment}", f"#{variable.name} = {shown}"]
     return "\n".join(lines) + "\n"
 
 
-def scaffold(recipe: Recipe, target: Path, deploy_ini: str, force: bool) -> list[tuple[Path, str]]:
+def scaffold(
+    recipe: Recipe, target: Path, deploy_ini: str, force: bool, example: bool = True
+) -> list[tuple[Path, str]]:
     """Create a deployment folder from a recipe; never clobber a user's file unless forced.
+    Without `example`, the example app and static files stay out (the user has an app).
 
     Returns each file with what happened to it: created, overwritten or kept.
     """
@@ -167,7 +188,9 @@ def scaffold(recipe: Recipe, target: Path, deploy_ini: str, force: bool) -> list
         )
     files = [(existing, deploy_ini)]
     files += [
-        (target / name, source.read_text()) for name, source in recipe.scaffold_files().items()
+        (target / name, source.read_text())
+        for name, source in recipe.scaffold_files().items()
+        if example or name.parts[0] not in EXAMPLE_FOLDERS
     ]
     report: list[tuple[Path, str]] = []
     for path, text in files:

@@ -18,8 +18,9 @@ from toolkit.recipes import Recipe
 
 SET_SOURCE = "--set"
 MAX_VALUE_LENGTH = 4096
-_MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w]*)?$")
+_MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w]*(\(\))?)?$")
 _CHECK = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
+_ENV_ITEM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def unsafe_character(text: str) -> str | None:
@@ -54,13 +55,56 @@ def _path(value: Any) -> str:
     return text
 
 
+def _optional_path(value: Any) -> str:
+    """A path, or empty for none."""
+    text = _string(value)
+    return text and _path(text)
+
+
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise VdtTypeError(value)
     return value
 
 
-VALIDATOR = Validator({"host": _host, "module": _module, "path": _path})
+def _items(value: Any) -> list[str]:
+    """A list from deploy.ini (configobj splits at commas, honouring quotes) or from
+    `--set name=a, b` (split here)."""
+    if isinstance(value, str):
+        value = [item for item in value.split(",") if item.strip()]
+    if not isinstance(value, list | tuple):
+        raise VdtTypeError(value)
+    return [_string(item).strip() for item in value]
+
+
+def _env_list(value: Any) -> list[str]:
+    items = _items(value)
+    for item in items:
+        if not _ENV_ITEM.match(item):
+            raise VdtValueError(item)
+    return items
+
+
+def _url_map_list(value: Any) -> list[str]:
+    items = _items(value)
+    for item in items:
+        prefix, equal, folder = item.partition("=")
+        if not equal or not prefix.startswith("/") or not folder.strip() or folder.startswith("-"):
+            raise VdtValueError(item)
+    return items
+
+
+VALIDATOR = Validator(
+    {
+        "host": _host,
+        "module": _module,
+        "path": _path,
+        "optional_path": _optional_path,
+        "env_list": _env_list,
+        "url_map_list": _url_map_list,
+    }
+)
+LIST_CHECKS = ("env_list", "url_map_list", "string_list")
 
 _EXPECTED = {
     "integer": "an integer",
@@ -69,7 +113,10 @@ _EXPECTED = {
     "host": "an IP address or localhost",
     "module": "a Python module name like app or pkg.app:application",
     "path": "a path (not starting with '-')",
+    "optional_path": "a path (not starting with '-'), or empty for none",
     "option": "one of",
+    "env_list": "NAME=value items, comma-separated",
+    "url_map_list": "/prefix=folder items, comma-separated",
 }
 
 
@@ -93,8 +140,11 @@ def expected(check: str) -> str:
 
 @dataclass(frozen=True)
 class RawValue:
+    """A value as written, where it was written, and its items when deploy.ini gave a list."""
+
     text: str
     source: str
+    items: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -164,14 +214,11 @@ def raw_values(
                 line=line,
                 hint="only `name = value` lines belong here",
             )
+        source = f"{path}:{line or 1}"
         if isinstance(value, list):
-            raise ToolkitError(
-                f"{key}: expected one value, got a list",
-                file=path,
-                line=line,
-                hint="quote a value that contains a comma",
-            )
-        values[key] = RawValue(str(value), f"{path}:{line or 1}")
+            values[key] = RawValue(", ".join(value), source, tuple(value))
+        else:
+            values[key] = RawValue(str(value), source)
     return values
 
 
@@ -225,8 +272,14 @@ def resolve(recipe: Recipe, *layers: Mapping[str, RawValue]) -> Variables:
             )
         if len(raw.text) > MAX_VALUE_LENGTH:
             raise _fail(name, raw, f"value longer than {MAX_VALUE_LENGTH} characters")
+        is_list = variable.check.split("(")[0].strip() in LIST_CHECKS
+        if raw.items is not None and not is_list:
+            raise _fail(
+                name, raw, "expected one value, got a list", "quote a value that contains a comma"
+            )
         try:
-            values[name] = VALIDATOR.check(variable.check, raw.text)
+            given = list(raw.items) if raw.items is not None else raw.text
+            values[name] = VALIDATOR.check(variable.check, given)
         except ValidateError:
             raise _fail(
                 name, raw, f"got {raw.text!r}, expected {expected(variable.check)}"

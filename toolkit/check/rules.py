@@ -48,6 +48,12 @@ LOGGER_KEYS = ("logger", "req-logger")
 APP_SOCKET_KEYS = ("socket", "uwsgi-socket")
 LOGIC_OPT_KEYS = ("if-opt", "if-not-opt")
 TYPO_CUTOFF = 0.8
+ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# What a static folder must not hold: uWSGI would send it to anyone who asks.
+CODE_FILES = re.compile(
+    r"(\.py|\.pyc|\.env|\.sqlite3?|\.db|\.ini|\.cfg|\.toml|\.pem|\.key)$|^(\.git|\.env)$"
+)
+MAX_STATIC_SCAN = 20000
 T = TypeVar("T")
 
 
@@ -566,6 +572,39 @@ def missing_path(config: Config, context: Context) -> Iterator[Finding]:
             )
 
 
+def missing_env_file(config: Config, context: Context) -> Iterator[Finding]:
+    """for-readline on a missing file: uWSGI logs the error and adds nothing (no exit)."""
+    for setting in config.all("for-readline"):
+        path = _join(context.machine.cwd, setting.value)
+        if setting.resolved and not os.path.isfile(path):
+            yield _at(
+                setting,
+                f"for-readline: {path} does not exist: uWSGI starts without its lines",
+                "create it (an env file holds NAME=value lines)",
+            )
+
+
+def env_file_lines(config: Config, context: Context) -> Iterator[Finding]:
+    """An env file read with `for-readline` + `env = %(_)`: every line becomes an `env`."""
+    if not any(s.key == "env" and s.written == "%(_)" for s in config.settings):
+        return
+    for setting in config.all("for-readline"):
+        path = _join(context.machine.cwd, setting.value)
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for number, line in enumerate(lines, start=1):
+            text = line.strip()
+            if text and not text.startswith("#") and not ENV_LINE.match(text):
+                yield Finding(
+                    Path(path),
+                    number,
+                    f"{text.split('=')[0]!r} is not NAME=value: uWSGI sets it as written",
+                    "write NAME=value (no `export`, no spaces around =)",
+                )
+
+
 def _unix_sockets(config: Config, context: Context) -> Iterator[Setting]:
     for setting in _valued(config, context, Kind.ADDRESS):
         try:
@@ -603,6 +642,84 @@ def log_folder_not_writable(config: Config, context: Context) -> Iterator[Findin
                 f"{setting.key}: log folder {folder} is not writable",
                 "uWSGI would exit at start, again and again; fix the folder or the path",
             )
+
+
+def _static_folders(config: Config, context: Context) -> Iterator[tuple[Setting, str, str]]:
+    """(setting, URL prefix, folder) for each folder uWSGI serves as static files."""
+    base = base_folder(config, context.machine.cwd)
+    for setting in config.all("check-static", "static-map", "static-map2"):
+        if not setting.resolved:
+            continue
+        if setting.key == "check-static":
+            yield setting, "/", _join(base, setting.value)
+        else:
+            prefix, _, folder = setting.value.partition("=")
+            yield setting, prefix, _join(base, folder)
+
+
+def static_exposes_code(config: Config, context: Context) -> Iterator[Finding]:
+    """uWSGI serves every file under a static folder: code, settings, a database, .env, .git
+    in it are readable by anyone (this is how `static_dir = code` served /app.py)."""
+    base = base_folder(config, context.machine.cwd)
+    code = [_join(base, s.value) for s in config.all("pythonpath", "python-path", "pp")]
+    for setting, prefix, folder in _static_folders(config, context):
+        if not os.path.isdir(folder):
+            continue
+        inside = [c for c in code if c == folder or c.startswith(folder.rstrip("/") + "/")]
+        found = _code_files(folder)
+        if inside or found:
+            shown = ", ".join(
+                ["the pythonpath" for _ in inside[:1]] + [os.path.relpath(f, folder) for f in found]
+            )
+            yield _at(
+                setting,
+                f"{prefix} serves {folder}, which holds code or secrets ({shown}): "
+                "uWSGI would send them to anyone",
+                "serve only a folder of static files (e.g. collectstatic's STATIC_ROOT)",
+            )
+
+
+def _code_files(folder: str, limit: int = 3) -> list[str]:
+    found: list[str] = []
+    seen = 0
+    for root, folders, files in os.walk(folder):
+        for name in [*folders, *files]:
+            seen += 1
+            if CODE_FILES.search(name):
+                found.append(os.path.join(root, name))
+                if len(found) >= limit:
+                    return found
+        folders[:] = [f for f in folders if not CODE_FILES.search(f)]
+        if seen > MAX_STATIC_SCAN:
+            break
+    return found
+
+
+def virtualenv_python(config: Config, context: Context) -> Iterator[Finding]:
+    """uWSGI embeds one Python; a virtualenv made by another one fails at import."""
+    home = config.last(*VIRTUALENV_KEYS)
+    if home is None or not home.resolved or not context.catalog.python:
+        return
+    folder = _join(base_folder(config, context.machine.cwd), home.value)
+    made_by = _venv_version(folder)
+    embedded = ".".join(context.catalog.python.split(".")[:2])
+    if made_by and made_by != embedded:
+        yield _at(
+            home,
+            f"{home.key}: {folder} was made by Python {made_by}, this uWSGI embeds "
+            f"Python {embedded}: the app would not import",
+            f"make the virtualenv with python{embedded} (or build uWSGI with python{made_by})",
+        )
+
+
+def _venv_version(folder: str) -> str:
+    """major.minor from pyvenv.cfg (`version = 3.11.7` or `version_info = 3.11.7.final.0`)."""
+    try:
+        text = Path(folder, "pyvenv.cfg").read_text(errors="replace")
+    except OSError:
+        return ""
+    match = re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", text, re.MULTILINE)
+    return match.group(1) if match else ""
 
 
 # --- apps under the Emperor -----------------------------------------------------------------
@@ -768,6 +885,10 @@ RULES = (
     Rule("P400", Weight.MACHINE, "path missing", one=missing_path),
     Rule("P401", Weight.MACHINE, "log folder missing", one=missing_log_folder),
     Rule("P402", Weight.MACHINE, "log folder not writable", one=log_folder_not_writable),
+    Rule("P403", Weight.MACHINE, "static folder serving code or secrets", one=static_exposes_code),
+    Rule("P404", Weight.MACHINE, "virtualenv of another Python", one=virtualenv_python),
+    Rule("P405", Weight.MACHINE, "env file missing", one=missing_env_file),
+    Rule("V208", Weight.WARNING, "env file line not NAME=value", one=env_file_lines),
     Rule("W600", Weight.WARNING, "router-only vassal with workers", one=router_with_workers),
     Rule("W601", Weight.MACHINE, "module not found", one=module_not_found),
     Rule("W602", Weight.WARNING, "app vassal without need-app", one=app_without_need_app),

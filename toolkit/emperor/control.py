@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import ToolkitError
+
+if TYPE_CHECKING:
+    import asyncio
 
 SOCKET_NAME = "emperor.sock"
 PID_NAME = "emperor.pid"
@@ -33,8 +35,15 @@ def _alive(path: Path) -> bool:
 
 def prepare_run_dir(run_dir: Path) -> None:
     """Create the run folder 0700; replace a dead Emperor's socket, refuse a live one's."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(run_dir, 0o700)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+    except OSError as error:
+        raise ToolkitError(
+            f"cannot make the run folder: {error.strerror}",
+            file=run_dir,
+            hint="choose a folder this user can write (--run-dir)",
+        ) from None
     path = socket_path(run_dir)
     if path.exists() or path.is_symlink():
         if _alive(path):
@@ -48,6 +57,8 @@ def prepare_run_dir(run_dir: Path) -> None:
 
 
 async def serve(run_dir: Path, handle: Handler) -> asyncio.Server:
+    import asyncio
+
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = json.loads(await reader.readline() or b"{}")

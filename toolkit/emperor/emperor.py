@@ -13,8 +13,10 @@ from toolkit.emperor import control, watcher
 from toolkit.emperor.events import EMPEROR, Event, Kind
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.throttle import Throttle
-from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE, Config, Vassal
+from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE, SERVING, Config, Vassal
 from toolkit.errors import ToolkitError
+
+EXIT_CANNOT_WATCH = 2
 
 
 class Emperor:
@@ -30,6 +32,7 @@ class Emperor:
         heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
         rescan_every: float = watcher.RESCAN_EVERY,
         trust_any_config: bool = False,
+        serving: list[str] | None = None,
     ) -> None:
         self.patterns = patterns
         self.uwsgi = uwsgi
@@ -40,6 +43,9 @@ class Emperor:
         self.heartbeat_tolerance = heartbeat_tolerance
         self.rescan_every = rescan_every
         self.trust_any_config = trust_any_config
+        # Addresses to announce once every vassal first serves (`up` prints its URL).
+        self.serving = serving or []
+        self._failed = False
         self.vassals: dict[str, Vassal] = {}
         self.events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._stopping: dict[str, asyncio.Task[None]] = {}
@@ -84,11 +90,19 @@ class Emperor:
             self.events.put_nowait(None)
             await printing
             self.printer.close()
-        return 0
+        # Non-zero when it could not do its job, so systemd's Restart=on-failure restarts it.
+        return EXIT_CANNOT_WATCH if self._failed else 0
 
     async def _print(self) -> None:
         while (event := await self.events.get()) is not None:
             self.printer.show(event)
+            if self.serving and event.kind in {Kind.READY, Kind.LOYAL} and self._all_serving():
+                for address in self.serving:
+                    self.printer.show(Event(EMPEROR, Kind.INFO, f"serving {address}"))
+                self.serving = []
+
+    def _all_serving(self) -> bool:
+        return bool(self.vassals) and all(v.state in SERVING for v in self.vassals.values())
 
     async def _watch(self) -> None:
         try:
@@ -96,6 +110,7 @@ class Emperor:
                 self.reconcile()
         except ToolkitError as error:
             self.emit(Kind.WARNING, str(error))
+            self._failed = True
             self.shutdown(str(error))
 
     def reconcile(self) -> None:

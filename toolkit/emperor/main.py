@@ -31,6 +31,7 @@ def argv(
     throttle: Throttle | None = None,
     trust_any_config: bool = False,
     heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
+    serving: list[str] | None = None,
 ) -> list[str]:
     """The command line that starts this module with these settings."""
     limits = throttle or Throttle()
@@ -41,6 +42,7 @@ def argv(
         "--backoff", str(limits.first_delay), *(["--quiet"] if quiet else []),
         *(["--trust-any-config"] if trust_any_config else []),
         "--heartbeat-tolerance", str(heartbeat_tolerance),
+        *[part for url in serving or [] for part in ("--serving", url)],
     ]  # fmt: skip
 
 
@@ -56,6 +58,7 @@ def main(arguments: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=Throttle.window)
     parser.add_argument("--backoff", type=float, default=Throttle.first_delay)
     parser.add_argument("--heartbeat-tolerance", type=float, default=HEARTBEAT_TOLERANCE)
+    parser.add_argument("--serving", action="append", default=[])
     options = parser.parse_args(arguments)
     console = Console(highlight=False, soft_wrap=True, markup=False)
     limits = Throttle(options.max_spawns, options.window, options.backoff)
@@ -68,6 +71,7 @@ def main(arguments: list[str] | None = None) -> int:
             throttle=lambda: replace(limits, exits=[]),
             trust_any_config=options.trust_any_config,
             heartbeat_tolerance=options.heartbeat_tolerance,
+            serving=options.serving,
         )
         return run(emperor)
     except ToolkitError as error:

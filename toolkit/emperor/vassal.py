@@ -163,6 +163,7 @@ class Vassal:
             "uptime": uptime,
             "last_exit": self.last_exit,
             "config": str(self.config.path),
+            "digest": self.config.digest,
         }
 
     def reload(self, config: Config | None = None, reason: str = "") -> None:

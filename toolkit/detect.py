@@ -1,0 +1,249 @@
+"""What an existing app is and how uWSGI should load it, read from its files without running
+them: a Django project (manage.py and its settings), a Flask app (an `app = Flask(...)`
+object or a `create_app` factory), or the WSGI module the user names.
+
+Each finding carries how it was known, so `toolkit new --app` can say so in deploy.ini."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+
+SETTINGS_DEFAULT = re.compile(
+    r"""os\.environ\.setdefault\(\s*["']DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']"""
+)
+VIRTUALENV_NAMES = (".venv", "venv", "env", ".env")
+SKIPPED_FOLDERS = {".git", "__pycache__", "node_modules", *VIRTUALENV_NAMES}
+
+
+@dataclass
+class Detected:
+    """deploy.ini values (as text) for the app, each with the sentence that says how."""
+
+    kind: str
+    values: dict[str, str] = field(default_factory=dict)
+    how: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def set(self, name: str, value: str, how: str) -> None:
+        self.values[name] = value
+        self.how[name] = how
+
+
+def relative(path: Path, root: Path) -> str:
+    """`path` as deploy.ini writes it: relative to the deployment folder when it can be."""
+    return os.path.relpath(path.resolve(), root.resolve())
+
+
+def detect(app: Path, deployment: Path, module: str | None = None) -> Detected:
+    if not app.is_dir():
+        raise ToolkitError("no such app folder", file=app, hint="give the folder of your project")
+    if module:
+        found = Detected("wsgi")
+        found.set("app_module", module, "given with --module")
+    elif (app / "manage.py").is_file():
+        found = _django(app, deployment)
+    else:
+        found = _flask(app, deployment)
+    found.set("pythonpath", relative(app, deployment), f"the app folder {app}")
+    _virtualenv(app, deployment, found)
+    return found
+
+
+# --- Django ---------------------------------------------------------------------------------
+
+
+def _django(app: Path, deployment: Path) -> Detected:
+    found = Detected("django")
+    manage = app / "manage.py"
+    text = manage.read_text(errors="replace")
+    match = SETTINGS_DEFAULT.search(text)
+    if match is None:
+        raise ToolkitError(
+            "manage.py does not name its settings (DJANGO_SETTINGS_MODULE)",
+            file=manage,
+            hint="pass --module PROJECT.wsgi:application",
+        )
+    settings_module = match.group(1)
+    line = text.count("\n", 0, match.start()) + 1
+    project = settings_module.split(".")[0]
+    if not (app / project / "wsgi.py").is_file():
+        raise ToolkitError(
+            f"no {project}/wsgi.py beside manage.py",
+            file=app,
+            hint="pass --module PACKAGE.wsgi:application",
+        )
+    found.set("app_module", f"{project}.wsgi:application", f"{project}/wsgi.py")
+    found.set("env", f"DJANGO_SETTINGS_MODULE={settings_module}", f"manage.py line {line}")
+    found.set("static_dir", "", "Django serves no folder at /")
+    settings_file = _module_file(app, settings_module)
+    if settings_file is None:
+        found.notes.append(f"settings module {settings_module} not found: no static maps")
+        return found
+    names = _settings(settings_file, app)
+    maps, how = [], []
+    for url_name, root_name in (("STATIC_URL", "STATIC_ROOT"), ("MEDIA_URL", "MEDIA_ROOT")):
+        url, root = names.get(url_name), names.get(root_name)
+        if isinstance(url, str) and isinstance(root, Path):
+            prefix = "/" + url.strip("/") + "/"
+            maps.append(f"{prefix}={relative(root, deployment)}")
+            how.append(f"{url_name} and {root_name} in {relative(settings_file, app)}")
+            if not root.is_dir():
+                found.notes.append(
+                    f"{root_name} {root} does not exist yet: run `manage.py collectstatic`"
+                    if root_name == "STATIC_ROOT"
+                    else f"{root_name} {root} does not exist yet: create it"
+                )
+        elif url_name == "STATIC_URL":
+            found.notes.append(
+                f"{relative(settings_file, app)} sets no STATIC_ROOT: add "
+                "STATIC_ROOT = BASE_DIR / 'staticfiles', run `manage.py collectstatic`, "
+                "then set static_maps"
+            )
+    if maps:
+        found.set("static_maps", ", ".join(maps), "; ".join(how))
+    return found
+
+
+def _module_file(app: Path, dotted: str) -> Path | None:
+    base = app.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _settings(path: Path, app: Path) -> dict[str, object]:
+    """Top-level `NAME = ...` of a settings file whose value is a string or a path built
+    from BASE_DIR, __file__, Path(), os.path.join or `/`; other values are left out."""
+    try:
+        tree = ast.parse(path.read_text(errors="replace"))
+    except SyntaxError:
+        return {}
+    names: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                value = _evaluate(node.value, names, path)
+                if value is not None:
+                    names[target.id] = value
+    return names
+
+
+def _evaluate(node: ast.expr, names: dict[str, object], file: Path) -> object:
+    """Just enough of Python for the ways settings files spell paths."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return file if node.id == "__file__" else names.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        left, right = _evaluate(node.left, names, file), _evaluate(node.right, names, file)
+        if isinstance(left, Path) and isinstance(right, str | Path):
+            return left / right
+        return None
+    if isinstance(node, ast.Attribute) and node.attr == "parent":
+        inner = _evaluate(node.value, names, file)
+        return inner.parent if isinstance(inner, Path) else None
+    if isinstance(node, ast.Call):
+        args = [_evaluate(a, names, file) for a in node.args]
+        name = ast.unparse(node.func)
+        if (
+            name in {"Path", "pathlib.Path"}
+            and args
+            and all(isinstance(a, str | Path) for a in args)
+        ):
+            return Path(*[str(a) for a in args])
+        if name.endswith(".resolve") or name.endswith(".absolute"):
+            assert isinstance(node.func, ast.Attribute)
+            inner = _evaluate(node.func.value, names, file)
+            return inner.resolve() if isinstance(inner, Path) else None
+        if name in {"os.path.dirname", "os.path.abspath", "os.path.realpath"} and args:
+            inner = args[0]
+            if isinstance(inner, str | Path):
+                resolved = Path(os.path.abspath(inner))
+                return resolved.parent if name == "os.path.dirname" else resolved
+        if name == "os.path.join" and args and all(isinstance(a, str | Path) for a in args):
+            return Path(os.path.join(*[str(a) for a in args]))
+    return None
+
+
+# --- Flask ----------------------------------------------------------------------------------
+
+
+def _flask(app: Path, deployment: Path) -> Detected:
+    for module, path in _python_modules(app):
+        try:
+            tree = ast.parse(path.read_text(errors="replace"))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and _calls_flask(node.value):
+                target = node.targets[0]
+                if isinstance(target, ast.Name):
+                    found = Detected("flask")
+                    found.set(
+                        "app_module",
+                        f"{module}:{target.id}",
+                        f"{relative(path, app)} line {node.lineno}: {target.id} = Flask(...)",
+                    )
+                    _flask_static(path.parent, deployment, found)
+                    return found
+            if isinstance(node, ast.FunctionDef) and node.name == "create_app":
+                found = Detected("flask")
+                found.set(
+                    "app_module",
+                    f"{module}:create_app()",
+                    f"{relative(path, app)} line {node.lineno}: def create_app()",
+                )
+                _flask_static(path.parent, deployment, found)
+                return found
+    raise ToolkitError(
+        "found neither a Django project (manage.py) nor a Flask app in it",
+        file=app,
+        hint="name the WSGI callable: toolkit new DIR --app PATH --module package.module:app",
+    )
+
+
+def _python_modules(app: Path) -> list[tuple[str, Path]]:
+    """Importable modules at the top of the app folder and its packages' __init__.py."""
+    found: list[tuple[str, Path]] = []
+    for path in sorted(app.iterdir()):
+        if path.name in SKIPPED_FOLDERS:
+            continue
+        if path.suffix == ".py" and path.stem.isidentifier():
+            found.append((path.stem, path))
+        elif path.is_dir() and (path / "__init__.py").is_file() and path.name.isidentifier():
+            found.append((path.name, path / "__init__.py"))
+    return found
+
+
+def _calls_flask(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and ast.unparse(node.func) in {"Flask", "flask.Flask"}
+
+
+def _flask_static(folder: Path, deployment: Path, found: Detected) -> None:
+    static = folder / "static"
+    if static.is_dir():
+        found.set(
+            "static_maps",
+            f"/static/={relative(static, deployment)}",
+            "Flask serves its static/ at /static/",
+        )
+    found.set("static_dir", "", "a Flask app serves no folder at /")
+
+
+# --- its virtualenv -------------------------------------------------------------------------
+
+
+def _virtualenv(app: Path, deployment: Path, found: Detected) -> None:
+    for name in VIRTUALENV_NAMES:
+        folder = app / name
+        if (folder / "pyvenv.cfg").is_file():
+            found.set("virtualenv", relative(folder, deployment), f"{folder}/pyvenv.cfg")
+            return
