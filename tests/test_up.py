@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -66,5 +67,63 @@ def test_up_in_the_foreground_stops_cleanly_on_ctrl_c(
         process.wait(timeout=15)
     assert process.returncode == 0
     text = log.read_text()
+    assert f"emperor ▸ serving http://127.0.0.1:{free_pair[0]}\n" in text
     assert "http    ▸ stopped: signal SIGINT from the user" in text
     assert "uwsgi   ▸ stopped: signal SIGINT from the user" in text
+
+
+def test_up_detach_says_where_it_serves(deployment: Path, free_pair: tuple[int, int]) -> None:
+    configure(deployment, free_pair)
+    result = run_toolkit("up", deployment, "--detach")
+    try:
+        assert result.returncode == 0, result.stderr
+        assert f"serving http://127.0.0.1:{free_pair[0]}\n" in result.stdout
+        assert f"stop it with: toolkit down {deployment}" in result.stdout
+    finally:
+        run_toolkit("down", deployment)
+
+
+def test_render_keeps_a_hand_edited_vassal_beside_the_new_one(deployment: Path) -> None:
+    assert run_toolkit("render", deployment).returncode == 0
+    vassal = deployment / "vassals" / "uwsgi.ini"
+    edited = vassal.read_text() + "harakiri = 5\n"
+    vassal.write_text(edited)
+    result = run_toolkit("render", deployment)
+    assert result.returncode == 0, result.stderr
+    copy = vassal.with_name("uwsgi.ini.edited")
+    assert f"{vassal} was edited by hand: rendered over it, kept the edited copy as {copy}" in (
+        result.stdout
+    )
+    assert copy.read_text() == edited
+    assert "harakiri" not in vassal.read_text()
+    assert run_toolkit("check", deployment).returncode == 0
+
+
+def test_status_shows_a_vassal_whose_file_is_not_what_runs(
+    deployment: Path, free_pair: tuple[int, int]
+) -> None:
+    configure(deployment, free_pair)
+    assert run_toolkit("up", deployment, "--detach").returncode == 0
+    try:
+        vassal = deployment / "vassals" / "uwsgi.ini"
+        assert "changed on disk" not in run_toolkit("status", deployment).stdout
+        vassal.write_text(vassal.read_text() + "harakiri = 5\n")  # breaks its seal: held
+        status = run_toolkit("status", deployment, "--json")
+        changed = {v["name"]: v["config_changed"] for v in json.loads(status.stdout)}
+        assert changed == {"http": False, "uwsgi": True}
+        assert f"{vassal}  (changed on disk: not what runs)" in run_toolkit(
+            "status", deployment
+        ).stdout
+    finally:
+        run_toolkit("down", "-C", deployment)
+
+
+def test_the_emperor_exits_non_zero_when_it_cannot_watch(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(TOOLKIT), "emperor", str(tmp_path / "missing" / "*.ini"), "--run-dir", tmp_path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "cannot watch" in result.stdout + result.stderr

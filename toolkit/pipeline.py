@@ -128,7 +128,9 @@ def prepare_up(
         logs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ToolkitError(
-            f"cannot create the logs folder: {error.strerror}", file=logs_dir
+            f"cannot create the logs folder: {error.strerror}",
+            file=logs_dir,
+            hint="move what is in the way, or set log_dir in deploy.ini",
         ) from None
     executable = uwsgi_executable(uwsgi)
     report = render(deployment, overrides, uwsgi=executable, check_unchanged=True)

@@ -64,6 +64,11 @@ def _template_line(error: BaseException) -> tuple[str | None, int | None]:
     return None, None
 
 
+def _own_template(env: jinja2.Environment, name: str) -> str:
+    source = env.loader.get_source(env, name)[1] if env.loader else None
+    return source or name
+
+
 def render(
     recipe: Recipe, values: Mapping[str, Any], overrides: Path | None = None
 ) -> dict[str, str]:
@@ -86,6 +91,19 @@ def render(
                 f"template not found: {error.name}",
                 file=recipe.path / "recipe.ini",
                 hint=f"add {name} to the recipe's templates/ or fix `vassals`",
+            ) from None
+        except RecursionError:
+            blocks = (
+                ", ".join(env.get_template(f"base/{name}").blocks)
+                if (data_dir("templates") / name).is_file()
+                else ""
+            )
+            raise ToolkitError(
+                f"{name} extends itself",
+                file=_own_template(env, name),
+                line=1,
+                hint=f'extend "base/{name}" to override one of its blocks'
+                + (f" ({blocks})" if blocks else ""),
             ) from None
         except jinja2.UndefinedError as error:
             file, line = _template_line(error)

@@ -51,7 +51,7 @@ def prepare_run_dir(run_dir: Path) -> None:
             raise ToolkitError(
                 f"an Emperor already runs here (pid {pid})",
                 file=path,
-                hint="stop it with `toolkit down`, or use another run folder",
+                hint=f"stop it with `toolkit down {run_dir.parent}`, or use another run folder",
             )
         path.unlink()
 
@@ -99,7 +99,9 @@ def request(run_dir: Path, command: str, timeout: float = 30.0, **fields: Any) -
             data = client.makefile("rb").readline()
         except (FileNotFoundError, ConnectionRefusedError):
             raise ToolkitError(
-                "no Emperor is running here", file=path, hint="start one with `toolkit up`"
+                "no Emperor is running here",
+                file=path,
+                hint=f"start one with `toolkit up {run_dir.parent}`",
             ) from None
         except OSError as error:
             raise ToolkitError(f"cannot talk to the Emperor: {error}", file=path) from None
