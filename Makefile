@@ -39,6 +39,7 @@ $(DEMO)/deploy.ini: | $(VENV)/.installed
 	$(BIN)/toolkit new $(DEMO)
 
 up: $(VENV)/.installed $(DEMO)/deploy.ini
+	@echo "toolkit is $(CURDIR)/$(BIN)/toolkit; to type \`toolkit\` in this shell: export PATH=\"$(CURDIR)/$(BIN):\$$PATH\""
 	$(BIN)/toolkit up $(DEMO)
 
 lint: $(VENV)/.installed-test

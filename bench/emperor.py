@@ -436,6 +436,58 @@ def measure_check(work: Path, results: Results, count: int = 1000) -> None:
     )
 
 
+def measure_cli(work: Path, results: Results, repeats: int) -> None:
+    """Wall time of whole `toolkit` commands, as a user waits for them."""
+    site = work / "cli-site"
+    subprocess.run([str(TOOLKIT), "new", str(site)], check=True, capture_output=True)
+    subprocess.run([str(TOOLKIT), "render", str(site)], check=True, capture_output=True)
+    commands = {
+        "CLI: toolkit --version": [str(TOOLKIT), "--version"],
+        "CLI: toolkit status (no Emperor)": [str(TOOLKIT), "status", str(site)],
+        "CLI: toolkit render (already rendered)": [str(TOOLKIT), "render", str(site)],
+    }
+    for name, command in commands.items():
+        for _ in range(repeats):
+            start_time = time.perf_counter()
+            subprocess.run(command, capture_output=True)
+            results.add(name, "toolkit", time.perf_counter() - start_time)
+    python = [sys.executable, "-c", "import typer"]
+    for _ in range(repeats):
+        start_time = time.perf_counter()
+        subprocess.run(python, capture_output=True)
+        results.add(
+            "CLI: python -c 'import typer' (the floor)", "toolkit", time.perf_counter() - start_time
+        )
+
+
+def measure_inventory(work: Path, results: Results, hosts: int = 1000) -> None:
+    """render --all-hosts of a 1,000-host inventory; in /dev/shm when it exists, so the figure
+    is toolkit's and not the disk's (2,000 files and 1,000 folders created)."""
+    shm = Path("/dev/shm")
+    base = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else work
+    try:
+        site = base / "inventory-site"
+        subprocess.run([str(TOOLKIT), "new", str(site)], check=True, capture_output=True)
+        lines = ["[groups]", "[[web]]", "hosts = " + ", ".join(f"h{i}" for i in range(hosts))]
+        lines.append("[hosts]")
+        for i in range(hosts):
+            lines += [f"[[h{i}]]", f"http_port = {10000 + i}"]
+        (site / "inventory.ini").write_text("\n".join(lines) + "\n")
+        for label, extra in (("", []), (" --no-check", ["--no-check"])):
+            shutil.rmtree(site / "hosts", ignore_errors=True)
+            start_time = time.perf_counter()
+            subprocess.run(
+                [str(TOOLKIT), "render", str(site), "--all-hosts", *extra],
+                check=True,
+                capture_output=True,
+            )
+            name = f"render --all-hosts{label}, {hosts} hosts"
+            results.add(name, "toolkit", time.perf_counter() - start_time)
+    finally:
+        if base != work:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 def table(results: Results) -> str:
     names = ["bare uwsgi", "toolkit", "uWSGI (3 s)", "uWSGI (1 s)"]
     lines = [
@@ -518,6 +570,9 @@ def main() -> int:
         measure_up(work, results, max(3, repeats // 2))
         print("render + check 1,000 configs...", flush=True)
         measure_check(work, results)
+        print("CLI start, render --all-hosts...", flush=True)
+        measure_cli(work, results, repeats)
+        measure_inventory(work, results)
     report = (
         "# Benchmarks: toolkit's Emperor and uWSGI's Emperor\n\n"
         f"Measured by `make bench` on: {machine()}.\n\n"

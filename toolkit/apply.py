@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,6 +39,8 @@ class FileChange:
         return self.new is None
 
     def diff(self) -> str:
+        import difflib
+
         return "".join(
             difflib.unified_diff(
                 (self.old or "").splitlines(keepends=True),
@@ -74,6 +74,8 @@ def write_atomically(path: Path, text: str, mode: int = FILE_MODE) -> None:
 
 def write_atomically_bytes(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Temporary file in the same folder, fsync, rename: readers see old or new, never half."""
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -92,9 +94,39 @@ def write_atomically_bytes(path: Path, data: bytes, mode: int = FILE_MODE) -> No
 
 
 def apply(changes: list[FileChange]) -> None:
-    """Write the changed files; an unchanged file keeps its content and mtime."""
+    """Write the changed files; an unchanged file keeps its content and mtime.
+
+    Many files (render --all-hosts) are staged as temporary files, made durable by one
+    sync rather than one fsync each, then renamed into place."""
+    writes = [c for c in changes if c.new is not None and c.status is Status.CHANGED]
     for change in changes:
         if change.new is None:
             change.path.unlink(missing_ok=True)
-        elif change.status is Status.CHANGED:
-            write_atomically(change.path, change.new)
+    if len(writes) <= 2:
+        for change in writes:
+            write_atomically(change.path, change.new or "")
+        return
+    staged: list[tuple[str, Path]] = []
+    try:
+        for folder in {change.path.parent for change in writes}:
+            folder.mkdir(parents=True, exist_ok=True)
+        for change in writes:
+            staged.append((_stage(change.path, (change.new or "").encode("utf-8")), change.path))
+        os.sync()
+        for temporary, path in staged:
+            os.replace(temporary, path)
+    except OSError as error:
+        for temporary, _ in staged:
+            Path(temporary).unlink(missing_ok=True)
+        raise ToolkitError(f"cannot write: {error.strerror}", file=error.filename) from error
+
+
+def _stage(path: Path, data: bytes, mode: int = FILE_MODE) -> str:
+    """A temporary file beside `path` holding `data`, not yet synced nor renamed."""
+    import tempfile
+
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(data)
+    os.chmod(temporary, mode)
+    return temporary

@@ -9,11 +9,9 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
 
 EXIT_CANNOT_RUN = 2
@@ -80,6 +78,8 @@ def _binary_key(uwsgi: Path) -> str:
 def _ask(uwsgi: Path) -> Catalog:
     """Three runs in an empty folder with an empty environment (uWSGI reads UWSGI_*
     variables as options); the lists run exits 1 once it finds no socket to serve."""
+    import tempfile
+
     import sh
 
     with tempfile.TemporaryDirectory() as folder:
@@ -128,6 +128,8 @@ def load_catalog(uwsgi: Path) -> Catalog:
     if not catalog.options:
         raise ToolkitError("uwsgi --help listed no options", file=uwsgi, exit_code=EXIT_CANNOT_RUN)
     data = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(catalog).items()}
+    from toolkit.apply import write_atomically
+
     # A read-only cache folder only costs the next run another three `uwsgi` calls.
     with contextlib.suppress(ToolkitError):
         write_atomically(cached, json.dumps(data))

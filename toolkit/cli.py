@@ -162,7 +162,8 @@ def new(
     if report.detected is not None:
         say(f"found a {report.detected.kind} app:")
         for name, value in report.detected.values.items():
-            say(f"  {name} = {value}  ({report.detected.how[name]})")
+            shown = value or '""'
+            say(f"  {name} = {shown}  ({report.detected.how[name]})")
         for note in report.detected.notes:
             say(f"note: {note}", "yellow")
     say(f"next: toolkit render {directory}  (or toolkit up {directory})")
@@ -219,10 +220,20 @@ def render(
     uwsgi: UwsgiOption = None,
 ) -> None:
     """Render the deployment's templates into vassals/, writing only files that change."""
+    from toolkit import render_cache
+
+    deployment = _deployment(directory, dir_option)
+    plain = host is None and not all_hosts and uwsgi is None
+    unchanged = render_cache.unchanged(deployment.root, set_ or []) if plain else None
+    if unchanged is not None:
+        for path in unchanged:
+            say(paint("ok      ", "green", sys.stdout) + str(path))
+        say(f"changed=0 ok={len(unchanged)}")
+        return
     from toolkit import pipeline
 
     report = pipeline.render(
-        _deployment(directory, dir_option),
+        deployment,
         _overrides(set_),
         host=host,
         all_hosts=all_hosts,
@@ -231,6 +242,10 @@ def render(
         uwsgi=uwsgi,
     )
     show_render(report, diff)
+    if plain and not check_only:
+        render_cache.remember(
+            deployment.root, set_ or [], [c.path for c in report.changes if c.new is not None]
+        )
     if check_only and report.changed:
         raise typer.Exit(1)
 

@@ -12,7 +12,7 @@ from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:
     from toolkit.apply import FileChange
-    from toolkit.check import Problem
+    from toolkit.check import Context, Problem
     from toolkit.detect import Detected
     from toolkit.recipes import Recipe
     from toolkit.settings import RawValue, Variables
@@ -49,6 +49,13 @@ class Deployment:
     ) -> Variables:
         """deploy.ini names its recipe; its values, the host's inventory layers and the
         overrides are validated against it."""
+        return self.load_hosts(overrides, [host])[0]
+
+    def load_hosts(
+        self, overrides: Mapping[str, RawValue] | None, hosts: list[str | None]
+    ) -> list[Variables]:
+        """The variables of each host (None: no inventory layer), reading deploy.ini and
+        inventory.ini once however many hosts there are."""
         from toolkit import settings
         from toolkit.inventory import FILE_NAME as INVENTORY
         from toolkit.inventory import read_inventory
@@ -62,8 +69,18 @@ class Deployment:
             )
         recipe_name, values = settings.read_deploy_ini(self.deploy_ini)
         recipe = find_recipe(recipe_name or DEFAULT_RECIPE)
-        hosts = [] if host is None else read_inventory(self.root / INVENTORY).layers(host)
-        return settings.resolve(recipe, values, *hosts, overrides or {})
+        inventory = None
+        if any(host is not None for host in hosts):
+            inventory = read_inventory(self.root / INVENTORY)
+        return [
+            settings.resolve(
+                recipe,
+                values,
+                *([] if host is None or inventory is None else inventory.layers(host)),
+                overrides or {},
+            )
+            for host in hosts
+        ]
 
     def logs_dir(self, variables: Variables) -> Path:
         return self.root / str(variables.values.get("log_dir", "logs"))
@@ -94,18 +111,21 @@ class Deployment:
         return sorted(Path(p) for pattern in patterns for p in glob.glob(pattern))
 
     def check(
-        self, recipe: Recipe, changes: list[FileChange], uwsgi: Path, target: Path | None = None
+        self,
+        recipe: Recipe,
+        changes: list[FileChange],
+        context: Context,
+        target: Path | None = None,
     ) -> list[Problem]:
         """Check the vassals as they will be once `changes` are written, before writing them.
 
         Files rendered for another host are read as if in vassals/, where they will run.
         """
         from toolkit import uwsgi_config
-        from toolkit.check import check, context_for
+        from toolkit.check import check
 
         target = target or self.vassals_dir
         planned = {self.vassals_dir / c.path.relative_to(target): c.new for c in changes}
-        context = context_for(uwsgi, here=True)
         configs = [
             uwsgi_config.load(path, context.machine, text=text)
             for path, text in planned.items()

@@ -14,6 +14,7 @@ A host's value comes from, lowest first: the recipe's default, deploy.ini, its g
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,17 @@ class Inventory:
     groups: dict[str, Group]
     hosts: dict[str, dict[str, RawValue]]
 
-    def host_names(self) -> list[str]:
+    @functools.cached_property
+    def _names(self) -> tuple[list[str], frozenset[str]]:
         named = {h for group in self.groups.values() for h in group.hosts} | set(self.hosts)
-        return sorted(named)
+        return sorted(named), frozenset(named)
+
+    def host_names(self) -> list[str]:
+        return self._names[0]
 
     def layers(self, host: str) -> list[dict[str, RawValue]]:
         """The host's groups' variables (by group name), then its own."""
-        if host not in self.host_names():
+        if host not in self._names[1]:
             known = ", ".join(self.host_names()) or "none"
             raise ToolkitError(f"no host {host!r} in the inventory", file=self.path,
                                hint=f"known hosts: {known}")  # fmt: skip

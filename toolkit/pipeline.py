@@ -72,13 +72,17 @@ def render(
     if all_hosts:
         hosts = list(read_inventory(deployment.root / INVENTORY).host_names())
     executable = uwsgi_executable(uwsgi) if check else None
-    for name in hosts:
-        variables = deployment.load(overrides, name)
+    context = None
+    for name, variables in zip(hosts, deployment.load_hosts(overrides, hosts), strict=True):
         target = deployment.host_vassals_dir(name) if all_hosts and name else None
         planned = deployment.plan(variables, target)
         changing = any(c.status is Status.CHANGED for c in planned)
         if executable is not None and (changing or check_unchanged):
-            report.problems += deployment.check(variables.recipe, planned, executable, target)
+            if context is None:
+                from toolkit.check import context_for
+
+                context = context_for(executable, here=True)
+            report.problems += deployment.check(variables.recipe, planned, context, target)
         report.changes += planned
     if any(p.severity.value == "error" for p in report.problems):
         raise CheckFailed(report.problems)

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from configobj import ConfigObj, ConfigObjError
-
 from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
 
@@ -104,6 +102,8 @@ def _comment(lines: list[str]) -> str:
 def load_recipe(path: Path) -> Recipe:
     """Read `recipe.ini`; the [variables] section is a configobj configspec."""
     ini = path / "recipe.ini"
+    from configobj import ConfigObj, ConfigObjError
+
     try:
         spec = ConfigObj(str(ini), list_values=False, _inspec=True, file_error=True)
     except (OSError, ConfigObjError) as error:

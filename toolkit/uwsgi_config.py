@@ -90,9 +90,16 @@ class Config:
         return self.files[0]
 
     def all(self, *keys: str) -> list[Setting]:
-        if len(keys) == 1:
-            return self._by_key.get(keys[0], [])
-        return [s for s in self.settings if s.key in keys]
+        """The settings of these keys, in uWSGI's order."""
+        found = [s for key in keys for s in self._by_key.get(key, [])]
+        if len(keys) > 1 and len(found) > 1:
+            order = self._order
+            found.sort(key=lambda s: order[id(s)])
+        return found
+
+    @functools.cached_property
+    def _order(self) -> dict[int, int]:
+        return {id(s): i for i, s in enumerate(self.settings)}
 
     def of_kind(self, table: OptionTable, kind: Kind) -> list[Setting]:
         """The settings whose values uWSGI reads the `kind` way, with no reference left."""

@@ -465,9 +465,7 @@ def comment_in_value(config: Config, context: Context) -> Iterator[Finding]:
 def route_problems(config: Config, context: Context) -> Iterator[tuple[Setting, str, str]]:
     """uwsgi_opt_add_route() (core/routing.c): `[subject ]action:args`; route-if takes
     `condition:args` as its subject; an unknown condition or action stops the start."""
-    for setting in config.settings:
-        if context.table.kind(setting.key) is not Kind.ROUTE or not setting.resolved:
-            continue
+    for setting in _valued(config, context, Kind.ROUTE):
         style = context.table.target(setting.key).strip('"')
         if style == "NULL":
             continue
