@@ -111,9 +111,10 @@ def test_status_shows_a_vassal_whose_file_is_not_what_runs(
         status = run_toolkit("status", deployment, "--json")
         changed = {v["name"]: v["config_changed"] for v in json.loads(status.stdout)}
         assert changed == {"http": False, "uwsgi": True}
-        assert f"{vassal}  (changed on disk: not what runs)" in run_toolkit(
-            "status", deployment
-        ).stdout
+        assert (
+            f"{vassal}  (changed on disk: not what runs)"
+            in run_toolkit("status", deployment).stdout
+        )
     finally:
         run_toolkit("down", "-C", deployment)
 
