@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BIN, free_ports, get, run_toolkit, try_get, wait_for
+from tests.support import BIN, GZIP, free_ports, get, run_toolkit, try_get, wait_for
 from toolkit.recipes import list_recipes
 
 
@@ -75,6 +76,8 @@ def test_recipe_scaffolds_renders_checks_and_serves(
     root = tmp_path / recipe
     assert run_toolkit("new", root, "--recipe", recipe).returncode == 0
     sets, port = port_settings(recipe)
+    if recipe == "tutorial":
+        sets += ["gzip = true", "router = true", "http_keepalive = true"]
     with (root / "deploy.ini").open("a") as stream:
         stream.write("".join(f"{pair.replace('=', ' = ')}\n" for pair in sets))
     assert run_toolkit("render", root).returncode == 0
@@ -84,7 +87,12 @@ def test_recipe_scaffolds_renders_checks_and_serves(
     down.append(root)
     result = run_toolkit("up", root, "--detach")
     assert result.returncode == 0, result.stderr + result.stdout
-    assert get(port).status == 200
+    plain, packed = get(port), get(port, "/", GZIP)
+    assert plain.status == packed.status == 200
+    assert "uwsgi-encoding" not in plain.headers and "uwsgi-encoding" not in packed.headers
+    if recipe != "services":
+        assert packed.headers.get("content-encoding") == "gzip"
+        assert gzip.decompress(packed.body) == plain.body
 
 
 def test_balanced_spreads_requests_over_three_app_vassals(tmp_path: Path, down: list[Path]) -> None:
