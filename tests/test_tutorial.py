@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import GZIP, UWSGI, free_ports, get, run_toolkit, serving, try_get, wait_for
+from tests.support import (
+    GZIP,
+    UWSGI,
+    Processes,
+    free_ports,
+    get,
+    run_toolkit,
+    serving,
+    try_get,
+    wait_for,
+)
 from toolkit import tutorial
 
 
@@ -36,14 +46,18 @@ class Site:
 
 @pytest.fixture
 def run_chapter(tmp_path: Path) -> Iterator[Callable[..., Site]]:
+    """Runs a chapter from an empty working folder, which must stay empty: every file a
+    chapter makes belongs inside its deployment folder."""
     started: list[Site] = []
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
 
     def run(number: int, *sets: str) -> Site:
         port, app_port = free_ports(2)
         root = tmp_path / f"chapter{number:02d}"
         ports = sets or (f"http_port={port}", f"app_port={app_port}")
         options = [part for pair in ports for part in ("--set", pair)]
-        result = run_toolkit("tutorial", "run", str(number), root, *options, "--detach")
+        result = run_toolkit("tutorial", "run", str(number), root, *options, "--detach", cwd=cwd)
         site = Site(root, port, app_port)
         started.append(site)
         assert result.returncode == 0, result.stderr + result.stdout
@@ -52,6 +66,7 @@ def run_chapter(tmp_path: Path) -> Iterator[Callable[..., Site]]:
     yield run
     for site in started:
         run_toolkit("down", "-C", site.root)
+    assert not list(cwd.iterdir()), "a chapter wrote outside its deployment folder"
 
 
 def test_list_shows_all_fourteen_chapters() -> None:
@@ -65,6 +80,25 @@ def test_list_shows_all_fourteen_chapters() -> None:
 def test_03_the_page_is_served(run_chapter: Callable[..., Site]) -> None:
     site = run_chapter(3)
     assert b"Hello from uWSGI" in get(site.port).body
+
+
+def test_03_python_threads_are_on_without_enable_threads(
+    tmp_path: Path, processes: Processes
+) -> None:
+    """The guide's 2.0.15 said "Python threads support is disabled"; 2.0.31 does not."""
+    (tmp_path / "app.py").write_text("def application(e, s):\n    return [b'']\n")
+    process = processes.start(
+        UWSGI, "--http-socket", "127.0.0.1:0", "--module", "app", cwd=tmp_path
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line.decode(errors="replace"))
+        if b"WSGI app 0" in line or b"unable to load app" in line:
+            break
+    output = "".join(lines)
+    assert "python threads support enabled" in output
+    assert "threads support is disabled" not in output
 
 
 def test_04_css_is_served_via_offload(run_chapter: Callable[..., Site]) -> None:
@@ -112,7 +146,11 @@ def test_07_html_json_gzipped_and_precompressed_css(run_chapter: Callable[..., S
     result = run_toolkit("compress", site.root / "static")
     assert "gzipped" in result.stdout
     for path in ("/", "/api/status"):
-        assert get(site.port, path, GZIP).headers["content-encoding"] == "gzip"
+        packed = get(site.port, path, GZIP)
+        assert packed.headers["content-encoding"] == "gzip"
+        assert packed.headers["transfer-encoding"] == "chunked"
+        assert "uwsgi-encoding" not in packed.headers
+    assert gzip.decompress(get(site.port, "/", GZIP).body).startswith(b"<!doctype html>")
     css = get(site.port, "/base.css", GZIP)
     assert css.headers["content-encoding"] == "gzip"
     assert css.body == (site.root / "static" / "base.css.gz").read_bytes()
@@ -149,6 +187,7 @@ def test_10_request_lines_land_in_the_request_log(run_chapter: Callable[..., Sit
     site = run_chapter(10)
     get(site.port, "/api/status")
     wait_for(lambda: "GET /api/status" in site.log("app-requests.log"))
+    assert site.log("http-requests.log") == "", "the HTTP router logs no requests"
 
 
 def test_11_two_services_run_from_one_glob(run_chapter: Callable[..., Site]) -> None:
@@ -171,6 +210,7 @@ def test_13_a_spooled_job_runs(run_chapter: Callable[..., Site]) -> None:
     site = run_chapter(13)
     assert get(site.port, "/job?report").body == b"queued report\n"
     wait_for(lambda: (site.root / "logs" / "jobs" / "report").exists())
+    assert (site.root / "spool").is_dir()
 
 
 def test_14_the_daemon_is_started_and_restarted(run_chapter: Callable[..., Site]) -> None:
