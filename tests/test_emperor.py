@@ -7,6 +7,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from tests.support import (
     TOOLKIT,
+    Processes,
     Response,
     free_port,
     get,
@@ -443,7 +445,14 @@ def application(environ, start_response):
 """
 
 
-def test_a_removed_vassal_finishes_the_request_in_flight(emperor: RunningEmperor) -> None:
+@pytest.mark.parametrize("busy_cores", [0, 2], ids=["idle", "both-cores-busy"])
+def test_a_removed_vassal_finishes_the_request_in_flight(
+    emperor: RunningEmperor, processes: Processes, busy_cores: int
+) -> None:
+    """Graceful even on a busy host: no SIGINT (uWSGI's brutal stop) before the master says
+    it took message 2."""
+    for _ in range(busy_cores):
+        processes.start(sys.executable, "-c", "while True: pass")
     (emperor.root / "code" / "slow.py").write_text(SLOW_APP)
     port = free_port()
     path = emperor.add("slow", port, module="slow")
@@ -457,3 +466,5 @@ def test_a_removed_vassal_finishes_the_request_in_flight(emperor: RunningEmperor
     wait_for(lambda: "slow    ▸ stopped: config file removed" in emperor.text())
     assert answers and answers[0] is not None and answers[0].body == b"finished"
     wait_for(port_closed(port))
+    assert "graceful shutdown triggered" in emperor.text()
+    assert "killing workers" not in emperor.text()

@@ -40,8 +40,11 @@ def put(folder: Path, name: str, content: str, age: float) -> float:
 
 
 def test_fresh_files_wait_and_then_are_taken_or_held(tmp_path: Path) -> None:
+    """A fresh unsealed file waits to settle; a fresh sealed one that matches is complete
+    by proof and is taken at once."""
     sealed = seal(CONFIG)
-    now = put(tmp_path, "fresh.ini", sealed, SETTLE_SECONDS / 2)
+    now = put(tmp_path, "fresh.ini", CONFIG, SETTLE_SECONDS / 2)
+    put(tmp_path, "fresh-sealed.ini", sealed, SETTLE_SECONDS / 2)
     put(tmp_path, "whole.ini", sealed, 2)
     put(tmp_path, "cut-recent.ini", sealed[:-5], PATIENCE_SECONDS / 2)
     put(tmp_path, "cut-old.ini", sealed[:-5], PATIENCE_SECONDS * 2)
@@ -49,7 +52,7 @@ def test_fresh_files_wait_and_then_are_taken_or_held(tmp_path: Path) -> None:
     put(tmp_path, "midline-old.ini", CONFIG[:-5], PATIENCE_SECONDS * 2)
     put(tmp_path, "future.ini", CONFIG, -3600)
     found = scan([str(tmp_path / "*.ini")], now=now)
-    assert sorted(found.configs) == ["future", "midline-old", "whole"]
+    assert sorted(found.configs) == ["fresh-sealed", "future", "midline-old", "whole"]
     assert sorted(p.name for p in found.waiting) == [
         "cut-recent.ini",
         "fresh.ini",

@@ -250,60 +250,21 @@ def render(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+    add_help_option=False,
+)
 @handled
-def emperor(
-    patterns: Annotated[
-        list[str], typer.Argument(help="Globs of vassal configs, e.g. 'vassals/*.ini'.")
-    ],
-    uwsgi: UwsgiOption = None,
-    run_dir: Annotated[
-        Path, typer.Option(help="Folder for the control socket and pid file.")
-    ] = Path("run"),
-    logs_dir: Annotated[Path, typer.Option(help="Folder for one log file per vassal.")] = Path(
-        "logs"
-    ),
-    quiet: QuietOption = False,
-    max_spawns: Annotated[
-        int, typer.Option(min=1, help="Spawns within --window after which a vassal is throttled.")
-    ] = 5,
-    window: Annotated[float, typer.Option(min=0.1, help="Seconds over which exits count.")] = 30.0,
-    backoff: Annotated[
-        float, typer.Option(min=0.0, help="First respawn delay after repeated exits (doubles).")
-    ] = 0.25,
-    trust_any_config: Annotated[
-        bool,
-        typer.Option(help="Also run configs that are world-writable or owned by another user."),
-    ] = False,
-    heartbeat_tolerance: Annotated[
-        float,
-        typer.Option(
-            min=1.0,
-            help="Seconds of silence after which a vassal that sends heartbeats (its "
-            "`heartbeat` option) is killed and respawned.",
-        ),
-    ] = 30.0,
-) -> None:
-    """Run one uwsgi per config the globs match: respawn, reload on change, stop on removal."""
-    from toolkit.emperor import control
-    from toolkit.emperor.main import argv
-    from toolkit.emperor.throttle import Throttle
-    from toolkit.installed import uwsgi_executable
+def emperor(ctx: typer.Context) -> None:
+    """Run one uwsgi per config the globs match: respawn, reload on change, stop on
+    removal (`toolkit emperor --help` lists its options)."""
     from toolkit.pipeline import become_emperor
 
-    control.prepare_run_dir(run_dir)
-    become_emperor(
-        argv(
-            patterns,
-            uwsgi=uwsgi_executable(uwsgi),
-            run_dir=run_dir,
-            logs_dir=logs_dir,
-            quiet=quiet,
-            throttle=Throttle(max_spawns, window, backoff),
-            trust_any_config=trust_any_config,
-            heartbeat_tolerance=heartbeat_tolerance,
-        )
-    )
+    become_emperor([sys.executable, "-m", "toolkit.emperor", *ctx.args])
 
 
 @app.command()

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-
-from rich.console import Console
 
 from toolkit.emperor.emperor import Emperor, run
 from toolkit.emperor.printer import Printer
@@ -46,28 +45,67 @@ def argv(
     ]  # fmt: skip
 
 
+def at_least(low: float, kind: type[int] | type[float] = float) -> Callable[[str], float]:
+    def read(text: str) -> float:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low:g} or more")
+        return value
+
+    return read
+
+
+def parser() -> argparse.ArgumentParser:
+    """The Emperor's options, defined once: `toolkit emperor`, `python -m toolkit.emperor`,
+    `toolkit up` and the systemd unit all go through this parser."""
+    options = argparse.ArgumentParser(
+        prog="toolkit emperor",
+        description="Run one uwsgi per config the globs match: respawn, reload on change, "
+        "stop on removal.",
+    )
+    add = options.add_argument
+    add("patterns", nargs="+", metavar="GLOB", help="configs to run, e.g. 'vassals/*.ini'")
+    add("--uwsgi", type=Path, help="the uwsgi executable (default: the one beside toolkit)")
+    add("--run-dir", type=Path, default=Path("run"), help="control socket and pid file")
+    add("--logs-dir", type=Path, default=Path("logs"), help="one log file per vassal")
+    add("--quiet", action="store_true", help="show the Emperor's events only")
+    add(
+        "--trust-any-config",
+        action="store_true",
+        help="also run configs that are world-writable or owned by another user",
+    )
+    add(
+        "--max-spawns",
+        type=at_least(1, int),
+        default=Throttle.max_spawns,
+        help="exits within --window after which a vassal is throttled",
+    )
+    add("--window", type=at_least(0.1), default=Throttle.window, help="seconds exits count")
+    add(
+        "--backoff",
+        type=at_least(0),
+        default=Throttle.first_delay,
+        help="first respawn delay after repeated exits (doubles)",
+    )
+    add(
+        "--heartbeat-tolerance",
+        type=at_least(1),
+        default=HEARTBEAT_TOLERANCE,
+        help="seconds of silence after which a vassal that sends heartbeats is respawned",
+    )
+    add("--serving", action="append", default=[], help="address to announce once all serve")
+    return options
+
+
 def main(arguments: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="toolkit emperor", description=__doc__)
-    parser.add_argument("patterns", nargs="+")
-    parser.add_argument("--uwsgi", type=Path)
-    parser.add_argument("--run-dir", type=Path, default=Path("run"))
-    parser.add_argument("--logs-dir", type=Path, default=Path("logs"))
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--trust-any-config", action="store_true")
-    parser.add_argument("--max-spawns", type=int, default=Throttle.max_spawns)
-    parser.add_argument("--window", type=float, default=Throttle.window)
-    parser.add_argument("--backoff", type=float, default=Throttle.first_delay)
-    parser.add_argument("--heartbeat-tolerance", type=float, default=HEARTBEAT_TOLERANCE)
-    parser.add_argument("--serving", action="append", default=[])
-    options = parser.parse_args(arguments)
-    console = Console(highlight=False, soft_wrap=True, markup=False)
+    options = parser().parse_args(arguments)
     limits = Throttle(options.max_spawns, options.window, options.backoff)
     try:
         emperor = Emperor(
             options.patterns,
             uwsgi=uwsgi_executable(options.uwsgi),
             run_dir=options.run_dir,
-            printer=Printer(console, quiet=options.quiet, logs_dir=options.logs_dir),
+            printer=Printer(quiet=options.quiet, logs_dir=options.logs_dir),
             throttle=lambda: replace(limits, exits=[]),
             trust_any_config=options.trust_any_config,
             heartbeat_tolerance=options.heartbeat_tolerance,
@@ -75,5 +113,5 @@ def main(arguments: list[str] | None = None) -> int:
         )
         return run(emperor)
     except ToolkitError as error:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {error}", markup=False)
+        sys.stderr.write(f"error: {error}\n")
         return error.exit_code

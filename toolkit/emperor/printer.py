@@ -1,64 +1,76 @@
-"""The only writer to the terminal and the per-vassal log files: one line per event, never mixed."""
+"""The only writer to the terminal and the per-vassal log files: one line per event, never mixed.
+
+Colour is a few ANSI escape codes, only on a terminal and without NO_COLOR: the Emperor is a
+long-running process whose memory counts, and a terminal library would double it."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
-from rich.console import Console
-from rich.text import Text
-
 from toolkit.emperor.events import EMPEROR, Event, Kind
 
-PALETTE = (
-    "cyan",
-    "magenta",
-    "green",
-    "yellow",
-    "blue",
-    "bright_red",
-    "bright_cyan",
-    "bright_magenta",
-)
+# Foreground colours, one per vassal in turn (cyan, magenta, green, yellow, blue, bright...).
+PALETTE = ("36", "35", "32", "33", "34", "91", "96", "95")
 EVENT_STYLES = {
-    Kind.READY: "bold green",
-    Kind.LOYAL: "green",
-    Kind.CRASHED: "bold red",
-    Kind.THROTTLED: "bold red",
-    Kind.BACKOFF: "yellow",
-    Kind.WARNING: "yellow",
-    Kind.STOPPED: "dim",
+    Kind.READY: "1;32",
+    Kind.LOYAL: "32",
+    Kind.CRASHED: "1;31",
+    Kind.THROTTLED: "1;31",
+    Kind.BACKOFF: "33",
+    Kind.WARNING: "33",
+    Kind.STOPPED: "2",
 }
+BOLD = "1"
 
 
 class Printer:
     """Prefixes each line with its vassal's name in a colour of its own; also logs to files."""
 
-    def __init__(self, console: Console, *, quiet: bool = False, logs_dir: Path | None = None):
-        self.console = console
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        quiet: bool = False,
+        logs_dir: Path | None = None,
+        colour: bool | None = None,
+    ):
+        self.stream = stream or sys.stdout
+        self.colour = (
+            colour
+            if colour is not None
+            else self.stream.isatty() and not os.environ.get("NO_COLOR")
+        )
         self.quiet = quiet
         self.logs_dir = logs_dir
-        self._colours: dict[str, str] = {EMPEROR: "bold white"}
+        self._colours: dict[str, str] = {EMPEROR: BOLD}
         self._width = len(EMPEROR)
         self._logs: dict[str, TextIO] = {}
+
+    def _paint(self, text: str, style: str) -> str:
+        return f"\033[{style}m{text}\033[0m" if self.colour else text
+
+    def _write(self, line: str) -> None:
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed terminal must not stop the Emperor; the logs keep everything
 
     def show(self, event: Event) -> None:
         colour = self._colour(event.vassal)
         if event.kind is Kind.OUTPUT:
             if not self.quiet:
-                self.console.print(
-                    Text.assemble((f"{event.vassal:<{self._width}} | ", colour), event.text),
-                    soft_wrap=True,
-                )
+                name = self._paint(f"{event.vassal:<{self._width}} | ", colour)
+                self._write(name + event.text)
         else:
             words = event.kind.value if event.kind is not Kind.INFO else ""
             detail = f"{words}: {event.text}" if words and event.text else words or event.text
-            style = EVENT_STYLES.get(event.kind, "bold")
-            self.console.print(
-                Text.assemble((f"{event.vassal:<{self._width}} ▸ ", colour), (detail, style)),
-                soft_wrap=True,
-            )
+            name = self._paint(f"{event.vassal:<{self._width}} ▸ ", colour)
+            self._write(name + self._paint(detail, EVENT_STYLES.get(event.kind, BOLD)))
         self._log(event)
 
     def _colour(self, name: str) -> str:
@@ -78,7 +90,7 @@ class Printer:
                 stream = self._logs[event.vassal] = path.open("a", encoding="utf-8", buffering=1)
             except OSError as error:
                 self.logs_dir = None
-                self.console.print(f"{EMPEROR} ▸ warning: cannot write logs: {error}")
+                self._write(f"{EMPEROR} ▸ warning: cannot write logs: {error}")
                 return
         if event.kind is Kind.OUTPUT:
             stream.write(event.text + "\n")

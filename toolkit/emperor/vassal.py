@@ -32,6 +32,11 @@ IDLE_STOP = (
 HEARTBEAT_TOLERANCE = 30.0
 # Long enough for the master to read message 2 first (and run its emperor-stop hooks).
 NUDGE_EVERY = 0.05
+# What the master prints once it has taken message 2 (gracefully_kill_them_all(),
+# core/uwsgi.c): from then on a SIGINT only wakes it; before, SIGINT is a brutal stop.
+GRACEFUL_STOP_LINE = b"graceful shutdown triggered"
+# How long to wait for that line (a master whose output goes elsewhere never shows it).
+GRACEFUL_ACK_BOUND = 2.0
 
 
 class State(StrEnum):
@@ -127,6 +132,7 @@ class Vassal:
         self._process: asyncio.subprocess.Process | None = None
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
+        self._stop_taken = asyncio.Event()
         self._stop_reason: str | None = None
         self._asked_to_reload_at: float | None = None
         self._reload_pending: str | None = None
@@ -222,18 +228,32 @@ class Vassal:
             self._wake.set()
 
     async def _terminate(self, process: asyncio.subprocess.Process) -> None:
-        """Emperor message 2, then SIGINT to the master every NUDGE_EVERY seconds, then
-        SIGKILL to the group after `stop_timeout`.
+        """Emperor message 2; once the master says it took it (or GRACEFUL_ACK_BOUND
+        passed), SIGINT to the master every NUDGE_EVERY seconds; SIGKILL to the group after
+        `stop_timeout`.
 
         Message 2 makes the master SIGHUP its workers, which finish the request in hand
         and exit; the master checks on them once a second, unless a signal wakes it. A
         SIGINT to a master that is already stopping does nothing else, so each nudge is a
-        chance to exit now.
+        chance to exit now; a SIGINT before it took message 2 (a busy host) would be
+        uWSGI's brutal stop and cut the request the graceful stop exists for.
         """
         self.state = State.STOPPING
         self.emit(Kind.STOPPING, self._stop_reason or "")
+        self._stop_taken.clear()
         self._send(ToVassal.GRACEFUL_STOP)
         deadline = self.clock() + self.stop_timeout
+        taken: asyncio.Future[object] = asyncio.ensure_future(self._stop_taken.wait())
+        exited: asyncio.Future[object] = asyncio.ensure_future(asyncio.shield(process.wait()))
+        await asyncio.wait(
+            {taken, exited},
+            timeout=min(GRACEFUL_ACK_BOUND, self.stop_timeout),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        taken.cancel()
+        if exited.done():
+            return
+        exited.cancel()
         while not await self._exits_within(process, NUDGE_EVERY):
             if self.clock() >= deadline:
                 kill_group(process.pid, signal.SIGKILL)
@@ -431,4 +451,6 @@ class Vassal:
                 return
             if line.startswith(CONFIG_READ_LINE):
                 self._verify_read()
+            elif GRACEFUL_STOP_LINE in line:
+                self._stop_taken.set()
             self.emit(Kind.OUTPUT, line.decode(errors="replace").rstrip("\r\n"))

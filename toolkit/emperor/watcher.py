@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
-import hashlib
 import os
 import stat
 import time
@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import watchfiles
+from inotify_simple import INotify, flags
 
-from toolkit import uwsgi_ini
+from toolkit import seal, uwsgi_ini
 from toolkit.emperor.vassal import Config, Stamp, file_stamp
 from toolkit.errors import ToolkitError
 
 RESCAN_EVERY = 5.0
-QUIET_STEP_MS = 10
+QUIET_SECONDS = 0.01
 SETTLE_SECONDS = 0.02
 PATIENCE_SECONDS = 1.0
 
@@ -77,16 +77,19 @@ class Contents:
     finished: bool
     is_vassal: bool
     has_workers: bool
+    sealed: bool = False
+    """It carries a seal that matches: complete by proof, no need to wait for a settle."""
 
 
 def contents_of(content: bytes, path: Path) -> Contents:
     ini = uwsgi_ini.parse(content.decode("utf-8", errors="replace"), path)
     return Contents(
-        digest=hashlib.sha256(content).hexdigest(),
+        digest=seal.sha256(content).hexdigest(),
         broken_seal=ini.broken_seal,
         finished=content.endswith(b"\n"),
         is_vassal=uwsgi_ini.SECTION in ini.sections,
         has_workers=ini.has_workers,
+        sealed=content.startswith(seal.PREFIX) and ini.broken_seal is None,
     )
 
 
@@ -107,8 +110,9 @@ def read(path: Path) -> tuple[os.stat_result, bytes] | None:
 class Scanner:
     """Reads the files the globs match, leaving out the ones that may be mid-write.
 
-    A writer that truncates then writes can be read between the two: a file modified in the
-    last SETTLE_SECONDS is looked at again later; one that is empty, stops mid-line, or does
+    A writer that truncates then writes can be read between the two: an unsealed file
+    modified in the last SETTLE_SECONDS is looked at again later (a sealed one that matches
+    its seal is complete, and starts at once); one that is empty, stops mid-line, or does
     not match its seal is given PATIENCE_SECONDS to be finished, after which an unsealed file
     is taken as it is and a sealed one is held.
 
@@ -162,7 +166,7 @@ class Scanner:
         trust: bool,
     ) -> None:
         """File one file under the scan's heading it belongs to."""
-        if 0 <= age < SETTLE_SECONDS:
+        if 0 <= age < SETTLE_SECONDS and not contents.sealed:
             found.waiting[path] = SETTLE_SECONDS - age
             return
         reason = None if trust else distrust(info)
@@ -191,14 +195,70 @@ def scan(patterns: Iterable[str], now: float | None = None, trust: bool = False)
     return Scanner().scan(patterns, now, trust)
 
 
+WATCH_MASK = (
+    flags.CREATE
+    | flags.DELETE
+    | flags.MODIFY
+    | flags.CLOSE_WRITE
+    | flags.MOVED_FROM
+    | flags.MOVED_TO
+    | flags.ATTRIB
+    | flags.DELETE_SELF
+    | flags.MOVE_SELF
+)
+MAX_BURST_SECONDS = 1.0
+MAX_WATCHED_FOLDERS = 10_000
+
+
+class Watch:
+    """inotify watches on the roots and their subfolders, read on the event loop: no thread,
+    no timer; the Emperor sleeps until the kernel says a file changed."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.roots = roots
+        self.inotify = INotify(nonblocking=True)
+        self.folders: dict[int, Path] = {}
+        self.arrived = asyncio.Event()
+
+    def add_all(self) -> None:
+        """Watch every root and folder under it (again, after a root was made anew)."""
+        for root in self.roots:
+            for folder, subfolders, _ in os.walk(root):
+                self._add(Path(folder))
+                subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+                if len(self.folders) >= MAX_WATCHED_FOLDERS:
+                    return
+
+    def _add(self, folder: Path) -> None:
+        # Gone already, or not ours to read: the rescan still sees what is there.
+        with contextlib.suppress(OSError):
+            self.folders[self.inotify.add_watch(str(folder), WATCH_MASK)] = folder
+
+    def drain(self) -> None:
+        """Read what arrived; watch folders made meanwhile (a new `*/uwsgi.ini` service)."""
+        self.arrived.clear()
+        for event in self.inotify.read(timeout=0):
+            if event.mask & flags.ISDIR and event.mask & (flags.CREATE | flags.MOVED_TO):
+                parent = self.folders.get(event.wd)
+                if parent is not None:
+                    self._add(parent / event.name)
+            if event.mask & flags.IGNORED:
+                self.folders.pop(event.wd, None)
+
+    def close(self) -> None:
+        self.inotify.close()
+
+
 async def changes(
     patterns: list[str], stop: asyncio.Event, rescan_every: float = RESCAN_EVERY
 ) -> AsyncIterator[None]:
-    """Yields once the watch is in place, then after each quiet burst of file events, and
-    every `rescan_every` s regardless.
+    """Yields once the watch is in place, then after each quiet burst of file events (no
+    event for QUIET_SECONDS, or MAX_BURST_SECONDS at most), and every `rescan_every` s
+    regardless: that rescan is what notices a watched folder removed and made again, and
+    re-watches it.
 
     The first yield is for the first scan: made after the watch is set, no file can arrive
-    between the two unseen (one did, and waited for the next rescan).
+    between the two unseen.
     """
     roots = sorted({glob_root(p).resolve() for p in patterns})
     for root in roots:
@@ -206,24 +266,33 @@ async def changes(
             raise ToolkitError(
                 f"cannot watch {root}: no such folder", hint="create it or fix the glob"
             )
-    events = watchfiles.awatch(
-        *roots,
-        stop_event=stop,
-        step=QUIET_STEP_MS,
-        debounce=1000,
-        rust_timeout=int(rescan_every * 1000),
-        yield_on_timeout=True,
-        recursive=True,
-    )
-    # awatch sets its inotify watches in the first step of its first iteration, before it
-    # waits for events in a thread: one turn of the loop and they are in place.
-    first = asyncio.ensure_future(anext(events))
-    await asyncio.sleep(0)
-    yield
+    watch = Watch(roots)
+    loop = asyncio.get_running_loop()
+    loop.add_reader(watch.inotify.fileno(), watch.arrived.set)
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await first
-    except StopAsyncIteration:
-        return
-    yield
-    async for _ in events:
+        watch.add_all()
         yield
+        while not stop.is_set():
+            arrived = asyncio.ensure_future(watch.arrived.wait())
+            await asyncio.wait(
+                {arrived, stopping}, timeout=rescan_every, return_when="FIRST_COMPLETED"
+            )
+            arrived.cancel()
+            if stop.is_set():
+                return
+            if not watch.arrived.is_set():
+                watch.add_all()
+                yield
+                continue
+            burst_ends = loop.time() + MAX_BURST_SECONDS
+            while watch.arrived.is_set() and loop.time() < burst_ends:
+                watch.drain()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watch.arrived.wait(), QUIET_SECONDS)
+            watch.drain()
+            yield
+    finally:
+        stopping.cancel()
+        loop.remove_reader(watch.inotify.fileno())
+        watch.close()
