@@ -331,10 +331,13 @@ def one_round(code: Path, contender: Contender, index: int, results: Results) ->
 
 
 def facts(process: psutil.Process, what: str) -> float:
-    """RSS in bytes or CPU seconds; a process that has left counts as 0."""
+    """RSS in bytes, CPU seconds, or voluntary context switches (each one a wake-up after
+    sleeping); a process that has left counts as 0."""
     try:
         if what == "rss":
             return float(process.memory_info().rss)
+        if what == "wakeups":
+            return float(process.num_ctx_switches().voluntary)
         times = process.cpu_times()
         return float(times.user + times.system)
     except psutil.NoSuchProcess:
@@ -364,10 +367,16 @@ def measure_scale(
     )
     if idle:
         before = sum(facts(p, "cpu") for p in own)
+        woken = sum(facts(p, "wakeups") for p in own)
         time.sleep(idle)
         used = sum(facts(p, "cpu") for p in own) - before
         results.add(
             f"supervisor idle CPU with {count} vassals (%)", contender.name, 100 * used / idle
+        )
+        results.add(
+            f"supervisor wake-ups per second at rest, {count} vassals",
+            contender.name,
+            (sum(facts(p, "wakeups") for p in own) - woken) / idle,
         )
     assert contender.process is not None
     everyone = [c.pid for c in psutil.Process(contender.process.pid).children(recursive=True)]
@@ -511,7 +520,7 @@ def table(results: Results) -> str:
 
 def format_cell(metric: str, values: list[float]) -> str:
     median, worst = statistics.median(values), max(values)
-    if "(MB)" in metric or "(%)" in metric or "failed" in metric:
+    if "(MB)" in metric or "(%)" in metric or "failed" in metric or "per second" in metric:
         return f"{median:.1f} (max {worst:.1f})" if len(values) > 1 else f"{median:.1f}"
     unit = (lambda s: f"{s * 1000:.0f} ms") if worst < 1 else (lambda s: f"{s:.2f} s")
     return f"{unit(median)} (max {unit(worst)})" if len(values) > 1 else unit(median)
@@ -563,8 +572,9 @@ def main() -> int:
         for count in scales:
             for contender in competitors[:2]:
                 print(f"scale: {count} vassals under {contender.name}...", flush=True)
+                rest = 10 if options.quick else 60
                 measure_scale(
-                    work, code, contender, count, results, idle=10 if count == scales[0] else 0
+                    work, code, contender, count, results, idle=rest if count == scales[0] else 0
                 )
         print("up --detach...", flush=True)
         measure_up(work, results, max(3, repeats // 2))

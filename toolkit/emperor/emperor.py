@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -234,5 +235,10 @@ class Emperor:
 
 
 def run(emperor: Emperor) -> int:
-    """Run an Emperor to the end; its own handlers turn SIGINT and SIGTERM into a clean stop."""
+    """Run an Emperor to the end; its own handlers turn SIGINT and SIGTERM into a clean stop.
+
+    Child exits come through pidfds on the event loop: Python 3.11's default watcher keeps
+    a thread (and its stack) per child; 3.12 and later use pidfds by themselves."""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     return asyncio.run(emperor.run())
