@@ -32,6 +32,7 @@ from toolkit import uwsgi_config
 from toolkit.check import check, context_for
 from toolkit.recipes import find_recipe
 from toolkit.render import render
+from toolkit.seal import seal
 from toolkit.settings import RawValue, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,8 @@ def free_port() -> int:
 
 
 def vassal_ini(code: Path, port: int, value: str) -> str:
-    return (
+    """Sealed, as `toolkit render` writes configs (uWSGI reads the seal line as a comment)."""
+    return seal(
         "[uwsgi]\nstrict = true\nmaster = true\n"
         f"http-socket = 127.0.0.1:{port}\nprocesses = 1\npythonpath = {code}\n"
         f"module = app\nneed-app = true\nenv = VALUE={value}\npidfile = %d%n.pid\n"
@@ -255,6 +257,27 @@ def measure_floor(work: Path, code: Path, results: Results, repeats: int) -> Non
         os.kill(process.pid, signal.SIGHUP)
         until(lambda port=port: answer(port) == b"reloaded")
         results.add("reload -> serving new (floor)", "bare uwsgi", time.perf_counter() - start_time)
+        end_group(process.pid)
+        process.wait()
+
+
+def measure_parallel_floor(work: Path, code: Path, results: Results, count: int) -> None:
+    """`count` bare uwsgi started at once, to all serving: what a supervisor can approach."""
+    ports = [free_port() for _ in range(count)]
+    processes = []
+    start_time = time.perf_counter()
+    for index, port in enumerate(ports):
+        ini = work / f"{BENCH_MARK}parallel{index}.ini"
+        ini.write_text(vassal_ini(code, port, "floor"))
+        processes.append(start([str(UWSGI), "--ini", str(ini)], work / "parallel.log"))
+    for port in ports:
+        until(lambda port=port: answer(port), timeout=300)
+    results.add(
+        f"{count} vassals dropped in -> all serving",
+        "bare uwsgi",
+        time.perf_counter() - start_time,
+    )
+    for process in processes:
         end_group(process.pid)
         process.wait()
 
@@ -570,6 +593,8 @@ def main() -> int:
             for contender in competitors:
                 contender.stop()
         for count in scales:
+            print(f"scale: {count} bare uwsgi at once...", flush=True)
+            measure_parallel_floor(work, code, results, count)
             for contender in competitors[:2]:
                 print(f"scale: {count} vassals under {contender.name}...", flush=True)
                 rest = 10 if options.quick else 60

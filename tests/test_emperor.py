@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -468,3 +469,22 @@ def test_a_removed_vassal_finishes_the_request_in_flight(
     wait_for(port_closed(port))
     assert "graceful shutdown triggered" in emperor.text()
     assert "killing workers" not in emperor.text()
+
+
+def test_a_watched_folder_removed_and_made_again_is_watched_again(
+    emperor: RunningEmperor,
+) -> None:
+    """inotify loses a folder with the folder; the Emperor looks for it every second."""
+    port = free_port()
+    emperor.add("one", port)
+    wait_for(serving(port))
+    shutil.rmtree(emperor.vassals)
+    wait_for(lambda: emperor.state("one") is None)
+    wait_for(port_closed(port))
+    emperor.vassals.mkdir()
+    time.sleep(0.1)  # the folder is back before its first file
+    again = free_port()
+    emperor.add("two", again)
+    wait_for(serving(again), timeout=5)
+    emperor.add("three", free_port())
+    wait_for(lambda: emperor.state("three") in {"ready", "loyal"}, timeout=5)

@@ -502,6 +502,91 @@ def check_configs(
     raise typer.Exit(1 if errors else 0)
 
 
+@app.command()
+@handled
+def release(
+    directory: DeploymentDir = Path("."),
+    dir_option: DirOption = None,
+    source: Annotated[
+        Path | None, typer.Option("--from", help="Release the code in this folder.")
+    ] = None,
+    git: Annotated[
+        str | None, typer.Option("--git", help="Release this commit (branch, tag or hash).")
+    ] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option(help="The git repository for --git (default: the pythonpath folder)."),
+    ] = None,
+    uwsgi: UwsgiOption = None,
+) -> None:
+    """Ship new code: copy it to releases/ID/, health-check it on its own, switch the
+    router to it, retire the old code gracefully. A failing release never serves."""
+    from toolkit import release as releases
+
+    if (source is None) == (git is None):
+        raise ToolkitError("give one of --from FOLDER or --git REF", hint="toolkit release --help")
+    deployment = _deployment(directory, dir_option)
+    outcome = releases.ship(deployment.root, source=source, git=git, repo=repo, uwsgi=uwsgi)
+    show_outcome(outcome, deployment.root)
+
+
+def show_outcome(outcome: Any, root: Path) -> None:
+    release = outcome.release
+    say(f"release {release.id} ({release.source}) is live", "green")
+    took = outcome.serving_after * 1000
+    say(f"  healthy; served through the router {took:.0f} ms after its vassal was written")
+    if outcome.previous:
+        say(f"  {outcome.previous} retired gracefully (back to it: toolkit rollback {root})")
+    for pruned in outcome.pruned:
+        say(f"  pruned {pruned}")
+
+
+@app.command()
+@handled
+def rollback(
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(help="[DIR] [ID]: the release to make live (default: the one before)."),
+    ] = None,
+    dir_option: DirOption = None,
+    uwsgi: UwsgiOption = None,
+) -> None:
+    """Make the previous (or a named) release live again, checked and switched like a new one."""
+    from toolkit import release as releases
+
+    folder, names = _split(arguments, dir_option, 1)
+    deployment = _deployment(folder, dir_option)
+    outcome = releases.rollback(deployment.root, names[0] if names else None, uwsgi)
+    show_outcome(outcome, deployment.root)
+
+
+@app.command(name="releases")
+@handled
+def list_releases(
+    directory: DeploymentDir = Path("."),
+    dir_option: DirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+) -> None:
+    """List the releases: ID, source, commit, when, and which one is live."""
+    import json
+    from dataclasses import asdict
+
+    from toolkit import release as releases
+
+    deployment = _deployment(directory, dir_option)
+    live = releases.live_id(deployment)
+    found = releases.releases(deployment)
+    if as_json:
+        entries = [{**asdict(r), "when": r.when, "live": r.id == live} for r in found]
+        sys.stdout.write(json.dumps(entries, indent=2) + "\n")
+        return
+    rows = [
+        [("* " if r.id == live else "  ") + r.id, r.source, r.commit[:12] or "-", r.when]
+        for r in found
+    ]
+    say(table(["  release", "source", "commit", "when"], rows) if rows else "no releases yet")
+
+
 @app.command(name="compress")
 @handled
 def compress_static(

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 VASSALS = "vassals"
 HOSTS = "hosts"
 RUN = "run"
+RELEASES = "releases"
+# releases/live names the release that serves; render runs that release's code.
+LIVE = "live"
+# The app vassal a release replaces: it is rendered as app-ID.ini for release ID.
+RELEASE_VASSAL = "uwsgi.ini"
 TEMPLATES = "templates"
 # The first line of every base template: files with it are toolkit's to remove when stale.
 RENDERED_MARK = "# Rendered by toolkit"
@@ -72,15 +77,38 @@ class Deployment:
         inventory = None
         if any(host is not None for host in hosts):
             inventory = read_inventory(self.root / INVENTORY)
+        live = self.live_release() if recipe.variable("release") else {}
         return [
             settings.resolve(
                 recipe,
                 values,
+                live,
                 *([] if host is None or inventory is None else inventory.layers(host)),
                 overrides or {},
             )
             for host in hosts
         ]
+
+    def live_release(self) -> dict[str, RawValue]:
+        """The live release's code, port and ID, as a layer over deploy.ini."""
+        import json
+
+        from toolkit.settings import RawValue
+
+        where = self.root / RELEASES / LIVE
+        try:
+            release_id = where.read_text().strip()
+            if not release_id:
+                return {}
+            port = json.loads((self.root / RELEASES / f"{release_id}.json").read_text())["port"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        source = str(where)
+        return {
+            "release": RawValue(release_id, source),
+            "pythonpath": RawValue(f"{RELEASES}/{release_id}", source),
+            "app_port": RawValue(str(port), source),
+        }
 
     def logs_dir(self, variables: Variables) -> Path:
         return self.root / str(variables.values.get("log_dir", "logs"))
@@ -97,6 +125,9 @@ class Deployment:
 
         target = target or self.vassals_dir
         templates = render(variables.recipe, variables.values, self.root / TEMPLATES)
+        release = variables.values.get("release")
+        if release and RELEASE_VASSAL in templates:
+            templates[f"app-{release}.ini"] = templates.pop(RELEASE_VASSAL)
         rendered = {name: seal(text) for name, text in templates.items()}
         wanted = {target / name for name in rendered}
         stale = [

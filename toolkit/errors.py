@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,5 +29,7 @@ class ToolkitError(Exception):
 
 def did_you_mean(word: str, choices: Iterable[str], otherwise: str, cutoff: float = 0.6) -> str:
     """The hint for a misspelt name: the closest known one, or `otherwise`."""
+    import difflib
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
     return f"did you mean {close[0]!r}?" if close else otherwise

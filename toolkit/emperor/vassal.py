@@ -73,7 +73,7 @@ def file_stamp(info: os.stat_result) -> Stamp:
     return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
-def _die_with(emperor_pid: int) -> Callable[[], None]:
+def die_with(emperor_pid: int) -> Callable[[], None]:
     """What the child runs before exec: SIGKILL the master if the Emperor dies, even by SIGKILL.
 
     uWSGI notices its emperor's socket closing too, but takes about two seconds; its
@@ -353,7 +353,7 @@ class Vassal:
                 pass_fds=(vassal_end.fileno(),),
                 env=env,
                 limit=LINE_LIMIT,
-                preexec_fn=_die_with(os.getpid()),
+                preexec_fn=die_with(os.getpid()),
             )
         except OSError:
             emperor_end.close()

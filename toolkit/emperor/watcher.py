@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from inotify_simple import INotify, flags
-
 from toolkit import seal, uwsgi_ini
+from toolkit.emperor import inotify
 from toolkit.emperor.vassal import Config, Stamp, file_stamp
 from toolkit.errors import ToolkitError
 
-RESCAN_EVERY = 5.0
-QUIET_SECONDS = 0.01
+# A safety net only: inotify says what changed, and a removed root is looked for each second.
+RESCAN_EVERY = 60.0
+ROOT_GONE_CHECK = 1.0
 SETTLE_SECONDS = 0.02
 PATIENCE_SECONDS = 1.0
 
@@ -196,17 +196,16 @@ def scan(patterns: Iterable[str], now: float | None = None, trust: bool = False)
 
 
 WATCH_MASK = (
-    flags.CREATE
-    | flags.DELETE
-    | flags.MODIFY
-    | flags.CLOSE_WRITE
-    | flags.MOVED_FROM
-    | flags.MOVED_TO
-    | flags.ATTRIB
-    | flags.DELETE_SELF
-    | flags.MOVE_SELF
+    inotify.CREATE
+    | inotify.DELETE
+    | inotify.MODIFY
+    | inotify.CLOSE_WRITE
+    | inotify.MOVED_FROM
+    | inotify.MOVED_TO
+    | inotify.ATTRIB
+    | inotify.DELETE_SELF
+    | inotify.MOVE_SELF
 )
-MAX_BURST_SECONDS = 1.0
 MAX_WATCHED_FOLDERS = 10_000
 
 
@@ -216,18 +215,30 @@ class Watch:
 
     def __init__(self, roots: list[Path]) -> None:
         self.roots = roots
-        self.inotify = INotify(nonblocking=True)
+        self.inotify = inotify.INotify()
         self.folders: dict[int, Path] = {}
         self.arrived = asyncio.Event()
 
-    def add_all(self) -> None:
-        """Watch every root and folder under it (again, after a root was made anew)."""
+    @property
+    def complete(self) -> bool:
+        """Every root is watched (a removed root is not, until it is made again)."""
+        return all(root in self.watched_roots for root in self.roots)
+
+    @property
+    def watched_roots(self) -> set[Path]:
+        return set(self.folders.values()) & set(self.roots)
+
+    def add_all(self) -> bool:
+        """Watch every root and folder under it (again, after a root was made anew); True
+        when a root that was not watched is watched now."""
+        before = self.watched_roots
         for root in self.roots:
             for folder, subfolders, _ in os.walk(root):
                 self._add(Path(folder))
                 subfolders[:] = [d for d in subfolders if not d.startswith(".")]
                 if len(self.folders) >= MAX_WATCHED_FOLDERS:
-                    return
+                    break
+        return bool(self.watched_roots - before)
 
     def _add(self, folder: Path) -> None:
         # Gone already, or not ours to read: the rescan still sees what is there.
@@ -237,13 +248,15 @@ class Watch:
     def drain(self) -> None:
         """Read what arrived; watch folders made meanwhile (a new `*/uwsgi.ini` service)."""
         self.arrived.clear()
-        for event in self.inotify.read(timeout=0):
-            if event.mask & flags.ISDIR and event.mask & (flags.CREATE | flags.MOVED_TO):
+        for event in self.inotify.read():
+            if event.mask & inotify.ISDIR and event.mask & (inotify.CREATE | inotify.MOVED_TO):
                 parent = self.folders.get(event.wd)
                 if parent is not None:
                     self._add(parent / event.name)
-            if event.mask & flags.IGNORED:
+            if event.mask & inotify.IGNORED:
                 self.folders.pop(event.wd, None)
+            if event.mask & inotify.Q_OVERFLOW:
+                self.add_all()  # events were lost: the scan that follows reads everything
 
     def close(self) -> None:
         self.inotify.close()
@@ -252,10 +265,10 @@ class Watch:
 async def changes(
     patterns: list[str], stop: asyncio.Event, rescan_every: float = RESCAN_EVERY
 ) -> AsyncIterator[None]:
-    """Yields once the watch is in place, then after each quiet burst of file events (no
-    event for QUIET_SECONDS, or MAX_BURST_SECONDS at most), and every `rescan_every` s
-    regardless: that rescan is what notices a watched folder removed and made again, and
-    re-watches it.
+    """Yields once the watch is in place, then as soon as file events arrive (what arrives
+    while the Emperor handles them is read on the next turn), and every `rescan_every` s
+    regardless, a safety net for what inotify cannot say. A watched root that is removed
+    is looked for every second until it is back, then watched again.
 
     The first yield is for the first scan: made after the watch is set, no file can arrive
     between the two unseen.
@@ -274,24 +287,21 @@ async def changes(
         watch.add_all()
         yield
         while not stop.is_set():
+            timeout = rescan_every if watch.complete else ROOT_GONE_CHECK
             arrived = asyncio.ensure_future(watch.arrived.wait())
-            await asyncio.wait(
-                {arrived, stopping}, timeout=rescan_every, return_when="FIRST_COMPLETED"
-            )
+            await asyncio.wait({arrived, stopping}, timeout=timeout, return_when="FIRST_COMPLETED")
             arrived.cancel()
             if stop.is_set():
                 return
-            if not watch.arrived.is_set():
+            if watch.arrived.is_set():
+                watch.drain()
+                yield
+            elif not watch.complete:
+                if watch.add_all():
+                    yield
+            else:
                 watch.add_all()
                 yield
-                continue
-            burst_ends = loop.time() + MAX_BURST_SECONDS
-            while watch.arrived.is_set() and loop.time() < burst_ends:
-                watch.drain()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(watch.arrived.wait(), QUIET_SECONDS)
-            watch.drain()
-            yield
     finally:
         stopping.cancel()
         loop.remove_reader(watch.inotify.fileno())

@@ -36,6 +36,7 @@ def application(environ, start_response):
         body = b"not found\n"
         content_type = "text/plain"
         status = "404 Not Found"
-    # No Content-Length: the HTTP router gzips only responses whose size it may still change.
-    start_response(status, [("Content-Type", content_type)])
+    # A length, as Django and Flask send one; the app vassal drops it for the answers it
+    # gzips (see the compression block of its config).
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
