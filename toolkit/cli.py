@@ -108,6 +108,10 @@ UwsgiOption = Annotated[
     Path | None,
     typer.Option("--uwsgi", help="The uwsgi executable (default: the one beside toolkit)."),
 ]
+HostOption = Annotated[
+    str | None,
+    typer.Option(help="Use this inventory host's variables, as `render --host` rendered them."),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Show the Emperor's events only.")]
 
 
@@ -517,6 +521,7 @@ def release(
         Path | None,
         typer.Option(help="The git repository for --git (default: the pythonpath folder)."),
     ] = None,
+    host: HostOption = None,
     uwsgi: UwsgiOption = None,
 ) -> None:
     """Ship new code: copy it to releases/ID/, health-check it on its own, switch the
@@ -526,7 +531,9 @@ def release(
     if (source is None) == (git is None):
         raise ToolkitError("give one of --from FOLDER or --git REF", hint="toolkit release --help")
     deployment = _deployment(directory, dir_option)
-    outcome = releases.ship(deployment.root, source=source, git=git, repo=repo, uwsgi=uwsgi)
+    outcome = releases.ship(
+        deployment.root, source=source, git=git, repo=repo, uwsgi=uwsgi, host=host
+    )
     show_outcome(outcome, deployment.root)
 
 
@@ -549,6 +556,7 @@ def rollback(
         typer.Argument(help="[DIR] [ID]: the release to make live (default: the one before)."),
     ] = None,
     dir_option: DirOption = None,
+    host: HostOption = None,
     uwsgi: UwsgiOption = None,
 ) -> None:
     """Make the previous (or a named) release live again, checked and switched like a new one."""
@@ -556,7 +564,7 @@ def rollback(
 
     folder, names = _split(arguments, dir_option, 1)
     deployment = _deployment(folder, dir_option)
-    outcome = releases.rollback(deployment.root, names[0] if names else None, uwsgi)
+    outcome = releases.rollback(deployment.root, names[0] if names else None, uwsgi, host)
     show_outcome(outcome, deployment.root)
 
 

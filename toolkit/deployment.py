@@ -50,14 +50,17 @@ class Deployment:
         return [str(self.vassals_dir / recipe.glob)]
 
     def load(
-        self, overrides: Mapping[str, RawValue] | None = None, host: str | None = None
+        self,
+        overrides: Mapping[str, RawValue] | None = None,
+        host: str | None = None,
+        live: bool = True,
     ) -> Variables:
-        """deploy.ini names its recipe; its values, the host's inventory layers and the
-        overrides are validated against it."""
-        return self.load_hosts(overrides, [host])[0]
+        """deploy.ini names its recipe; its values, the host's inventory layers, the live
+        release (unless `live` is false) and the overrides are validated against it."""
+        return self.load_hosts(overrides, [host], live)[0]
 
     def load_hosts(
-        self, overrides: Mapping[str, RawValue] | None, hosts: list[str | None]
+        self, overrides: Mapping[str, RawValue] | None, hosts: list[str | None], live: bool = True
     ) -> list[Variables]:
         """The variables of each host (None: no inventory layer), reading deploy.ini and
         inventory.ini once however many hosts there are."""
@@ -77,13 +80,13 @@ class Deployment:
         inventory = None
         if any(host is not None for host in hosts):
             inventory = read_inventory(self.root / INVENTORY)
-        live = self.live_release() if recipe.variable("release") else {}
+        release = self.live_release() if live and recipe.variable("release") else {}
         return [
             settings.resolve(
                 recipe,
                 values,
-                live,
                 *([] if host is None or inventory is None else inventory.layers(host)),
+                release,  # above the host's layers: the live release runs on its own port
                 overrides or {},
             )
             for host in hosts

@@ -51,11 +51,14 @@ def systemd_unit(deployment: Deployment, variables: Variables, uwsgi: Path) -> s
 
 
 # What each host makes or keeps for itself: rendered vassals, run state, logs.
-NOT_SHIPPED = {"vassals", "run", "logs", "hosts", "ansible"}
+NOT_SHIPPED = {"vassals", "run", "logs", "hosts", "ansible", "releases"}
 PLAYBOOK = """\
 # Written by `toolkit export ansible`: `ansible-playbook -i hosts.ini playbook.yml`.
 # Each host gets the deployment folder, renders its own vassals with its inventory
 # variables (`toolkit render --host`), and runs them under the Emperor's systemd unit.
+# With -e toolkit_release_commit=COMMIT, each host then ships that same commit of the
+# app's git repository with `toolkit release` (health-checked, switched without a gap);
+# `--tags release` runs that step alone.
 - name: Deploy {name} with toolkit
   hosts: all
   vars:
@@ -68,6 +71,8 @@ PLAYBOOK = """\
     toolkit_wheels: {wheels}
     toolkit_install: true
     toolkit_systemd: true
+    toolkit_release_commit: ""
+    toolkit_release_repo: "{{{{ toolkit_dest }}}}/{code}"
     # uWSGI compiles on the host; without the PCRE2 headers it builds without internal
     # routing, and the rendered gzip rules would be refused by `toolkit render`.
     toolkit_build_packages:
@@ -144,6 +149,15 @@ PLAYBOOK = """\
         enabled: true
         daemon_reload: true
       when: toolkit_systemd | bool
+
+    - name: Ship the release (the same commit on every host)
+      ansible.builtin.command:
+        argv: ["{{{{ toolkit_venv }}}}/bin/toolkit", "release", "{{{{ toolkit_dest }}}}",
+               "--host", "{{{{ inventory_hostname }}}}",
+               "--git", "{{{{ toolkit_release_commit }}}}",
+               "--repo", "{{{{ toolkit_release_repo }}}}"]
+      when: toolkit_release_commit | length > 0
+      tags: [release]
 """
 
 
@@ -163,11 +177,13 @@ def ansible_files(deployment: Deployment, inventory: Inventory) -> dict[str, str
     ]
     if ungrouped:
         hosts += ["[ungrouped]", *ungrouped, ""]
-    logs = deployment.logs_dir(deployment.load()).resolve().relative_to(root)
+    variables = deployment.load(live=False)
+    logs = deployment.logs_dir(variables).resolve().relative_to(root)
     playbook = PLAYBOOK.format(
         name=root.name, source=root, package=Path(__file__).resolve().parent.parent,
         python=Path(sys.executable).absolute(), wheels=root / ".wheels",
         wheel=f"toolkit-{__version__}-py3-none-any.whl",
         files="[" + ", ".join(shipped) + "]", logs=logs,
+        code=variables.values.get("pythonpath", "code"),
     )  # fmt: skip
     return {"playbook.yml": playbook, "hosts.ini": "\n".join(hosts) + "\n"}

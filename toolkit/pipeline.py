@@ -73,7 +73,9 @@ def render(
         hosts = list(read_inventory(deployment.root / INVENTORY).host_names())
     executable = uwsgi_executable(uwsgi) if check else None
     context = None
-    for name, variables in zip(hosts, deployment.load_hosts(overrides, hosts), strict=True):
+    # A release here is this machine's; hosts rendered to be shipped run their own.
+    loaded = deployment.load_hosts(overrides, hosts, live=not all_hosts)
+    for name, variables in zip(hosts, loaded, strict=True):
         target = deployment.host_vassals_dir(name) if all_hosts and name else None
         planned = deployment.plan(variables, target)
         changing = any(c.status is Status.CHANGED for c in planned)

@@ -122,8 +122,8 @@ def locked(deployment: Deployment) -> Iterator[None]:
         yield
 
 
-def _settings(deployment: Deployment) -> dict[str, Any]:
-    values = dict(deployment.load().values)
+def _settings(deployment: Deployment, host: str | None) -> dict[str, Any]:
+    values = dict(deployment.load(host=host).values)
     if not values.get("subscription_port"):
         raise ToolkitError(
             "releases need the router's subscription server",
@@ -198,7 +198,7 @@ class Staging:
             return ""
 
 
-def _render_app(deployment: Deployment, release: Release, subscribe: bool) -> str:
+def _render_app(deployment: Deployment, release: Release, subscribe: bool, host: str | None) -> str:
     from toolkit import settings
     from toolkit.render import render
 
@@ -210,14 +210,14 @@ def _render_app(deployment: Deployment, release: Release, subscribe: bool) -> st
     if not subscribe:
         overrides["subscription_port"] = "0"
     variables = deployment.load(
-        {k: settings.RawValue(v, "toolkit release") for k, v in overrides.items()}
+        {k: settings.RawValue(v, "toolkit release") for k, v in overrides.items()}, host
     )
     return render(variables.recipe, variables.values, deployment.root / "templates")["uwsgi.ini"]
 
 
-def _stage(deployment: Deployment, release: Release, uwsgi: Path) -> Staging:
+def _stage(deployment: Deployment, release: Release, uwsgi: Path, host: str | None) -> Staging:
     config = deployment.run_dir / f"staging-{release.id}.ini"
-    write_atomically(config, _render_app(deployment, release, subscribe=False))
+    write_atomically(config, _render_app(deployment, release, subscribe=False, host=host))
     log = folder(deployment) / f"{release.id}.log"
     with log.open("wb") as stream:
         process = subprocess.Popen(
@@ -278,18 +278,20 @@ def _through_router(values: dict[str, Any], release_id: str, timeout: float) -> 
     return None
 
 
-def _switch(deployment: Deployment, release: Release, values: dict[str, Any]) -> float:
+def _switch(
+    deployment: Deployment, release: Release, values: dict[str, Any], host: str | None
+) -> float:
     """Make `release` live: write its vassal, wait for the router to send it requests, then
     withdraw and stop the old one. Returns seconds from writing to serving."""
     previous_id = live_id(deployment)
     write_atomically(folder(deployment) / LIVE, release.id + "\n")
-    changes = deployment.plan(deployment.load())
+    changes = deployment.plan(deployment.load(host=host))
     apply([c for c in changes if c.new is not None])
     started = time.monotonic()
     waited = _through_router(values, release.id, float(values["health_timeout"]))
     if waited is None:
         write_atomically(folder(deployment) / LIVE, (previous_id or "") + "\n")
-        apply(deployment.plan(deployment.load()))
+        apply(deployment.plan(deployment.load(host=host)))
         raise ToolkitError(
             f"release {release.id} passed its health check but the router never sent it a "
             "request; the previous release still serves",
@@ -301,6 +303,19 @@ def _switch(deployment: Deployment, release: Release, values: dict[str, Any]) ->
     time.sleep(0.1)  # the router reads the packet before the old vassal begins to stop
     apply([c for c in changes if c.new is None and c.status is Status.CHANGED])
     return time.monotonic() - started
+
+
+def _clean_leftovers(deployment: Deployment) -> None:
+    """What a release killed half-way left: its staging config, and its copy of the code,
+    never recorded since it never proved healthy (its staging uwsgi died with it)."""
+    for path in deployment.run_dir.glob("staging-*.ini"):
+        path.unlink(missing_ok=True)
+    base = folder(deployment)
+    for path in base.glob("*"):
+        if path.is_dir() and not (base / f"{path.name}.json").exists():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.suffix == ".log" and not (base / f"{path.stem}.json").exists():
+            path.unlink(missing_ok=True)
 
 
 def _prune(deployment: Deployment, keep: int) -> list[str]:
@@ -320,22 +335,33 @@ def _prune(deployment: Deployment, keep: int) -> list[str]:
 
 
 def _verify_and_switch(
-    deployment: Deployment, release: Release, values: dict[str, Any], uwsgi: Path
+    deployment: Deployment,
+    release: Release,
+    values: dict[str, Any],
+    uwsgi: Path,
+    host: str | None,
 ) -> Outcome:
-    staging = _stage(deployment, release, uwsgi)
+    """Run the release on a port free now (a release rolled back to gets a new one: its old
+    port may be anyone's by then), check it, record it, switch to it."""
+    release.port = _free_port(str(values["app_address"]))
+    staging = _stage(deployment, release, uwsgi, host)
     try:
         failure = _health(staging, values, release.port)
     finally:
         staging.stop()
         (deployment.run_dir / f"staging-{release.id}.ini").unlink(missing_ok=True)
     if failure is not None:
+        lines = staging.last_lines()
+        staging.log.unlink(missing_ok=True)
         raise ToolkitError(
             f"release {release.id} failed its health check: {failure}; the live release "
-            f"still serves. Its last lines:\n{staging.last_lines()}",
+            f"still serves. Its last lines:\n{lines}",
             exit_code=EXIT_REFUSED,
         )
+    # A new release is recorded once it has proved healthy; the port is this run's.
+    write_atomically(folder(deployment) / f"{release.id}.json", json.dumps(asdict(release)))
     previous = live_id(deployment)
-    took = _switch(deployment, release, values)
+    took = _switch(deployment, release, values, host)
     return Outcome(release, previous, took, _prune(deployment, int(values["keep_releases"])))
 
 
@@ -346,29 +372,27 @@ def ship(
     git: str | None = None,
     repo: Path | None = None,
     uwsgi: Path | None = None,
+    host: str | None = None,
 ) -> Outcome:
-    """`toolkit release`: copy, verify, switch, prune; the live release serves throughout."""
+    """`toolkit release`: copy, verify, switch, prune; the live release serves throughout.
+    With `host`, the deployment's variables are that inventory host's (as rendered there)."""
     deployment = Deployment(root)
-    values = _settings(deployment)
+    values = _settings(deployment, host)
     executable = uwsgi_executable(uwsgi)
     with locked(deployment):
+        _clean_leftovers(deployment)
         release_id = ""
         committed = False
         try:
-            code_repo = repo or (root / str(values["pythonpath"]))
+            code_repo = repo or root / str(deployment.load(live=False).values["pythonpath"])
             probe_id = _new_id("")
             target = folder(deployment) / probe_id
             origin, commit = _copy(source, git, code_repo, target)
             release_id = _new_id(commit)
             if release_id != probe_id:
                 target.rename(folder(deployment) / release_id)
-            release = Release(
-                release_id, origin, commit, time.time(), _free_port(str(values["app_address"]))
-            )
-            write_atomically(
-                folder(deployment) / f"{release_id}.json", json.dumps(asdict(release), indent=1)
-            )
-            outcome = _verify_and_switch(deployment, release, values, executable)
+            release = Release(release_id, origin, commit, time.time(), port=0)
+            outcome = _verify_and_switch(deployment, release, values, executable, host)
             committed = True
             return outcome
         finally:
@@ -377,12 +401,18 @@ def ship(
                 (folder(deployment) / f"{release_id}.json").unlink(missing_ok=True)
 
 
-def rollback(root: Path, release_id: str | None = None, uwsgi: Path | None = None) -> Outcome:
+def rollback(
+    root: Path,
+    release_id: str | None = None,
+    uwsgi: Path | None = None,
+    host: str | None = None,
+) -> Outcome:
     """`toolkit rollback`: the release before the live one (or the named one) serves again,
     verified and switched in the same way as a new release."""
     deployment = Deployment(root)
-    values = _settings(deployment)
+    values = _settings(deployment, host)
     with locked(deployment):
+        _clean_leftovers(deployment)
         known = [r.id for r in releases(deployment)]
         live = live_id(deployment)
         if release_id is None:
@@ -396,4 +426,4 @@ def rollback(root: Path, release_id: str | None = None, uwsgi: Path | None = Non
         if release_id == live:
             raise ToolkitError(f"release {release_id} is already live", exit_code=EXIT_REFUSED)
         target = read_release(deployment, release_id)
-        return _verify_and_switch(deployment, target, values, uwsgi_executable(uwsgi))
+        return _verify_and_switch(deployment, target, values, uwsgi_executable(uwsgi), host)

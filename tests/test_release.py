@@ -1,0 +1,352 @@
+"""`toolkit release`, `rollback` and `releases` with real uWSGI under toolkit's Emperor: new
+code proves itself on its own socket, takes traffic through the router's subscription
+server, and a broken release never answers a client."""
+
+from __future__ import annotations
+
+import fcntl
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support import TOOLKIT, free_ports, get, port_closed, run_toolkit, serving, wait_for
+
+HEADER = "x-toolkit-release"
+
+
+@dataclass
+class Site:
+    root: Path
+    port: int
+    versions: Path
+
+    def version(self, name: str, change: str | None = None, append: str = "") -> Path:
+        """A copy of the demo app, its greeting changed to `name` (and code appended)."""
+        folder = self.versions / name
+        shutil.copytree(self.root / "code", folder)
+        app = folder / "app.py"
+        text = app.read_text().replace("Hello from uWSGI", change or f"Hello from {name}")
+        app.write_text(text + append)
+        return folder
+
+    def releases(self) -> list[dict[str, object]]:
+        result = run_toolkit("releases", self.root, "--json")
+        assert result.returncode == 0, result.stderr
+        listed: list[dict[str, object]] = json.loads(result.stdout)
+        return listed
+
+    def live(self) -> str | None:
+        return next((str(r["id"]) for r in self.releases() if r["live"]), None)
+
+    def vassals(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "vassals").glob("*.ini"))
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    port, app_port, subscriptions = free_ports(3)
+    root = tmp_path / "site"
+    assert run_toolkit("new", root).returncode == 0
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(
+            f"http_port = {port}\napp_port = {app_port}\nsubscription_port = {subscriptions}\n"
+        )
+    started = run_toolkit("up", root, "--detach")
+    assert started.returncode == 0, started.stderr + started.stdout
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    yield Site(root, port, versions)
+    run_toolkit("down", root)
+    wait_for(port_closed(port))
+
+
+@dataclass
+class Load:
+    """Clients on keep-alive connections asking for / until stopped, counting failures."""
+
+    port: int
+    clients: int = 10
+    answers: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def client(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        while not self.stop.is_set():
+            try:
+                connection = connection or http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=10
+                )
+                connection.request("GET", "/")
+                answer = connection.getresponse()
+                body = answer.read()
+                if answer.status != 200:
+                    self.failures.append(f"{answer.status}")
+                key = answer.getheader(HEADER) or "first"
+                self.answers[key] = self.answers.get(key, 0) + 1
+                assert b"<h1>" in body
+            except Exception as error:  # every kind of failure counts
+                self.failures.append(repr(error))
+                if connection is not None:
+                    connection.close()
+                connection = None
+        if connection is not None:
+            connection.close()
+
+    def __enter__(self) -> Load:
+        self.threads = [threading.Thread(target=self.client) for _ in range(self.clients)]
+        for thread in self.threads:
+            thread.start()
+        wait_for(lambda: sum(self.answers.values()) > 20)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.3)
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(15)
+
+
+def test_a_release_serves_new_code_with_no_failed_request(site: Site) -> None:
+    two = site.version("two")
+    with Load(site.port) as load:
+        result = run_toolkit("release", site.root, "--from", two)
+    assert result.returncode == 0, result.stderr
+    assert "is live" in result.stdout and "healthy" in result.stdout
+    live = site.live()
+    assert live is not None and f"release {live} ({two}) is live" in result.stdout
+    answer = get(site.port)
+    assert b"Hello from two" in answer.body and answer.headers[HEADER] == live
+    assert not load.failures, load.failures[:5]
+    assert load.answers.get(live, 0) > 0
+    assert site.vassals() == [f"app-{live}.ini", "http.ini"]
+    assert (site.root / "releases" / live / "app.py").is_file()
+    status = run_toolkit("status", site.root)
+    assert f"app-{live}" in status.stdout and "uwsgi " not in status.stdout
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "\nimport no_such_module\n",
+        "\n_ok = application\n"
+        "def application(environ, start):\n"
+        "    start('500 Internal Server Error', [])\n"
+        "    return [b'<h1>broken</h1>']\n",
+    ],
+    ids=["import-error", "answers-500"],
+)
+def test_a_broken_release_never_serves(site: Site, broken: str) -> None:
+    bad = site.version("bad", append=broken)
+    before = site.vassals()
+    with Load(site.port) as load:
+        result = run_toolkit("release", site.root, "--from", bad)
+    assert result.returncode == 1
+    assert "failed its health check" in result.stderr
+    assert "the live release still serves" in result.stderr
+    if "import" in broken:
+        assert "ModuleNotFoundError: No module named 'no_such_module'" in result.stderr
+    else:
+        assert "answered 500, not 200" in result.stderr
+    assert not load.failures, load.failures[:5]
+    assert set(load.answers) == {"first"}, "no answer may come from the broken code"
+    assert site.vassals() == before
+    assert site.releases() == []
+    assert not list((site.root / "releases").glob("*-dir"))
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "staging-" in str(p.info["cmdline"])]
+
+
+def test_rollback_and_a_named_release(site: Site) -> None:
+    assert run_toolkit("release", site.root, "--from", site.version("two")).returncode == 0
+    second = site.live()
+    assert run_toolkit("release", site.root, "--from", site.version("three")).returncode == 0
+    third = site.live()
+    with Load(site.port) as load:
+        back = run_toolkit("rollback", site.root)
+    assert back.returncode == 0, back.stderr
+    assert site.live() == second and b"Hello from two" in get(site.port).body
+    assert not load.failures, load.failures[:5]
+    forward = run_toolkit("rollback", site.root, str(third))
+    assert forward.returncode == 0, forward.stderr
+    assert site.live() == third and b"Hello from three" in get(site.port).body
+    again = run_toolkit("rollback", site.root, str(third))
+    assert again.returncode == 1 and "already live" in again.stderr
+
+
+def test_a_release_from_git_records_its_commit(site: Site) -> None:
+    repo = site.version("from-git")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "v"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    result = run_toolkit("release", site.root, "--git", "HEAD", "--repo", repo)
+    assert result.returncode == 0, result.stderr
+    (entry,) = site.releases()
+    assert entry["commit"] == commit.stdout.strip()
+    assert str(entry["id"]).endswith(commit.stdout.strip()[:8])
+    assert b"Hello from from-git" in get(site.port).body
+    assert run_toolkit("release", site.root, "--git", "nosuchref", "--repo", repo).returncode == 2
+
+
+def test_old_releases_are_pruned_but_not_the_live_one_nor_the_one_before(site: Site) -> None:
+    with (site.root / "deploy.ini").open("a") as stream:
+        stream.write("keep_releases = 2\n")
+    for name in ("two", "three", "four"):
+        assert run_toolkit("release", site.root, "--from", site.version(name)).returncode == 0
+    ids = [str(r["id"]) for r in site.releases()]
+    assert len(ids) == 2 and site.live() == ids[-1]
+    assert b"Hello from four" in get(site.port).body
+    assert run_toolkit("rollback", site.root).returncode == 0
+    assert b"Hello from three" in get(site.port).body
+
+
+def test_one_release_at_a_time(site: Site) -> None:
+    lock = site.root / "run" / "release.lock"
+    with lock.open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_toolkit("release", site.root, "--from", site.version("two"))
+    assert result.returncode == 1 and "another release is under way" in result.stderr
+
+
+def test_a_release_killed_half_way_leaves_the_old_one_serving(site: Site) -> None:
+    slow = site.version("slow", append="\nimport time\ntime.sleep(30)\n")
+    process = subprocess.Popen(
+        [str(TOOLKIT), "release", str(site.root), "--from", str(slow)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def staging() -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.process_iter(["cmdline", "status"])
+            if "staging-" in str(p.info["cmdline"]) and p.info["status"] != "zombie"
+        ]
+
+    wait_for(staging)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    wait_for(lambda: not staging())
+    assert b"Hello from uWSGI" in get(site.port).body
+    assert site.vassals() == ["http.ini", "uwsgi.ini"]
+    assert site.releases() == []
+    result = run_toolkit("release", site.root, "--from", site.version("two"))
+    assert result.returncode == 0, result.stderr
+    assert not list((site.root / "run").glob("staging-*"))
+    assert len(list((site.root / "releases").glob("*-dir"))) == 1
+
+
+def test_releases_need_a_running_emperor_and_the_subscription_server(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    assert run_toolkit("new", root).returncode == 0
+    refused = run_toolkit("release", root, "--from", root / "code")
+    assert refused.returncode == 2 and "subscription_port" in refused.stderr
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write("subscription_port = 9\n")
+    stopped = run_toolkit("release", root, "--from", root / "code")
+    assert stopped.returncode == 2 and "no Emperor is running" in stopped.stderr
+    assert run_toolkit("releases", root).stdout.strip() == "no releases yet"
+    assert run_toolkit("release", root).returncode == 2
+
+
+def test_a_django_project_is_released(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "django", "startproject", "mysite"], cwd=tmp_path, check=True
+    )
+    project = tmp_path / "mysite"
+    port, app_port, subscriptions = free_ports(3)
+    root = tmp_path / "deploy"
+    assert run_toolkit("new", root, "--app", project).returncode == 0
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(
+            f"http_port = {port}\napp_port = {app_port}\nsubscription_port = {subscriptions}\n"
+            "health_path = /admin/login/\n"
+        )
+    assert run_toolkit("up", root, "--detach").returncode == 0
+    try:
+        (project / "mysite" / "urls.py").write_text(
+            (project / "mysite" / "urls.py").read_text() + "\n# release two\n"
+        )
+        result = run_toolkit("release", root, "--from", project)
+        assert result.returncode == 0, result.stderr
+        live = json.loads(run_toolkit("releases", root, "--json").stdout)[0]["id"]
+        login = get(port, "/admin/login/")
+        assert login.status == 200 and login.headers[HEADER] == live
+        assert (
+            (root / "releases" / live / "mysite" / "urls.py")
+            .read_text()
+            .endswith("# release two\n")
+        )
+    finally:
+        run_toolkit("down", root)
+
+
+def test_the_ansible_playbook_ships_a_release_on_each_host(tmp_path: Path) -> None:
+    """The exported playbook, run with `-c local`: the host renders, then with
+    toolkit_release_commit ships that commit of the app's repository."""
+    port, app_port, subscriptions = free_ports(3)
+    root = tmp_path / "site"
+    assert run_toolkit("new", root).returncode == 0
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(f"subscription_port = {subscriptions}\n")
+    (root / "inventory.ini").write_text(
+        f"[groups]\n[[web]]\nhosts = localhost\n[hosts]\n[[localhost]]\n"
+        f"http_port = {port}\napp_port = {app_port}\n"
+    )
+    code = root / "code"
+    git = ["git", "-C", str(code), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    app = code / "app.py"
+    app.write_text(app.read_text().replace("Hello from uWSGI", "Hello from the commit"))
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "v"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    ansible = tmp_path / "ansible"
+    assert run_toolkit("export", "ansible", root, "--output", ansible).returncode == 0
+    dest = tmp_path / "dest"
+    playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local",
+                "-i", str(ansible / "hosts.ini"), str(ansible / "playbook.yml")]  # fmt: skip
+    extra = {"ansible_python_interpreter": sys.executable, "toolkit_dest": str(dest),
+             "toolkit_venv": str(Path(sys.executable).parent.parent),
+             "toolkit_install": "false", "toolkit_systemd": "false"}  # fmt: skip
+    env = {**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "ANSIBLE_NOCOLOR": "1"}
+
+    def play(*options: str, **more: str) -> None:
+        pairs = {**extra, **more}
+        run = subprocess.run(
+            [*playbook, *options, *(a for k, v in pairs.items() for a in ("-e", f"{k}={v}"))],
+            capture_output=True, text=True, timeout=180, env=env,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:]
+
+    play()
+    # What the systemd unit runs on the host: the Emperor over the rendered vassals.
+    emperor = subprocess.Popen(
+        [str(TOOLKIT), "emperor", str(dest / "vassals" / "*.ini"), "--run-dir",
+         str(dest / "run"), "--logs-dir", str(dest / "logs")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(serving(port))
+        play("--tags", "release", toolkit_release_commit=commit.stdout.strip())
+        (entry,) = json.loads(run_toolkit("releases", dest, "--json").stdout)
+        assert entry["commit"] == commit.stdout.strip() and entry["live"]
+        assert b"Hello from the commit" in get(port).body
+    finally:
+        os.killpg(emperor.pid, signal.SIGINT)
+        emperor.wait(15)
