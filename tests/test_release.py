@@ -308,11 +308,13 @@ def test_the_ansible_playbook_ships_a_release_on_each_host(tmp_path: Path) -> No
         f"[groups]\n[[web]]\nhosts = localhost\n[hosts]\n[[localhost]]\n"
         f"http_port = {port}\napp_port = {app_port}\n"
     )
-    code = root / "code"
-    git = ["git", "-C", str(code), "-c", "user.email=t@t", "-c", "user.name=t"]
+    # The app's repository as each host keeps it (a clone), outside the shipped folder.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q"], check=True)
-    app = code / "app.py"
-    app.write_text(app.read_text().replace("Hello from uWSGI", "Hello from the commit"))
+    app = (root / "code" / "app.py").read_text()
+    (repo / "app.py").write_text(app.replace("Hello from uWSGI", "Hello from the commit"))
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "v"], check=True)
     commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
@@ -343,7 +345,10 @@ def test_the_ansible_playbook_ships_a_release_on_each_host(tmp_path: Path) -> No
     )  # fmt: skip
     try:
         wait_for(serving(port))
-        play("--tags", "release", toolkit_release_commit=commit.stdout.strip())
+        play(
+            "--tags", "release",
+            toolkit_release_commit=commit.stdout.strip(), toolkit_release_repo=str(repo),
+        )  # fmt: skip
         (entry,) = json.loads(run_toolkit("releases", dest, "--json").stdout)
         assert entry["commit"] == commit.stdout.strip() and entry["live"]
         assert b"Hello from the commit" in get(port).body

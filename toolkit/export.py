@@ -58,7 +58,8 @@ PLAYBOOK = """\
 # variables (`toolkit render --host`), and runs them under the Emperor's systemd unit.
 # With -e toolkit_release_commit=COMMIT, each host then ships that same commit of the
 # app's git repository with `toolkit release` (health-checked, switched without a gap);
-# `--tags release` runs that step alone.
+# toolkit_release_repo names that repository on the host (default: the shipped code
+# folder, if it holds .git), and `--tags release` runs that step alone.
 - name: Deploy {name} with toolkit
   hosts: all
   vars:
