@@ -1,7 +1,8 @@
 """toolkit's Emperor against uWSGI's own Emperor, measured the same way in the same run.
 
-Run with `make bench` (`--quick` for fewer repetitions). Prints a markdown table and
-writes it, with the machine it ran on, to docs/BENCHMARKS.md; `--json FILE` for machines.
+Run with `make bench` (`--quick` for fewer repetitions). Prints a markdown table, and
+bench.release's table of releases under load, and writes both, with the machine they ran
+on, to docs/BENCHMARKS.md; `--json FILE` for machines.
 Every process it starts runs in a process group of its own and is ended at exit.
 """
 
@@ -608,6 +609,11 @@ def main() -> int:
         print("CLI start, render --all-hosts...", flush=True)
         measure_cli(work, results, repeats)
         measure_inventory(work, results)
+    from bench import release
+
+    rounds = 1 if options.quick else 3
+    print(f"releases under {release.CLIENTS} clients, {rounds} rounds...", flush=True)
+    releases = release.table(release.measure(rounds), rounds)
     report = (
         "# Benchmarks: toolkit's Emperor and uWSGI's Emperor\n\n"
         f"Measured by `make bench` on: {machine()}.\n\n"
@@ -617,6 +623,7 @@ def main() -> int:
     )
     for key, note in results.notes.items():
         report += f"\n{key}: {note}\n"
+    report += "\n" + releases
     print()
     print(report)
     options.output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,218 @@
+"""`toolkit release` and `rollback` under 50 keep-alive clients, measured through the router.
+
+Part of `make bench` (bench.emperor adds its table to docs/BENCHMARKS.md); alone:
+`python -m bench.release [--rounds N]`. A good release, a rollback, and two broken
+releases (an import error; a health check answered 500) each run while 50 clients hold
+keep-alive connections to the router; every answer is sorted by the X-Toolkit-Release
+header the serving vassal adds. The figures that must stay zero: failed requests, and
+answers from code that failed its health check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.emperor import BENCH_MARK, TOOLKIT, end_everything, free_port
+
+CLIENTS = 50
+HEADER = "X-Toolkit-Release"
+BROKEN = {
+    "import error": "\nraise ImportError('a broken release')\n",
+    "health check 500": (
+        "\n_served = application\n\n"
+        "def application(environ, start_response):\n"
+        "    start_response('500 Internal Server Error', [('Content-Length', '0')])\n"
+        "    return [b'']\n"
+    ),
+}
+
+
+@dataclass
+class Load:
+    """CLIENTS threads, each on one keep-alive connection to the router, asking for /."""
+
+    port: int
+    by_release: dict[str, int] = field(default_factory=dict)
+    first_seen: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        while not self.stopping.is_set():
+            try:
+                connection = connection or http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=10
+                )
+                connection.request("GET", "/")
+                answer = connection.getresponse()
+                answer.read()
+                release = answer.getheader(HEADER) or "-"
+                with self.lock:
+                    if answer.status != 200:
+                        self.failures.append(str(answer.status))
+                    self.by_release[release] = self.by_release.get(release, 0) + 1
+                    self.first_seen.setdefault(release, time.monotonic())
+            except (OSError, http.client.HTTPException) as error:
+                with self.lock:
+                    self.failures.append(repr(error))
+                if connection is not None:
+                    connection.close()
+                connection = None
+        if connection is not None:
+            connection.close()
+
+    @contextmanager
+    def running(self) -> Iterator[Load]:
+        threads = [threading.Thread(target=self.client, daemon=True) for _ in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        while sum(self.by_release.values()) < 200:
+            time.sleep(0.01)
+        try:
+            yield self
+        finally:
+            time.sleep(0.5)  # answers after the switch count too
+            self.stopping.set()
+            for thread in threads:
+                thread.join(15)
+
+
+@dataclass
+class Site:
+    root: Path
+    port: int
+
+    def toolkit(self, *args: str | Path) -> tuple[subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(TOOLKIT), *map(str, args)], capture_output=True, text=True, timeout=120
+        )
+        return result, started
+
+    def version(self, name: str, append: str = "") -> Path:
+        folder = self.root.parent / "versions" / name
+        shutil.copytree(self.root / "code", folder)
+        with (folder / "app.py").open("a") as stream:
+            stream.write(append)
+        return folder
+
+    def live(self) -> str:
+        listed, _ = self.toolkit("releases", self.root)
+        return next(line.split()[1] for line in listed.stdout.splitlines() if line[:1] == "*")
+
+
+@contextmanager
+def site() -> Iterator[Site]:
+    work = Path(tempfile.mkdtemp(prefix=BENCH_MARK))
+    root = work / "site"
+    port = free_port()
+    try:
+        subprocess.run([str(TOOLKIT), "new", str(root)], check=True, capture_output=True)
+        with (root / "deploy.ini").open("a") as stream:
+            stream.write(
+                f"http_port = {port}\napp_port = {free_port()}\nsubscription_port = {free_port()}\n"
+            )
+        subprocess.run([str(TOOLKIT), "up", str(root), "--detach"], check=True, capture_output=True)
+        yield Site(root, port)
+    finally:
+        subprocess.run([str(TOOLKIT), "down", str(root)], capture_output=True, timeout=60)
+        end_everything()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class Row:
+    """One scenario over its rounds."""
+
+    failed: list[int] = field(default_factory=list)
+    from_broken: list[int] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+    to_new_code: list[float] = field(default_factory=list)
+    command: list[float] = field(default_factory=list)
+    exit_codes: set[int] = field(default_factory=set)
+
+
+def switch(site: Site, row: Row, *args: str | Path) -> None:
+    """Run `toolkit ARGS` under load; the new code is whatever the router serves afterwards."""
+    before = site.live()
+    with Load(site.port).running() as load:
+        result, started = site.toolkit(*args, site.root)
+        row.command.append(time.monotonic() - started)
+    row.exit_codes.add(result.returncode)
+    after = site.live()
+    row.failed.append(len(load.failures))
+    row.answers.append(sum(load.by_release.values()))
+    row.from_broken.append(
+        sum(n for release, n in load.by_release.items() if release not in (before, after, "-"))
+    )
+    if after != before:
+        row.to_new_code.append(load.first_seen[after] - started)
+
+
+def measure(rounds: int) -> dict[str, Row]:
+    rows = {name: Row() for name in ("release", "rollback", *BROKEN)}
+    with site() as deployment:
+        first = deployment.version("first")
+        result, _ = deployment.toolkit("release", deployment.root, "--from", first)
+        assert result.returncode == 0, result.stderr
+        for round_number in range(rounds):
+            good = deployment.version(f"good-{round_number}")
+            switch(deployment, rows["release"], "release", "--from", good)
+            switch(deployment, rows["rollback"], "rollback")
+            for name, code in BROKEN.items():
+                broken = deployment.version(f"{name.replace(' ', '-')}-{round_number}", code)
+                switch(deployment, rows[name], "release", "--from", broken)
+    return rows
+
+
+def cell(values: list[float] | list[int], unit: str = "") -> str:
+    if not values:
+        return "-"
+    if all(isinstance(v, int) for v in values):
+        return f"{sum(values)}"
+    return f"{statistics.median(values):.2f}{unit} ({max(values):.2f})"
+
+
+def table(rows: dict[str, Row], rounds: int) -> str:
+    lines = [
+        f"## Releases under {CLIENTS} keep-alive clients ({rounds} rounds each)\n",
+        "Times are median (max). *failed* counts errors and non-200 answers seen by the",
+        "clients; *from broken code* counts answers from a release that failed its health",
+        "check. A broken release must exit 1 and leave the live release serving.\n",
+        "| scenario | answers | failed | from broken code | command to new code | "
+        "command total | exit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {sum(row.answers)} | {sum(row.failed)} | {sum(row.from_broken)} | "
+            f"{cell(row.to_new_code, ' s')} | {cell(row.command, ' s')} | "
+            f"{','.join(map(str, sorted(row.exit_codes)))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    print(table(measure(options.rounds), options.rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
