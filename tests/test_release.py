@@ -186,7 +186,8 @@ def test_rollback_and_a_named_release(site: Site) -> None:
     assert again.returncode == 1 and "already live" in again.stderr
 
 
-def test_a_release_from_git_records_its_commit(site: Site) -> None:
+def test_a_release_from_git_records_its_commit_and_the_code_before_it(site: Site) -> None:
+    """The first release also records the code that ran before it: `rollback` goes back."""
     repo = site.version("from-git")
     git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q"], check=True)
@@ -195,11 +196,16 @@ def test_a_release_from_git_records_its_commit(site: Site) -> None:
     commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
     result = run_toolkit("release", site.root, "--git", "HEAD", "--repo", repo)
     assert result.returncode == 0, result.stderr
-    (entry,) = site.releases()
-    assert entry["commit"] == commit.stdout.strip()
+    before, entry = site.releases()
+    assert entry["commit"] == commit.stdout.strip() and entry["live"]
     assert str(entry["id"]).endswith(commit.stdout.strip()[:8])
+    assert str(before["id"]).endswith("-before") and not before["live"]
     assert b"Hello from from-git" in get(site.port).body
     assert run_toolkit("release", site.root, "--git", "nosuchref", "--repo", repo).returncode == 2
+    back = run_toolkit("rollback", site.root)
+    assert back.returncode == 0, back.stderr
+    assert f"toolkit rollback {site.root} {entry['id']}" in back.stdout
+    assert b"Hello from uWSGI" in get(site.port).body
 
 
 def test_old_releases_are_pruned_but_not_the_live_one_nor_the_one_before(site: Site) -> None:
@@ -249,6 +255,7 @@ def test_a_release_killed_half_way_leaves_the_old_one_serving(site: Site) -> Non
     assert result.returncode == 0, result.stderr
     assert not list((site.root / "run").glob("staging-*"))
     assert len(list((site.root / "releases").glob("*-dir"))) == 1
+    assert len(list((site.root / "releases").glob("*-before"))) == 1
 
 
 def test_releases_need_a_running_emperor_and_the_subscription_server(tmp_path: Path) -> None:
@@ -284,7 +291,8 @@ def test_a_django_project_is_released(tmp_path: Path) -> None:
         )
         result = run_toolkit("release", root, "--from", project)
         assert result.returncode == 0, result.stderr
-        live = json.loads(run_toolkit("releases", root, "--json").stdout)[0]["id"]
+        listed = json.loads(run_toolkit("releases", root, "--json").stdout)
+        live = next(entry["id"] for entry in listed if entry["live"])
         login = get(port, "/admin/login/")
         assert login.status == 200 and login.headers[HEADER] == live
         assert (
@@ -349,8 +357,9 @@ def test_the_ansible_playbook_ships_a_release_on_each_host(tmp_path: Path) -> No
             "--tags", "release",
             toolkit_release_commit=commit.stdout.strip(), toolkit_release_repo=str(repo),
         )  # fmt: skip
-        (entry,) = json.loads(run_toolkit("releases", dest, "--json").stdout)
-        assert entry["commit"] == commit.stdout.strip() and entry["live"]
+        listed = json.loads(run_toolkit("releases", dest, "--json").stdout)
+        entry = next(entry for entry in listed if entry["live"])
+        assert entry["commit"] == commit.stdout.strip()
         assert b"Hello from the commit" in get(port).body
     finally:
         os.killpg(emperor.pid, signal.SIGINT)

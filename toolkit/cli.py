@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from toolkit.check import Problem
     from toolkit.deployment import Deployment
     from toolkit.pipeline import RenderReport
+    from toolkit.release import Outcome
 
 EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a bug in toolkit, not in the input
 
@@ -537,13 +538,14 @@ def release(
     show_outcome(outcome, deployment.root)
 
 
-def show_outcome(outcome: Any, root: Path) -> None:
+def show_outcome(outcome: Outcome, root: Path) -> None:
     release = outcome.release
     say(f"release {release.id} ({release.source}) is live", "green")
     took = outcome.serving_after * 1000
     say(f"  healthy; served through the router {took:.0f} ms after its vassal was written")
     if outcome.previous:
-        say(f"  {outcome.previous} retired gracefully (back to it: toolkit rollback {root})")
+        back = f"toolkit rollback {root} {outcome.previous}"
+        say(f"  {outcome.previous} retired gracefully (back to it: {back})")
     for pruned in outcome.pruned:
         say(f"  pruned {pruned}")
 

@@ -92,12 +92,12 @@ def read_release(deployment: Deployment, release_id: str) -> Release:
 
 
 def releases(deployment: Deployment) -> list[Release]:
-    """Every recorded release, oldest first (IDs sort by time)."""
+    """Every recorded release, oldest first."""
     found = []
-    for path in sorted(folder(deployment).glob("*.json")):
+    for path in folder(deployment).glob("*.json"):
         with contextlib.suppress(ToolkitError):
             found.append(read_release(deployment, path.stem))
-    return found
+    return sorted(found, key=lambda release: (release.created, release.id))
 
 
 @contextlib.contextmanager
@@ -170,9 +170,10 @@ def _copy(source: Path | None, git: str | None, repo: Path, target: Path) -> tup
     return str(source), ""
 
 
-def _new_id(commit: str) -> str:
+def _new_id(label: str) -> str:
+    """UTC time to the millisecond, then what the code is (its commit, `dir`, `before`)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time() % 1:.3f}"[1:]
-    return f"{stamp.replace('.', '')}-{commit[:8] or 'dir'}"
+    return f"{stamp.replace('.', '')}-{label}"
 
 
 @dataclass
@@ -357,7 +358,7 @@ def _verify_and_switch(
             exit_code=EXIT_REFUSED,
         )
     # A new release is recorded once it has proved healthy; the port is this run's.
-    write_atomically(folder(deployment) / f"{release.id}.json", json.dumps(asdict(release)))
+    _record(deployment, release)
     previous = live_id(deployment)
     took = _switch(deployment, release, values, host)
     return Outcome(release, previous, took, _prune(deployment, int(values["keep_releases"])))
@@ -381,22 +382,41 @@ def ship(
         _clean_leftovers(deployment)
         release_id = ""
         committed = False
+        before = None if releases(deployment) else _snapshot_running(deployment, values)
         try:
             code_repo = repo or root / str(deployment.load(live=False).values["pythonpath"])
-            probe_id = _new_id("")
+            probe_id = _new_id("dir")
             target = folder(deployment) / probe_id
             origin, commit = _copy(source, git, code_repo, target)
-            release_id = _new_id(commit)
+            release_id = _new_id(commit[:8] or "dir")
             if release_id != probe_id:
                 target.rename(folder(deployment) / release_id)
             release = Release(release_id, origin, commit, time.time(), port=0)
             outcome = _verify_and_switch(deployment, release, values, executable, host)
+            if before is not None:
+                _record(deployment, before)
             committed = True
             return outcome
         finally:
-            if not committed and release_id:
-                shutil.rmtree(folder(deployment) / release_id, ignore_errors=True)
-                (folder(deployment) / f"{release_id}.json").unlink(missing_ok=True)
+            if not committed:
+                for leftover in (release_id, before and before.id):
+                    if leftover:
+                        shutil.rmtree(folder(deployment) / leftover, ignore_errors=True)
+                        (folder(deployment) / f"{leftover}.json").unlink(missing_ok=True)
+
+
+def _snapshot_running(deployment: Deployment, values: dict[str, Any]) -> Release:
+    """Before the first release, a copy of the code that runs now, recorded with it once it
+    succeeds, so that `rollback` can go back to that code like to any release."""
+    code = deployment.root / str(deployment.load(live=False).values["pythonpath"])
+    source = f"{code} (before the first release)"
+    release = Release(_new_id("before"), source, "", time.time(), int(values["app_port"]))
+    shutil.copytree(code, folder(deployment) / release.id, ignore=COPY_IGNORE, symlinks=True)
+    return release
+
+
+def _record(deployment: Deployment, release: Release) -> None:
+    write_atomically(folder(deployment) / f"{release.id}.json", json.dumps(asdict(release)))
 
 
 def rollback(
