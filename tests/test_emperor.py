@@ -215,7 +215,7 @@ def test_broken_app_is_throttled_and_its_error_shown(emperor: RunningEmperor) ->
     output = emperor.text()
     assert output.count("broken  ▸ spawned") == 3
     assert "broken  | ModuleNotFoundError: No module named 'no_such_module'" in output
-    assert emperor.status()["broken"]["last_exit"] == "exit code 22"
+    assert emperor.status()["broken"]["last_exit"] == "exit code 22: the app did not load"
 
 
 def test_reload_clears_a_throttled_vassal(emperor: RunningEmperor) -> None:

@@ -159,13 +159,14 @@ def test_a_broken_release_never_serves(site: Site, broken: str) -> None:
     assert "the live release still serves" in result.stderr
     if "import" in broken:
         assert "ModuleNotFoundError: No module named 'no_such_module'" in result.stderr
+        assert "(exit code 22: the app did not load) before answering" in result.stderr
     else:
         assert "answered 500, not 200" in result.stderr
     assert not load.failures, load.failures[:5]
     assert set(load.answers) == {"first"}, "no answer may come from the broken code"
     assert site.vassals() == before
     assert site.releases() == []
-    assert not list((site.root / "releases").glob("*-dir"))
+    assert not list((site.root / "releases").glob("*-*")), "no code is left behind"
     assert not [p for p in psutil.process_iter(["cmdline"]) if "staging-" in str(p.info["cmdline"])]
 
 

@@ -34,7 +34,7 @@ from toolkit import uwsgi_packet
 from toolkit.apply import Status, apply, write_atomically
 from toolkit.deployment import LIVE, RELEASES, Deployment
 from toolkit.emperor import control
-from toolkit.emperor.vassal import die_with, kill_group
+from toolkit.emperor.vassal import describe_exit, die_with, kill_group
 from toolkit.errors import ToolkitError
 from toolkit.installed import uwsgi_executable
 
@@ -240,7 +240,7 @@ def _health(staging: Staging, values: dict[str, Any], port: int) -> str | None:
     tries, last = 0, "it never accepted a connection"
     while time.monotonic() < deadline and tries < int(values["health_tries"]):
         if staging.process.poll() is not None:
-            return f"it exited ({staging.process.returncode}) before answering"
+            return f"it ended ({describe_exit(staging.process.returncode)}) before answering"
         try:
             answer = uwsgi_packet.request(address, path, host, timeout=5)
         except OSError:

@@ -96,9 +96,15 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+# uWSGI's exit code for "no app loaded" under need-app (UWSGI_FAILED_APP_CODE, uwsgi.h).
+FAILED_APP_CODE = 22
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         return f"signal {signal.Signals(-code).name}"
+    if code == FAILED_APP_CODE:
+        return f"exit code {code}: the app did not load"
     return f"exit code {code}"
 
 
