@@ -51,6 +51,7 @@ class Load:
     first_seen: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     clients_hit: set[int] = field(default_factory=set)
+    ok: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -69,6 +70,8 @@ class Load:
                     if answer.status != 200:
                         self.failures.append(str(answer.status))
                         self.clients_hit.add(number)
+                    else:
+                        self.ok += 1
                     self.by_release[release] = self.by_release.get(release, 0) + 1
                     self.first_seen.setdefault(release, time.monotonic())
             except (OSError, http.client.HTTPException) as error:
@@ -89,7 +92,11 @@ class Load:
         ]
         for thread in threads:
             thread.start()
-        while sum(self.by_release.values()) < 200:
+        deadline = time.monotonic() + 30
+        while self.ok < 200:  # the site serves before anything is measured
+            if time.monotonic() > deadline:
+                self.stopping.set()
+                raise RuntimeError(f"the router on port {self.port} does not answer 200")
             time.sleep(0.01)
         try:
             yield self
@@ -189,6 +196,9 @@ def measure(rounds: int) -> dict[str, Row]:
                 broken = deployment.version(f"{name.replace(' ', '-')}-{round_number}", code)
                 switch(deployment, rows[name], "release", root, "--from", broken)
             switch(deployment, rows[ROUTER_RELOAD], "reload", root, "http")
+            recovered = Load(deployment.port)
+            with recovered.running():  # the app announces itself to the new router
+                pass
     return rows
 
 

@@ -185,6 +185,9 @@ def test_rollback_and_a_named_release(site: Site) -> None:
     assert site.live() == third and b"Hello from three" in get(site.port).body
     again = run_toolkit("rollback", site.root, str(third))
     assert again.returncode == 1 and "already live" in again.stderr
+    # A restarted router knows no app until it announces itself: every second, not every 10.
+    assert run_toolkit("reload", site.root, "http").returncode == 0
+    wait_for(serving(site.port), timeout=5)
 
 
 def test_a_release_from_git_records_its_commit_and_the_code_before_it(site: Site) -> None:
