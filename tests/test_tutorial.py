@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import grp
 import gzip
+import http.client
 import json
 import os
 import signal
+import ssl
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support import (
     GZIP,
+    TOOLKIT,
     UWSGI,
     Processes,
     free_ports,
@@ -69,20 +74,41 @@ def run_chapter(tmp_path: Path) -> Iterator[Callable[..., Site]]:
     assert not list(cwd.iterdir()), "a chapter wrote outside its deployment folder"
 
 
-def test_list_shows_all_fourteen_chapters() -> None:
+GUIDE_PAGES = [
+    "prep", "our_app", "venv", "install", "app_server", "web_server", "config", "scaling",
+    "compress", "stability", "stability", "emperor", "logging", "tasks", "https", "security",
+    "caching", "jobq", "daemon",
+]  # fmt: skip
+
+
+def test_a_chapter_for_every_page_of_the_guide_in_its_order() -> None:
     result = run_toolkit("tutorial", "list")
     assert result.returncode == 0
-    assert len(result.stdout.strip().splitlines()) == 14
-    assert [c.number for c in tutorial.chapters()] == list(range(1, 15))
-    assert "Our app" in run_toolkit("tutorial", "show", "1").stdout
+    assert len(result.stdout.strip().splitlines()) == 1 + len(GUIDE_PAGES)
+    chapters = tutorial.chapters()
+    assert [c.number for c in chapters] == list(range(1, len(GUIDE_PAGES) + 1))
+    assert [c.guide.split(".rst")[0] for c in chapters] == GUIDE_PAGES
+    assert "our_app.rst (Our app)" in result.stdout
+    assert "Our app" in run_toolkit("tutorial", "show", "2").stdout
 
 
-def test_03_the_page_is_served(run_chapter: Callable[..., Site]) -> None:
-    site = run_chapter(3)
+def test_show_prints_every_code_line_whole() -> None:
+    """A copied line must run: no wrapping or cutting, even in a narrow terminal."""
+    env = {**os.environ, "COLUMNS": "40"}
+    for chapter in tutorial.chapters():
+        shown = subprocess.run(
+            [str(TOOLKIT), "tutorial", "show", str(chapter.number)],
+            capture_output=True, text=True, env=env, check=True,
+        ).stdout  # fmt: skip
+        assert shown == chapter.text
+
+
+def test_05_the_page_is_served(run_chapter: Callable[..., Site]) -> None:
+    site = run_chapter(5)
     assert b"Hello from uWSGI" in get(site.port).body
 
 
-def test_03_python_threads_are_on_without_enable_threads(
+def test_05_python_threads_are_on_without_enable_threads(
     tmp_path: Path, processes: Processes
 ) -> None:
     """The guide's 2.0.15 said "Python threads support is disabled"; 2.0.31 does not."""
@@ -101,8 +127,8 @@ def test_03_python_threads_are_on_without_enable_threads(
     assert "threads support is disabled" not in output
 
 
-def test_04_css_is_served_via_offload(run_chapter: Callable[..., Site]) -> None:
-    site = run_chapter(4)
+def test_06_css_is_served_via_offload(run_chapter: Callable[..., Site]) -> None:
+    site = run_chapter(6)
     css = get(site.port, "/base.css")
     assert css.body == (site.root / "static" / "base.css").read_bytes()
     wait_for(lambda: "GET /base.css => generated" in site.log("uwsgi.log"))
@@ -110,8 +136,8 @@ def test_04_css_is_served_via_offload(run_chapter: Callable[..., Site]) -> None:
     assert "via offload()" in line
 
 
-def test_05_a_typo_stops_uwsgi_under_strict(tmp_path: Path) -> None:
-    deployment = tutorial.build(5, tmp_path / "site", [])
+def test_07_a_typo_stops_uwsgi_under_strict(tmp_path: Path) -> None:
+    deployment = tutorial.build(7, tmp_path / "site", [])
     assert run_toolkit("render", deployment.root).returncode == 0
     ini = deployment.root / "vassals" / "uwsgi.ini"
     ini.write_text(ini.read_text() + "proceses = 4\n")
@@ -129,8 +155,8 @@ def test_05_a_typo_stops_uwsgi_under_strict(tmp_path: Path) -> None:
     assert f"{ini}:1: U002 error: its content does not match its toolkit-sha256 seal" in report
 
 
-def test_06_several_workers_answer(run_chapter: Callable[..., Site]) -> None:
-    site = run_chapter(6)
+def test_08_several_workers_answer(run_chapter: Callable[..., Site]) -> None:
+    site = run_chapter(8)
     seen: set[int] = set()
 
     def worker_pid(_: int) -> int:
@@ -141,8 +167,8 @@ def test_06_several_workers_answer(run_chapter: Callable[..., Site]) -> None:
         wait_for(lambda: seen.update(pool.map(worker_pid, range(32))) or len(seen - {0}) >= 2)
 
 
-def test_07_html_json_gzipped_and_precompressed_css(run_chapter: Callable[..., Site]) -> None:
-    site = run_chapter(7)
+def test_09_html_json_gzipped_and_precompressed_css(run_chapter: Callable[..., Site]) -> None:
+    site = run_chapter(9)
     result = run_toolkit("compress", site.root / "static")
     assert "gzipped" in result.stdout
     for path in ("/", "/api/status"):
@@ -157,10 +183,10 @@ def test_07_html_json_gzipped_and_precompressed_css(run_chapter: Callable[..., S
     assert gzip.decompress(css.body) == (site.root / "static" / "base.css").read_bytes()
 
 
-def test_08_router_forwards_to_the_app_over_its_uwsgi_socket(
+def test_10_router_forwards_to_the_app_over_its_uwsgi_socket(
     run_chapter: Callable[..., Site],
 ) -> None:
-    site = run_chapter(8)
+    site = run_chapter(10)
     assert sorted(site.status()) == ["http", "uwsgi"]
     app = (site.root / "vassals" / "uwsgi.ini").read_text()
     router = (site.root / "vassals" / "http.ini").read_text()
@@ -170,10 +196,10 @@ def test_08_router_forwards_to_the_app_over_its_uwsgi_socket(
     assert try_get(site.app_port) is None, "the app socket speaks uwsgi, not HTTP"
 
 
-def test_09_a_killed_vassal_comes_back_and_a_touched_one_reloads(
+def test_12_a_killed_vassal_comes_back_and_a_touched_one_reloads(
     run_chapter: Callable[..., Site],
 ) -> None:
-    site = run_chapter(9)
+    site = run_chapter(12)
     pid = site.status()["uwsgi"]["pid"]
     assert isinstance(pid, int)
     os.kill(pid, signal.SIGKILL)
@@ -183,40 +209,165 @@ def test_09_a_killed_vassal_comes_back_and_a_touched_one_reloads(
     wait_for(lambda: "reloading: config touched" in site.log("emperor.log"))
 
 
-def test_10_request_lines_land_in_the_request_log(run_chapter: Callable[..., Site]) -> None:
-    site = run_chapter(10)
+def test_13_request_lines_land_in_the_request_log(run_chapter: Callable[..., Site]) -> None:
+    site = run_chapter(13)
     get(site.port, "/api/status")
     wait_for(lambda: "GET /api/status" in site.log("app-requests.log"))
     assert site.log("http-requests.log") == "", "the HTTP router logs no requests"
 
 
-def test_11_two_services_run_from_one_glob(run_chapter: Callable[..., Site]) -> None:
+def test_14_two_services_run_from_one_glob(run_chapter: Callable[..., Site]) -> None:
     site_port, blog_port = free_ports(2)
-    site = run_chapter(11, f"site_port={site_port}", f"blog_port={blog_port}")
+    site = run_chapter(14, f"site_port={site_port}", f"blog_port={blog_port}")
     assert sorted(site.status()) == ["blog", "site"]
     assert b"Hello from the site service" in get(site_port).body
     assert b"Hello from the blog service" in get(blog_port).body
 
 
-def test_12_a_cached_value_is_served_from_the_cache(run_chapter: Callable[..., Site]) -> None:
-    site = run_chapter(12)
+def test_17_a_cached_value_is_served_from_the_cache(run_chapter: Callable[..., Site]) -> None:
+    site = run_chapter(17)
     first, second = get(site.port, "/cached"), get(site.port, "/cached")
     assert first.headers["x-cache"] == "miss"
     assert second.headers["x-cache"] == "hit"
     assert second.body == first.body
 
 
-def test_13_a_spooled_job_runs(run_chapter: Callable[..., Site]) -> None:
-    site = run_chapter(13)
+def test_18_a_spooled_job_runs(run_chapter: Callable[..., Site]) -> None:
+    site = run_chapter(18)
     assert get(site.port, "/job?report").body == b"queued report\n"
     wait_for(lambda: (site.root / "logs" / "jobs" / "report").exists())
     assert (site.root / "spool").is_dir()
 
 
-def test_14_the_daemon_is_started_and_restarted(run_chapter: Callable[..., Site]) -> None:
-    site = run_chapter(14)
+def test_19_the_daemon_is_started_and_restarted(run_chapter: Callable[..., Site]) -> None:
+    site = run_chapter(19)
     pid_file = site.root / "logs" / "daemon.pid"
     wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
     first = int(pid_file.read_text())
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: pid_file.read_text().strip() not in {"", str(first)})
+
+
+def test_01_sys_is_sysfs_not_a_place_for_projects() -> None:
+    """The guide's "/sys namespace" means /srv: /sys is the kernel's sysfs."""
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    assert any(line.split()[1:3] == ["/sys", "sysfs"] for line in mounts)
+
+
+def test_04_this_build_has_internal_routing_and_is_the_version_checked() -> None:
+    help_text = subprocess.run([str(UWSGI), "--help"], capture_output=True, text=True).stdout
+    assert help_text.count("response-route") > 0
+    version = subprocess.run([str(UWSGI), "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == "2.0.31"
+
+
+def started(processes: Processes, folder: Path, ini: str) -> Path:
+    """uwsgi --ini INI in `folder`, its output in INI's name with .log."""
+    log = folder / ini.replace(".ini", ".log")
+    log.touch()
+    processes.start("sh", "-c", f"exec '{UWSGI}' --ini {ini} > {log.name} 2>&1", cwd=folder)
+    return log
+
+
+def test_11_type_along_port_0_and_hostnames_from_a_file(
+    tmp_path: Path, processes: Processes
+) -> None:
+    """The guide's files: the OS-picked port is announced, each line of hostnames.txt is a
+    name, the name includes the port, and an unknown name gets no answer at all."""
+    port, subscriptions = free_ports(2)
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "app.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'Welcome!']\n"
+    )
+    (tmp_path / "http.ini").write_text(
+        f"[uwsgi]\nstrict = true\nmaster = true\nhttp = 127.0.0.1:{port}\n"
+        f"http-subscription-server = 127.0.0.1:{subscriptions}\nprocesses = 0\n"
+    )
+    (tmp_path / "uwsgi.ini").write_text(
+        "[uwsgi]\nstrict = true\nmaster = true\nsocket = 127.0.0.1:0\n"
+        f"subscribe-to = 127.0.0.1:{subscriptions}:@hostnames.txt\n"
+        "processes = 1\npythonpath = code\nmodule = app\n"
+    )
+    (tmp_path / "hostnames.txt").write_text(f"localhost:{port}\nlocalhost\n")
+    router = started(processes, tmp_path, "http.ini")
+    app = started(processes, tmp_path, "uwsgi.ini")
+    wait_for(lambda: "(port auto-assigned)" in app.read_text())
+    chosen = app.read_text().split("bound to TCP address 127.0.0.1:")[1].split()[0]
+    wait_for(lambda: f"localhost:{port} => new node: 127.0.0.1:{chosen}" in router.read_text())
+    assert f"localhost => new node: 127.0.0.1:{chosen}" in router.read_text()
+    assert get(port, headers={"Host": f"localhost:{port}"}).body == b"Welcome!"
+    assert get(port, headers={"Host": "localhost"}).body == b"Welcome!"
+    with pytest.raises(http.client.RemoteDisconnected):
+        get(port, headers={"Host": "nope"})
+
+
+def test_11_apps_announce_themselves_to_the_router(run_chapter: Callable[..., Site]) -> None:
+    port, subscriptions = free_ports(2)
+    site = run_chapter(11, f"http_port={port}", f"subscription_port={subscriptions}")
+    assert "socket = 127.0.0.1:0\n" in (site.root / "vassals" / "uwsgi.ini").read_text()
+    assert b"Hello from uWSGI" in get(port).body
+    assert "toolkit => new node: 127.0.0.1:" in site.log("http.log")
+
+
+def test_15_type_along_a_relative_certificate_path_is_read_before_chdir(
+    tmp_path: Path, processes: Processes
+) -> None:
+    project = tmp_path / "project"
+    (project / "tls").mkdir(parents=True)
+    command = ["openssl", *tutorial.OPENSSL_ARGS]
+    subprocess.run(
+        [*command, "-keyout", "tls/key.pem", "-out", "tls/cert.pem"],
+        cwd=project, check=True, capture_output=True,
+    )  # fmt: skip
+    (project / "http.ini").write_text(
+        f"[uwsgi]\nmaster = true\nchdir = {project}\nprocesses = 0\n"
+        f"https = 127.0.0.1:{free_ports(1)[0]},tls/cert.pem,tls/key.pem\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    log = elsewhere / "http.log"
+    log.touch()
+    processes.start(
+        "sh", "-c", f"exec '{UWSGI}' --ini {project / 'http.ini'} > {log} 2>&1", cwd=elsewhere
+    )
+    wait_for(lambda: "unable to assign certificate tls/cert.pem" in log.read_text())
+
+
+def test_15_the_router_speaks_tls_with_the_chapters_certificate(
+    run_chapter: Callable[..., Site],
+) -> None:
+    port, app_port, https_port = free_ports(3)
+    site = run_chapter(15, f"http_port={port}", f"app_port={app_port}", f"https_port={https_port}")
+    cert = site.root / "tls" / "cert.pem"
+    trusting = ssl.create_default_context(cafile=cert)
+    connection = http.client.HTTPSConnection("127.0.0.1", https_port, context=trusting, timeout=5)
+    connection.request("GET", "/")
+    assert b"Hello from uWSGI" in connection.getresponse().read()
+    connection.close()
+    stranger = http.client.HTTPSConnection(
+        "127.0.0.1", https_port, context=ssl.create_default_context(), timeout=5
+    )
+    with pytest.raises(ssl.SSLCertVerificationError, match="self-signed certificate"):
+        stranger.request("GET", "/")
+    stranger.close()
+
+
+def test_16_the_router_uses_shared_sockets_and_drops_to_nobody(
+    run_chapter: Callable[..., Site],
+) -> None:
+    port, app_port, https_port = free_ports(3)
+    group = "nogroup" if "nogroup" in {g.gr_name for g in grp.getgrall()} else "nobody"
+    privileges = ["router_user=nobody", f"router_group={group}"] if os.geteuid() == 0 else []
+    site = run_chapter(
+        16, f"http_port={port}", f"app_port={app_port}", f"https_port={https_port}", *privileges
+    )
+    router = (site.root / "vassals" / "http.ini").read_text()
+    assert f"shared-socket = 127.0.0.1:{port}\nhttp = =0\n" in router
+    assert b"Hello from uWSGI" in get(port).body
+    if privileges:
+        master = psutil.Process(int(site.status()["http"]["pid"]))  # type: ignore[call-overload]
+        assert master.username() == "root"
+        assert [child.username() for child in master.children()] == ["nobody"]
+        assert "setuid() to 65534" in site.log("http.log")

@@ -624,22 +624,26 @@ def tutorial_list() -> None:
     """Every chapter, with what it runs."""
     from toolkit import tutorial
 
-    for chapter in tutorial.chapters():
-        runs = "" if chapter.recipe is None else f"  (toolkit tutorial run {chapter.number})"
-        say(f"{chapter.number:02d}  {chapter.title}{runs}")
+    rows = [
+        [
+            f"{chapter.number:02d}",
+            chapter.title,
+            chapter.guide,
+            "" if chapter.recipe is None else f"toolkit tutorial run {chapter.number}",
+        ]
+        for chapter in tutorial.chapters()
+    ]
+    say(table(["", "chapter", "guide page", "runs"], rows))
 
 
 @tutorial_app.command(name="show")
 @handled
 def tutorial_show(number: Annotated[int, typer.Argument(help="Chapter number.")]) -> None:
-    """Read a chapter in the terminal."""
-    from rich.console import Console
-    from rich.markdown import Markdown
-
+    """Read a chapter in the terminal: its Markdown as written, so that no code line is
+    wrapped or cut, and a copied line runs."""
     from toolkit import tutorial
 
-    text = tutorial.chapter(number).text
-    Console(highlight=False, soft_wrap=True, markup=False).print(Markdown(text), soft_wrap=False)
+    sys.stdout.write(tutorial.chapter(number).text)
 
 
 @tutorial_app.command(name="run")

@@ -24,6 +24,8 @@ class Chapter:
     path: Path
     recipe: str | None
     variables: tuple[str, ...]
+    guide: str
+    """The page of "uWSGI from the ground up" (funkybob/ugu docs/) this chapter follows."""
 
     @property
     def text(self) -> str:
@@ -47,7 +49,14 @@ def chapters() -> list[Chapter]:
         fields = _header(path)
         variables = tuple(v.strip() for v in fields.get("set", "").split(",") if v.strip())
         found.append(
-            Chapter(int(path.name[:2]), fields["title"], path, fields.get("recipe"), variables)
+            Chapter(
+                int(path.name[:2]),
+                fields["title"],
+                path,
+                fields.get("recipe"),
+                variables,
+                fields.get("guide", "(not in the guide)"),
+            )
         )
     return found
 
@@ -71,4 +80,33 @@ def build(number: int, root: Path, overrides: list[str]) -> Deployment:
     lines = [f"recipe = {recipe.name}", f"# chapter {number:02d}: {current.title}"]
     lines += [f"{name} = {variables.values[name]}" for name in layered]
     write_atomically(root / "deploy.ini", "\n".join(lines) + "\n")
+    if variables.values.get("https_port"):
+        make_certificate(root, variables.values["tls_cert"], variables.values["tls_key"])
     return Deployment(root)
+
+
+def make_certificate(root: Path, cert: str, key: str) -> None:
+    """Chapter 15's self-signed certificate for 127.0.0.1, made with the chapter's own
+    openssl command, unless the deployment has one already."""
+    import subprocess
+
+    if (root / cert).exists() and (root / key).exists():
+        return
+    (root / cert).parent.mkdir(parents=True, exist_ok=True)
+    (root / key).parent.mkdir(parents=True, exist_ok=True)
+    command = ["openssl", *OPENSSL_ARGS, "-keyout", str(root / key), "-out", str(root / cert)]
+    try:
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise ToolkitError(
+            f"cannot make the chapter's certificate: {error}",
+            file=root / cert,
+            hint="install openssl, or put a certificate and key there yourself",
+        ) from None
+
+
+# A certificate for the loopback address only, valid 30 days, its key unencrypted.
+OPENSSL_ARGS = (
+    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+)  # fmt: skip

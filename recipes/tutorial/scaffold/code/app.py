@@ -19,7 +19,7 @@ PAGE = """<!doctype html>
 
 
 def cached_time():
-    """Chapter 12: the first request stores the time; later ones read it from uWSGI's cache."""
+    """Chapter 17: the first request stores the time; later ones read it from uWSGI's cache."""
     value = uwsgi.cache_get("first-seen")
     if value is None:
         value = str(time.time()).encode()

@@ -1,4 +1,4 @@
-"""Chapter 14: a stand-in for an external daemon (a queue worker, a cache server...)."""
+"""Chapter 19: a stand-in for an external daemon (a queue worker, a cache server...)."""
 
 import os
 import time

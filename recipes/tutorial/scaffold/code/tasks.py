@@ -1,4 +1,4 @@
-"""Chapter 13: the spooler runs each queued job here, in its own process."""
+"""Chapter 18: the spooler runs each queued job here, in its own process."""
 
 from pathlib import Path
 
