@@ -263,10 +263,79 @@ def test_04_this_build_has_internal_routing_and_is_the_version_checked() -> None
 
 def started(processes: Processes, folder: Path, ini: str) -> Path:
     """uwsgi --ini INI in `folder`, its output in INI's name with .log."""
-    log = folder / ini.replace(".ini", ".log")
+    return typed(processes, folder, f"{ini.replace('.ini', '.log')}", "--ini", ini)
+
+
+def typed(processes: Processes, folder: Path, log_name: str, *args: str) -> Path:
+    """`uwsgi ARGS` as a reader types it in `folder`; its output lands in `log_name`."""
+    log = folder / log_name
     log.touch()
-    processes.start("sh", "-c", f"exec '{UWSGI}' --ini {ini} > {log.name} 2>&1", cwd=folder)
+    command = " ".join([f"'{UWSGI}'", *args])
+    processes.start("sh", "-c", f"exec {command} > {log.name} 2>&1", cwd=folder)
     return log
+
+
+GUIDE_APP = (
+    "def application(env, start_response):\n"
+    "    start_response('200 OK', [('Content-Type', 'text/html')])\n"
+    "    yield b'Welcome!'\n"
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The guide's project folder: code/app.py and static/base.css."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "app.py").write_text(GUIDE_APP)
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "base.css").write_text("html { box-sizing: border-box }\n")
+    return tmp_path
+
+
+def test_05_type_along_the_first_run_has_no_socket(project: Path) -> None:
+    run = subprocess.run(
+        [str(UWSGI), "--module", "app"], cwd=project, capture_output=True, text=True, timeout=20
+    )
+    assert run.returncode == 1
+    assert "*** WARNING: you are running uWSGI without its master process manager ***" in (
+        run.stdout + run.stderr
+    )
+    assert (
+        (run.stdout + run.stderr)
+        .rstrip()
+        .endswith("The -s/--socket option is missing and stdin is not a socket.")
+    )
+
+
+def test_05_type_along_without_pythonpath_every_request_is_a_500(
+    project: Path, processes: Processes
+) -> None:
+    port = free_ports(1)[0]
+    log = typed(processes, project, "run2.log", "--master", "--http-socket",
+                f"127.0.0.1:{port}", "--module", "app")  # fmt: skip
+    wait_for(lambda: "spawned uWSGI worker 1" in log.read_text())
+    text = log.read_text()
+    assert "ModuleNotFoundError: No module named 'app'" in text
+    assert "*** no app loaded. going in full dynamic mode ***" in text
+    assert get(port).status == 500
+
+
+def test_05_type_along_with_pythonpath_it_serves_and_sigterm_reloads(
+    project: Path, processes: Processes
+) -> None:
+    port = free_ports(1)[0]
+    log = typed(processes, project, "run3.log", "--master", "--http-socket",
+                f"127.0.0.1:{port}", "--pythonpath", "code", "--module", "app")  # fmt: skip
+    wait_for(lambda: "WSGI app 0 (mountpoint='') ready" in log.read_text())
+    assert "added code/ to pythonpath." in log.read_text()
+    assert get(port).body == b"Welcome!"
+    wait_for(lambda: "GET / => generated 8 bytes" in log.read_text())
+    assert "|app: 0|req: 1/1] 127.0.0.1 ()" in log.read_text()
+    master = processes.started[-1]
+    os.kill(master.pid, signal.SIGTERM)
+    wait_for(lambda: "binary reloading uWSGI..." in log.read_text())
+    wait_for(serving(port))
+    assert master.poll() is None, "SIGTERM reloaded uWSGI; it did not stop"
 
 
 def test_11_type_along_port_0_and_hostnames_from_a_file(
@@ -371,3 +440,28 @@ def test_16_the_router_uses_shared_sockets_and_drops_to_nobody(
         assert master.username() == "root"
         assert [child.username() for child in master.children()] == ["nobody"]
         assert "setuid() to 65534" in site.log("http.log")
+
+
+def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
+    project: Path, processes: Processes
+) -> None:
+    """2.0.31 starts no worker in an instance without a socket of its own; a router that
+    found the app down keeps failing for http-gracetime (30 s by default) after it is up."""
+    port, app_port = free_ports(2)
+    (project / "http.ini").write_text(
+        f"[uwsgi]\nstrict = true\nmaster = true\nhttp = 127.0.0.1:{port}\n"
+        f"http-keepalive = 1\nhttp-to = 127.0.0.1:{app_port}\n"
+    )
+    router = started(processes, project, "http.ini")
+    wait_for(lambda: "spawned uWSGI http 1" in router.read_text())
+    assert "*** Operational MODE: no-workers ***" in router.read_text()
+    assert "spawned uWSGI worker" not in router.read_text()
+    with pytest.raises(http.client.RemoteDisconnected):
+        get(port)
+    app = typed(processes, project, "app.log", "--master", "--socket", f"127.0.0.1:{app_port}",
+                "--pythonpath", "code", "--module", "app")  # fmt: skip
+    wait_for(lambda: "WSGI app 0 (mountpoint='') ready" in app.read_text())
+    wait_for(lambda: "spawned uWSGI worker 1" in app.read_text())
+    with pytest.raises(http.client.RemoteDisconnected):
+        get(port)  # the app is up, and the router still counts it dead
+    assert "marking 127.0.0.1:" in router.read_text()

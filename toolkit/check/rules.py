@@ -727,11 +727,23 @@ def _app(config: Config) -> Setting | None:
     return next((s for s in config.settings if s.key in APP_KEYS[:5]), None)
 
 
+# Options that bind a socket for the instance's own workers. Without one, uWSGI runs no
+# workers whatever `processes` says (core/uwsgi.c: `if (!uwsgi.sockets) uwsgi.numproc = 0`).
+WORKER_SOCKET_KEYS = frozenset(
+    {"socket", "uwsgi-socket", "suwsgi-socket", "ssl-socket", "http-socket", "http11-socket",
+     "https-socket", "fastcgi-socket", "fastcgi-nph-socket", "scgi-socket", "scgi-nph-socket",
+     "raw-socket", "puwsgi-socket", "zeromq", "zmq", "zeromq-socket", "zmq-socket"}
+)  # fmt: skip
+
+
 def router_with_workers(config: Config, context: Context) -> Iterator[Finding]:
     keys = {s.key for s in config.settings}
     processes = config.last(*WORKER_KEYS)
     has_router = bool(keys & {"http", "https"}) and "http-to" in keys
-    if has_router and (processes is None or atoi(processes.value) != 0) and _app(config) is None:
+    has_workers = bool(keys & WORKER_SOCKET_KEYS) and (
+        processes is None or atoi(processes.value) != 0
+    )
+    if has_router and has_workers and _app(config) is None:
         yield _at(
             config.all("http-to")[0],
             "a router-only vassal still starts workers",
