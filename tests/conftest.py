@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import Processes, free_ports, run_toolkit, uwsgi_pids
+from toolkit.uwsgi_options import option_table
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +57,21 @@ def deployment(tmp_path: Path) -> Path:
 def free_pair() -> tuple[int, int]:
     first, second = free_ports(2)
     return first, second
+
+
+@pytest.fixture(scope="session")
+def uwsgi_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The C source of the uWSGI installed here, unpacked from its sdist (pip has it cached
+    from building it): what the option table and the tutorial's citations are checked on."""
+    version = option_table().version
+    folder = tmp_path_factory.mktemp("uwsgi-sdist")
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+    subprocess.run(
+        [*pip, f"uwsgi=={version}", "-d", str(folder)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with tarfile.open(folder / f"uwsgi-{version}.tar.gz") as archive:
+        archive.extractall(folder, filter="data")
+    return folder / f"uwsgi-{version}"

@@ -11,9 +11,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -228,17 +225,7 @@ def test_generated_configs_agree_with_uwsgi(
     assert errors <= refused | misread, f"errors on valid lines:\n{report}"
 
 
-def test_the_option_table_is_uwsgis_own(tmp_path: Path) -> None:
+def test_the_option_table_is_uwsgis_own(uwsgi_source: Path) -> None:
     """toolkit/uwsgi_options.json is what tests/option_table.py reads from the sdist of the
-    uWSGI installed here (pip has it cached from building it)."""
-    version = option_table().version
-    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-    subprocess.run(
-        [*pip, f"uwsgi=={version}", "-d", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    with tarfile.open(tmp_path / f"uwsgi-{version}.tar.gz") as archive:
-        archive.extractall(tmp_path, filter="data")
-    assert render(tmp_path / f"uwsgi-{version}", version) == TABLE.read_text()
+    uWSGI installed here."""
+    assert render(uwsgi_source, option_table().version) == TABLE.read_text()

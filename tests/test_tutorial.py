@@ -122,6 +122,7 @@ def test_05_python_threads_are_on_without_enable_threads(
         lines.append(line.decode(errors="replace"))
         if b"WSGI app 0" in line or b"unable to load app" in line:
             break
+    os.killpg(process.pid, signal.SIGKILL)  # nothing to learn from its stop
     output = "".join(lines)
     assert "python threads support enabled" in output
     assert "threads support is disabled" not in output
@@ -465,3 +466,24 @@ def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
     with pytest.raises(http.client.RemoteDisconnected):
         get(port)  # the app is up, and the router still counts it dead
     assert "marking 127.0.0.1:" in router.read_text()
+
+
+def test_14_type_along_procname_prefix_is_glued_and_the_spaced_one_is_not(
+    project: Path, processes: Processes
+) -> None:
+    for option, expected in (("procname-prefix", "siteuWSGI master"),
+                             ("procname-prefix-spaced", "site uWSGI master")):  # fmt: skip
+        port = free_ports(1)[0]
+        folder = project / "vassals" / "site"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "uwsgi.ini").write_text(
+            f"[uwsgi]\nmaster = true\n{option} = %c\nhttp-socket = 127.0.0.1:{port}\n"
+            f"pythonpath = {project / 'code'}\nmodule = app\n"
+        )
+        log = typed(processes, folder, f"{option}.log", "--ini", "uwsgi.ini")
+        wait_for(lambda: "spawned uWSGI worker 1" in log.read_text())  # noqa: B023
+        master = psutil.Process(processes.started[-1].pid)
+        wait_for(lambda: " ".join(master.cmdline()).startswith(expected))  # noqa: B023
+        os.killpg(master.pid, signal.SIGKILL)  # nothing to learn from its stop
+        processes.stop_all()
+        processes.started.clear()
