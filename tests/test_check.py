@@ -177,3 +177,13 @@ def test_the_readme_lists_every_rule() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for rule in RULES:
         assert f"| {rule.id} |" in readme
+
+
+def test_a_virtualenv_of_another_python_is_reported(tmp_path: Path) -> None:
+    """P404: uWSGI embeds one Python; a venv made by another fails at import."""
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.8.10\n")
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text("[uwsgi]\nstrict = true\nchdir = %d\nvirtualenv = venv\n")
+    report = run_toolkit("check", ini).stdout
+    assert f"{ini}:4: P404" in report and "was made by Python 3.8" in report

@@ -487,3 +487,80 @@ def test_14_type_along_procname_prefix_is_glued_and_the_spaced_one_is_not(
         os.killpg(master.pid, signal.SIGKILL)  # nothing to learn from its stop
         processes.stop_all()
         processes.started.clear()
+
+
+SIZED_APP = """\
+def application(env, start_response):
+    body = b"<p>" + b"Welcome! " * 50 + b"</p>"
+    headers = [("Content-Type", "text/html")]
+    if env["PATH_INFO"] == "/sized":
+        headers.append(("Content-Length", str(len(body))))
+    start_response("200 OK", headers)
+    return [body]
+"""
+
+
+def guide_compression(project: Path, processes: Processes, keepalive: str) -> int:
+    """The guide's compression config, its last line included; returns its port."""
+    port = free_ports(1)[0]
+    (project / "code" / "sized.py").write_text(SIZED_APP)
+    (project / f"gzip-{keepalive}.ini").write_text(
+        f"[uwsgi]\nstrict = true\nmaster = true\nhttp = 127.0.0.1:{port}\n"
+        f"http-keepalive = {keepalive}\nhttp-auto-gzip = true\n"
+        "pythonpath = code\nmodule = sized\n"
+        "collect-header = Content-Type RESPONSE_CONTENT_TYPE\n"
+        "response-route-if = startswith:${RESPONSE_CONTENT_TYPE};text/html "
+        "addheader:uWSGI-Encoding: gzip\n"
+        "response-route-run = delheader:uWSGI-Encoding\n"
+    )
+    started(processes, project, f"gzip-{keepalive}.ini")
+    wait_for(serving(port))
+    return port
+
+
+def second_request_on_one_connection(port: int, path: str) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        for _ in range(2):
+            connection.request("GET", path, headers=GZIP)
+            connection.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def test_09_type_along_the_guides_compression_and_its_three_faults(
+    project: Path, processes: Processes
+) -> None:
+    port = guide_compression(project, processes, "true")
+    unsized, sized = get(port, "/", GZIP), get(port, "/sized", GZIP)
+    assert unsized.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in sized.headers, "a Content-Length answer goes out as is"
+    assert unsized.headers["uwsgi-encoding"] == "gzip", "delheader did not remove it"
+    assert not second_request_on_one_connection(port, "/"), "keepalive = true is 0: off"
+    assert second_request_on_one_connection(guide_compression(project, processes, "1"), "/")
+    report = run_toolkit("check", project / "gzip-true.ini").stdout
+    assert "V201 error: http-keepalive = 'true' is read by uWSGI as 0" in report
+
+
+def test_09_the_guides_find_gzips_css_and_js_and_its_old_version_nothing(
+    tmp_path: Path,
+) -> None:
+    commands = {
+        "now": 'find static/ \\( -name "*.css" -or -name "*.js" \\) -exec gzip -9fk {} +',
+        "old": 'find static/ -name "*.css" -o -name "*.js" -exec gzip -9fk \\+',
+        "old with {}": 'find static/ -name "*.css" -o -name "*.js" -exec gzip -9fk {} +',
+    }
+    made, errors = {}, {}
+    for version, command in commands.items():
+        static = tmp_path / version.replace(" ", "-") / "static"
+        static.mkdir(parents=True)
+        (static / "base.css").write_text("html { box-sizing: border-box }\n" * 20)
+        (static / "app.js").write_text("console.log('hi');\n" * 20)
+        run = subprocess.run(["sh", "-c", command], cwd=static.parent, capture_output=True)
+        made[version] = sorted(p.name for p in static.glob("*.gz"))
+        errors[version] = run.stderr.decode()
+    assert made == {"now": ["app.js.gz", "base.css.gz"], "old": [], "old with {}": ["app.js.gz"]}
+    assert "missing argument to `-exec'" in errors["old"]

@@ -13,6 +13,8 @@ from toolkit.errors import ToolkitError
 from toolkit.recipes import data_dir, find_recipe
 
 HEADER = re.compile(r"\A<!-- toolkit\n(.*?)\n-->\n", re.DOTALL)
+# Where a sentence states a fact; tutorial/CLAIMS.md names its proof.
+CLAIM = re.compile(r" ?<!-- claim: ([a-z0-9-]+) -->")
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,12 @@ class Chapter:
 
     @property
     def text(self) -> str:
-        return HEADER.sub("", self.path.read_text())
+        """What a reader sees: no header, no claim markers."""
+        return CLAIM.sub("", HEADER.sub("", self.path.read_text()))
+
+    @property
+    def claims(self) -> list[str]:
+        return CLAIM.findall(self.path.read_text())
 
 
 def _header(path: Path) -> dict[str, str]:
