@@ -564,3 +564,15 @@ def test_09_the_guides_find_gzips_css_and_js_and_its_old_version_nothing(
         errors[version] = run.stderr.decode()
     assert made == {"now": ["app.js.gz", "base.css.gz"], "old": [], "old with {}": ["app.js.gz"]}
     assert "missing argument to `-exec'" in errors["old"]
+
+
+def test_08_cheaper_starts_one_worker_and_spawns_more_under_load(
+    run_chapter: Callable[..., Site],
+) -> None:
+    port, app_port = free_ports(2)
+    site = run_chapter(8, f"http_port={port}", f"app_port={app_port}", "cheaper=1")
+    assert "spawned uWSGI worker 2" not in site.log("uwsgi.log")
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: try_get(port, "/slow"), range(16)))
+    assert any(a is not None and a.body.startswith(b"slept 1 s") for a in answers)
+    wait_for(lambda: "spawned uWSGI worker 2" in site.log("uwsgi.log"))

@@ -35,6 +35,10 @@ def application(environ, start_response):
         body, kind = PAGE.format(pid=os.getpid()).encode(), "text/html; charset=utf-8"
     elif path == "/api/status":
         body, kind = json.dumps({"status": "ok", "pid": os.getpid()}).encode(), "application/json"
+    elif path == "/slow":
+        # Chapter 08: a request that keeps its worker busy, to make load by hand.
+        time.sleep(1)
+        body, kind = f"slept 1 s in worker {os.getpid()}\n".encode(), "text/plain"
     elif path == "/cached" and uwsgi is not None:
         body, hit = cached_time()
         kind, headers = "text/plain", [("X-Cache", hit)]
