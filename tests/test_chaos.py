@@ -16,7 +16,7 @@ def figures() -> Figures:
 
 @pytest.mark.timeout(120)
 def test_kill_storm_every_vassal_serves_again_once(tmp_path: Path, figures: Figures) -> None:
-    kill_storm(tmp_path, figures, seconds=10)
+    kill_storm(tmp_path, figures, seconds=6)
     row = figures.rows["kill storm"]
     assert row["recovered"] == "10/10"
     assert float(str(row["max recovery (s)"])) < 5

@@ -204,7 +204,7 @@ def configs(draw: st.DrawFn) -> tuple[str, set[int]]:
 
 
 @settings(
-    max_examples=200,
+    max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
