@@ -8,9 +8,11 @@ import gzip
 import http.client
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -587,3 +589,85 @@ def test_08_cheaper_starts_one_worker_and_spawns_more_under_load(
         answers = list(pool.map(lambda _: try_get(port, "/slow"), range(12)))
     assert any(a is not None and a.body.startswith(b"slept 1 s") for a in answers)
     wait_for(lambda: "spawned uWSGI worker 2" in site.log("uwsgi.log"))
+
+
+def test_02_type_along_the_app_called_by_hand(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "def application(env, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/html')])\n"
+        "    yield b'<p>Welcome!</p>'\n"
+    )
+    call = "print(list(app.application({}, lambda status, headers: print(status, headers))))"
+    shown = subprocess.run(
+        [sys.executable, "-c", f"import app; {call}"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert shown == "200 OK [('Content-Type', 'text/html')]\n[b'<p>Welcome!</p>']\n"
+
+
+def test_06_type_along_static_files_by_an_offload_thread(
+    project: Path, processes: Processes
+) -> None:
+    port = free_ports(1)[0]
+    log = typed(processes, project, "web.log", "--master", "--http-socket",
+                f"127.0.0.1:{port}", "--pythonpath", "code", "--module", "app",
+                "--check-static", "static", "--offload-threads", "1")  # fmt: skip
+    wait_for(lambda: "spawned 1 offload threads for uWSGI worker 1" in log.read_text())
+    assert get(port, "/base.css").body == (project / "static" / "base.css").read_bytes()
+    wait_for(lambda: "GET /base.css => generated" in log.read_text())
+    assert "via offload()" in log.read_text()
+
+
+def test_07_type_along_the_ini_file_serves_like_the_command(
+    project: Path, processes: Processes
+) -> None:
+    port = free_ports(1)[0]
+    (project / "uwsgi.ini").write_text(
+        f"[uwsgi]\nmaster = true\n\nhttp-socket = 127.0.0.1:{port}\n\n"
+        "pythonpath = code\nmodule = app\n\ncheck-static = static\noffload-threads = 1\n"
+    )
+    started(processes, project, "uwsgi.ini")
+    wait_for(serving(port))
+    assert get(port).body == b"Welcome!"
+    assert get(port, "/base.css").body == (project / "static" / "base.css").read_bytes()
+
+
+def test_08_type_along_the_router_and_one_cheaper_worker_of_two_threads(
+    project: Path, processes: Processes
+) -> None:
+    port = free_ports(1)[0]
+    (project / "uwsgi.ini").write_text(
+        f"[uwsgi]\nstrict = true\nmaster = true\nhttp = 127.0.0.1:{port}\n"
+        "processes = 4\ncheaper = 1\nthreads = 2\npythonpath = code\nmodule = app\n"
+        "check-static = static\noffload-threads = 1\n"
+    )
+    log = started(processes, project, "uwsgi.ini")
+    wait_for(lambda: "spawned uWSGI http 1" in log.read_text())
+    wait_for(serving(port))
+    text = log.read_text()
+    assert re.search(r"spawned uWSGI worker 1 \(pid: \d+, cores: 2\)", text)
+    assert "spawned uWSGI worker 2" not in text
+
+
+def test_12_type_along_uwsgis_emperor_spawns_both_and_only_the_app_is_ready_and_loyal(
+    project: Path, processes: Processes
+) -> None:
+    port, app_port = free_ports(2)
+    vassals = project / "vassals"
+    vassals.mkdir()
+    (vassals / "http.ini").write_text(
+        f"[uwsgi]\nstrict = true\nmaster = true\nchdir = %d..\nhttp = 127.0.0.1:{port}\n"
+        f"http-to = 127.0.0.1:{app_port}\nprocesses = 0\n"
+    )
+    (vassals / "uwsgi.ini").write_text(
+        f"[uwsgi]\nstrict = true\nmaster = true\nchdir = %d..\n"
+        f"socket = 127.0.0.1:{app_port}\npythonpath = code\nmodule = app\n"
+    )
+    log = typed(processes, project, "emperor.log", "--master", "--emperor", "'vassals/*.ini'")
+    wait_for(lambda: "vassal vassals/uwsgi.ini is ready to accept requests" in log.read_text())
+    assert "vassal vassals/http.ini has been spawned" in log.read_text()
+    wait_for(serving(port))
+    wait_for(lambda: "vassal vassals/uwsgi.ini is now loyal" in log.read_text())
+    assert "announcing my loyalty to the Emperor..." in log.read_text()
+    assert "vassals/http.ini is ready" not in log.read_text()
+    assert "vassals/http.ini is now loyal" not in log.read_text()
