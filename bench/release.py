@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.emperor import BENCH_MARK, TOOLKIT, end_everything, free_port
+from bench.emperor import BENCH_MARK, TOOLKIT, end_everything, free_port, start
 
 CLIENTS = 50
 # The other switch uWSGI offers: point http-to elsewhere and reload the router. Measured
@@ -132,17 +135,27 @@ class Site:
 
 
 @contextmanager
-def site() -> Iterator[Site]:
+def site(subscriptions: bool = True, emperor_options: tuple[str, ...] = ()) -> Iterator[Site]:
+    """A ground-up deployment under toolkit's Emperor: `up --detach`, or with
+    `emperor_options` the Emperor started as the systemd unit starts it."""
     work = Path(tempfile.mkdtemp(prefix=BENCH_MARK))
     root = work / "site"
     port = free_port()
     try:
         subprocess.run([str(TOOLKIT), "new", str(root)], check=True, capture_output=True)
         with (root / "deploy.ini").open("a") as stream:
-            stream.write(
-                f"http_port = {port}\napp_port = {free_port()}\nsubscription_port = {free_port()}\n"
-            )
-        subprocess.run([str(TOOLKIT), "up", str(root), "--detach"], check=True, capture_output=True)
+            stream.write(f"http_port = {port}\napp_port = {free_port()}\n")
+            if subscriptions:
+                stream.write(f"subscription_port = {free_port()}\n")
+        if emperor_options:
+            subprocess.run([str(TOOLKIT), "render", str(root)], check=True, capture_output=True)
+            glob = str(root / "vassals" / "*.ini")
+            run, logs = str(root / "run"), str(root / "logs")
+            emperor = [str(TOOLKIT), "emperor", glob, "--run-dir", run, "--logs-dir", logs]
+            start([*emperor, *emperor_options], work / "emperor.log")
+        else:
+            up = [str(TOOLKIT), "up", str(root), "--detach"]
+            subprocess.run(up, check=True, capture_output=True)
         yield Site(root, port)
     finally:
         subprocess.run([str(TOOLKIT), "down", str(root)], capture_output=True, timeout=60)
@@ -199,7 +212,44 @@ def measure(rounds: int) -> dict[str, Row]:
             recovered = Load(deployment.port)
             with recovered.running():  # the app announces itself to the new router
                 pass
+    for name, options in KILLS.items():
+        rows[name] = Row()
+        with site(subscriptions=False, emperor_options=("--quiet", *options)) as deployment:
+            for _ in range(rounds):
+                kill_app(deployment, rows[name])
+                recovered = Load(deployment.port)
+                with recovered.running():
+                    pass
     return rows
+
+
+KILLS = {
+    "app SIGKILL, socket held by the Emperor": (),
+    "app SIGKILL, --no-hold-sockets": ("--no-hold-sockets",),
+}
+
+
+def app_master(site: Site) -> int:
+    listed, _ = site.toolkit("status", site.root, "--json")
+    vassal = next(v for v in json.loads(listed.stdout) if v["name"] == "uwsgi")
+    return int(vassal["pid"]) if vassal["pid"] and vassal["state"] in {"ready", "loyal"} else 0
+
+
+def kill_app(site: Site, row: Row) -> None:
+    """SIGKILL the app vassal's process group under load; `to_new_code` is the time until
+    the Emperor's new app master is ready again."""
+    load = Load(site.port)
+    with load.running():
+        killed = app_master(site)
+        started = time.monotonic()
+        os.killpg(killed, signal.SIGKILL)
+        while app_master(site) in {0, killed}:
+            time.sleep(0.01)
+        row.to_new_code.append(time.monotonic() - started)
+    row.failed.append(len(load.failures))
+    row.clients_hit.append(len(load.clients_hit))
+    row.answers.append(load.ok)
+    row.exit_codes.add(0)
 
 
 def cell(values: list[float] | list[int], unit: str = "") -> str:
@@ -218,7 +268,9 @@ def table(rows: dict[str, Row], rounds: int) -> str:
         "many of them saw one, in the worst round; *from broken code* counts answers from a",
         "release that failed its health check. A broken release must exit 1 and leave the",
         "live release serving. The last row is not a release: the router's graceful reload,",
-        "which a switch by `http-to` would need, under the same clients.\n",
+        "which a switch by `http-to` would need, under the same clients. The SIGKILL rows",
+        "kill the app vassal's process group (router with `http-to`); their *command to new",
+        "code* is the time until the Emperor's new app master is ready.\n",
         "| scenario | answers | failed | clients hit (most) | from broken code | "
         "command to new code | command total | exit |",
         "|---|---|---|---|---|---|---|---|",

@@ -3,6 +3,7 @@ with its line, keys alone on a line kept as flags, and nothing uWSGI would not r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from toolkit import seal
 
 SECTION = "uwsgi"
 WORKER_KEYS = ("processes", "workers")
+UWSGI_SOCKET_KEYS = ("socket", "uwsgi-socket")
+TCP_ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}:\d{1,5}")
 BLANKS = " \t\r"
 # What git leaves in a file with an unresolved merge conflict.
 MERGE_MARKERS = ("<<<<<<< ", "<<<<<<<", "=======", ">>>>>>> ", ">>>>>>>", "||||||| ")
@@ -49,6 +52,13 @@ class IniFile:
     def has_workers(self) -> bool:
         """False for a pure gateway (`processes = 0`): uWSGI never says it accepts requests."""
         return self.last(*WORKER_KEYS) not in {"0"}
+
+    @property
+    def uwsgi_tcp_sockets(self) -> tuple[str, ...]:
+        """`socket = IPv4:port` addresses (uwsgi protocol, a fixed port): the ones someone
+        else (toolkit's Emperor) can bind and hand over, as uWSGI adopts `fd://N` sockets."""
+        found = (v for v in self.values(*UWSGI_SOCKET_KEYS) if TCP_ADDRESS.fullmatch(v))
+        return tuple(dict.fromkeys(v for v in found if not v.endswith(":0")))
 
 
 def split_line(line: str) -> tuple[str, str, bool]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from toolkit.emperor import control, watcher
 from toolkit.emperor.events import EMPEROR, Event, Kind
+from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.throttle import Throttle
 from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE, SERVING, Config, Vassal
@@ -34,6 +35,7 @@ class Emperor:
         rescan_every: float = watcher.RESCAN_EVERY,
         trust_any_config: bool = False,
         serving: list[str] | None = None,
+        hold_sockets: bool = True,
     ) -> None:
         self.patterns = patterns
         self.uwsgi = uwsgi
@@ -47,6 +49,8 @@ class Emperor:
         # Addresses to announce once every vassal first serves (`up` prints its URL).
         self.serving = serving or []
         self._failed = False
+        # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
+        self.listeners = Listeners() if hold_sockets else None
         self.vassals: dict[str, Vassal] = {}
         self.events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._stopping: dict[str, asyncio.Task[None]] = {}
@@ -187,6 +191,7 @@ class Emperor:
             throttle=self.throttle(),
             stop_timeout=self.stop_timeout,
             heartbeat_tolerance=self.heartbeat_tolerance,
+            listeners=self.listeners,
         )
         self.vassals[config.name] = vassal
         vassal.start(after=self._stopping.get(config.name))

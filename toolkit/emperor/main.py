@@ -93,6 +93,13 @@ def parser() -> argparse.ArgumentParser:
         default=HEARTBEAT_TOLERANCE,
         help="seconds of silence after which a vassal that sends heartbeats is respawned",
     )
+    add(
+        "--no-hold-sockets",
+        dest="hold_sockets",
+        action="store_false",
+        help="let each vassal bind its `socket = IP:port` itself (by default the Emperor "
+        "binds it and hands it over, so a crashed vassal's clients wait instead of failing)",
+    )
     add("--serving", action="append", default=[], help="address to announce once all serve")
     return options
 
@@ -110,6 +117,7 @@ def main(arguments: list[str] | None = None) -> int:
             trust_any_config=options.trust_any_config,
             heartbeat_tolerance=options.heartbeat_tolerance,
             serving=options.serving,
+            hold_sockets=options.hold_sockets,
         )
         return run(emperor)
     except ToolkitError as error:

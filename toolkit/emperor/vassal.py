@@ -17,6 +17,7 @@ from pathlib import Path
 
 from toolkit.emperor import protocol
 from toolkit.emperor.events import Event, Kind
+from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.protocol import FromVassal, ToVassal
 from toolkit.emperor.throttle import Throttle
 
@@ -66,6 +67,8 @@ class Config:
     digest: str
     stamp: Stamp
     has_workers: bool
+    sockets: tuple[str, ...] = ()
+    """Its `socket = IPv4:port` lines: what the Emperor binds and hands over (listeners)."""
 
 
 def file_stamp(info: os.stat_result) -> Stamp:
@@ -121,9 +124,11 @@ class Vassal:
         stop_timeout: float = 5.0,
         heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
         clock: Callable[[], float] = time.monotonic,
+        listeners: Listeners | None = None,
     ) -> None:
         self.config = config
         self.uwsgi = uwsgi
+        self.listeners = listeners
         self.publish = publish
         self.throttle = throttle
         self.stop_timeout = stop_timeout
@@ -138,6 +143,9 @@ class Vassal:
         self._process: asyncio.subprocess.Process | None = None
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
+        # Its held sockets changed: stop the process gracefully and spawn a new one with
+        # the new sockets (a reload would keep the old fds it was handed).
+        self._restart_requested = asyncio.Event()
         self._stop_taken = asyncio.Event()
         self._stop_reason: str | None = None
         self._asked_to_reload_at: float | None = None
@@ -180,11 +188,19 @@ class Vassal:
 
     def reload(self, config: Config | None = None, reason: str = "") -> None:
         """Graceful reload of a running vassal; a waiting (backoff, throttled) one spawns now."""
+        sockets_changed = (
+            config is not None
+            and self.listeners is not None
+            and config.sockets != self.config.sockets
+        )
         if config is not None:
             self.config = config
         if self._stop_reason is not None:
             return
-        if self.state in {State.STARTING, State.RELOADING}:
+        if sockets_changed and self.state in RUNNING and self._process is not None:
+            self.emit(Kind.RELOADING, f"{reason or 'config changed'}; new sockets: restarting")
+            self._restart_requested.set()
+        elif self.state in {State.STARTING, State.RELOADING}:
             # One reload at a time: a burst of changes ends in one more reload, not many.
             self._reload_pending = reason or "config changed"
         elif self.state in RUNNING and self._writer is not None:
@@ -245,7 +261,7 @@ class Vassal:
         uWSGI's brutal stop and cut the request the graceful stop exists for.
         """
         self.state = State.STOPPING
-        self.emit(Kind.STOPPING, self._stop_reason or "")
+        self.emit(Kind.STOPPING, self._stop_reason or "to restart it on its new sockets")
         self._stop_taken.clear()
         self._send(ToVassal.GRACEFUL_STOP)
         deadline = self.clock() + self.stop_timeout
@@ -290,6 +306,9 @@ class Vassal:
                 self.emit(Kind.CRASHED, f"cannot start {self.uwsgi}: {error.strerror or error}")
             if self._stop_reason is not None:
                 break
+            if self._restart_requested.is_set():
+                self._restart_requested.clear()
+                continue
             if self._reading is not None and self._changed_since(self._reading):
                 # It exited before it could be checked, and its config changed meanwhile.
                 self._misread = self._reading
@@ -306,6 +325,7 @@ class Vassal:
             delay = self.throttle.record_exit(now, served_for)
             self._wake.clear()
             if delay is None:
+                self._release_listeners()  # refused at once, not left waiting in a backlog
                 self.state = State.THROTTLED
                 self.emit(
                     Kind.THROTTLED,
@@ -320,9 +340,14 @@ class Vassal:
                     await asyncio.wait_for(self._wake.wait(), delay)
             if self._stop_reason is None:
                 self.restarts += 1
+        self._release_listeners()
         self.state = State.STOPPED
         self.pid = None
         self.emit(Kind.STOPPED, self._stop_reason or "")
+
+    def _release_listeners(self) -> None:
+        if self.listeners is not None:
+            self.listeners.release(self.config.name)
 
     async def _await_finished_config(self) -> None:
         """After a misread, respawn only once the Emperor has a newer, finished read of the
@@ -339,6 +364,7 @@ class Vassal:
         """Spawn, follow its protocol and output until it exits; return its exit code."""
         emperor_end, vassal_end = protocol.channel()
         env = {**os.environ, protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno())}
+        held = self.listeners.hold(self.config.name, self.config.sockets) if self.listeners else []
         self.state = State.STARTING
         self.spawned_at = self.clock()
         self._reload_pending = None  # the new process reads the config as it is now
@@ -352,11 +378,12 @@ class Vassal:
                 # Workers and gateways die with their master, even when it is SIGKILLed;
                 # without it a worker blocked in accept() outlives a killed Emperor.
                 "--no-orphans",
+                *(f"--socket=fd://{fd}" for fd in held),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                pass_fds=(vassal_end.fileno(),),
+                pass_fds=(vassal_end.fileno(), *held),
                 env=env,
                 limit=LINE_LIMIT,
                 preexec_fn=die_with(os.getpid()),
@@ -373,11 +400,13 @@ class Vassal:
         assert process.stdout is not None
         pump = asyncio.create_task(self._pump(process.stdout))
         stop_requested = asyncio.create_task(self._stop_requested.wait())
+        restart_requested = asyncio.create_task(self._restart_requested.wait())
         await asyncio.wait(
-            {stop_requested, asyncio.ensure_future(process.wait())},
+            {stop_requested, restart_requested, asyncio.ensure_future(process.wait())},
             return_when=asyncio.FIRST_COMPLETED,
         )
         stop_requested.cancel()
+        restart_requested.cancel()
         if process.returncode is None:
             await self._terminate(process)
         code = await process.wait()

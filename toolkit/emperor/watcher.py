@@ -77,6 +77,7 @@ class Contents:
     finished: bool
     is_vassal: bool
     has_workers: bool
+    sockets: tuple[str, ...] = ()
     sealed: bool = False
     """It carries a seal that matches: complete by proof, no need to wait for a settle."""
 
@@ -89,6 +90,7 @@ def contents_of(content: bytes, path: Path) -> Contents:
         finished=content.endswith(b"\n"),
         is_vassal=uwsgi_ini.SECTION in ini.sections,
         has_workers=ini.has_workers,
+        sockets=ini.uwsgi_tcp_sockets,
         sealed=content.startswith(seal.PREFIX) and ini.broken_seal is None,
     )
 
@@ -186,7 +188,14 @@ class Scanner:
                 name = f"{path.parent.name}/{path.stem}"
             found.configs.setdefault(
                 name,
-                Config(name, path, contents.digest, file_stamp(info), contents.has_workers),
+                Config(
+                    name,
+                    path,
+                    contents.digest,
+                    file_stamp(info),
+                    contents.has_workers,
+                    contents.sockets,
+                ),
             )
 
 
