@@ -50,9 +50,17 @@ GROUPS: list[int] = []
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free now: all held open while picking, since a port picked
+    and closed can be handed out again (200 picks one by one collided)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 def vassal_ini(code: Path, port: int, value: str) -> str:
@@ -264,7 +272,7 @@ def measure_floor(work: Path, code: Path, results: Results, repeats: int) -> Non
 
 def measure_parallel_floor(work: Path, code: Path, results: Results, count: int) -> None:
     """`count` bare uwsgi started at once, to all serving: what a supervisor can approach."""
-    ports = [free_port() for _ in range(count)]
+    ports = free_ports(count)
     processes = []
     start_time = time.perf_counter()
     for index, port in enumerate(ports):
@@ -371,7 +379,7 @@ def facts(process: psutil.Process, what: str) -> float:
 def measure_scale(
     work: Path, code: Path, contender: Contender, count: int, results: Results, idle: float
 ) -> None:
-    ports = [free_port() for _ in range(count)]
+    ports = free_ports(count)
     contender.run()
     start_time = time.perf_counter()
     for index, port in enumerate(ports):
@@ -420,7 +428,7 @@ def measure_up(work: Path, results: Results, repeats: int) -> None:
     demo = work / "up-demo"
     subprocess.run([str(TOOLKIT), "new", str(demo)], check=True, capture_output=True)
     for _ in range(repeats):
-        http_port, app_port = free_port(), free_port()
+        http_port, app_port = free_ports(2)
         overrides = ["--set", f"http_port={http_port}", "--set", f"app_port={app_port}"]
         start_time = time.perf_counter()
         subprocess.run(

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.emperor import BENCH_MARK, TOOLKIT, end_everything, free_port, start
+from bench.emperor import BENCH_MARK, TOOLKIT, end_everything, free_ports, start
 
 CLIENTS = 50
 # The other switch uWSGI offers: point http-to elsewhere and reload the router. Measured
@@ -140,13 +140,13 @@ def site(subscriptions: bool = True, emperor_options: tuple[str, ...] = ()) -> I
     `emperor_options` the Emperor started as the systemd unit starts it."""
     work = Path(tempfile.mkdtemp(prefix=BENCH_MARK))
     root = work / "site"
-    port = free_port()
+    port, app_port, subscription_port = free_ports(3)
     try:
         subprocess.run([str(TOOLKIT), "new", str(root)], check=True, capture_output=True)
         with (root / "deploy.ini").open("a") as stream:
-            stream.write(f"http_port = {port}\napp_port = {free_port()}\n")
+            stream.write(f"http_port = {port}\napp_port = {app_port}\n")
             if subscriptions:
-                stream.write(f"subscription_port = {free_port()}\n")
+                stream.write(f"subscription_port = {subscription_port}\n")
         if emperor_options:
             subprocess.run([str(TOOLKIT), "render", str(root)], check=True, capture_output=True)
             glob = str(root / "vassals" / "*.ini")
