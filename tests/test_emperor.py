@@ -79,6 +79,16 @@ class RunningEmperor:
     def text(self) -> str:
         return self.output.read_text(errors="replace")
 
+    def stop(self) -> None:
+        """SIGINT, as Ctrl-C; SIGKILL to its group if it is not gone within 10 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                kill_group(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
     def add(self, name: str, port: int, **kwargs: str) -> Path:
         path = self.vassals / f"{name}.ini"
         write_atomically(path, vassal_ini(self.root / "code", port, **kwargs))
@@ -128,13 +138,7 @@ def emperor(tmp_path: Path) -> Iterator[RunningEmperor]:
         *("--heartbeat-tolerance", "2"),
     )
     yield running
-    if running.process.poll() is None:
-        running.process.send_signal(signal.SIGINT)
-        try:
-            running.process.wait(10)
-        except subprocess.TimeoutExpired:
-            kill_group(running.process.pid, signal.SIGKILL)
-            running.process.wait()
+    running.stop()
 
 
 def group_members(pgid: int) -> list[int]:

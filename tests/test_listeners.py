@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,6 @@ from tests.support import free_port, port_closed, wait_for
 from tests.test_emperor import RunningEmperor, start_emperor
 from toolkit import uwsgi_packet
 from toolkit.apply import write_atomically
-from toolkit.emperor.vassal import kill_group
 
 
 def uwsgi_vassal(root: Path, port: int, module: str = "app") -> str:
@@ -33,12 +31,7 @@ def uwsgi_vassal(root: Path, port: int, module: str = "app") -> str:
 def emperor(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningEmperor]:
     running = start_emperor(tmp_path, *getattr(request, "param", ()))
     yield running
-    running.process.send_signal(signal.SIGINT)
-    try:
-        running.process.wait(10)
-    except subprocess.TimeoutExpired:
-        kill_group(running.process.pid, signal.SIGKILL)
-        running.process.wait()
+    running.stop()
 
 
 def ask(port: int) -> int:

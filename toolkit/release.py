@@ -382,9 +382,10 @@ def ship(
         _clean_leftovers(deployment)
         release_id = ""
         committed = False
-        before = None if releases(deployment) else _snapshot_running(deployment, values)
+        code = root / str(deployment.load(live=False).values["pythonpath"])
+        before = None if releases(deployment) else _snapshot(deployment, code, values)
         try:
-            code_repo = repo or root / str(deployment.load(live=False).values["pythonpath"])
+            code_repo = repo or code
             probe_id = _new_id("dir")
             target = folder(deployment) / probe_id
             origin, commit = _copy(source, git, code_repo, target)
@@ -405,10 +406,9 @@ def ship(
                         (folder(deployment) / f"{leftover}.json").unlink(missing_ok=True)
 
 
-def _snapshot_running(deployment: Deployment, values: dict[str, Any]) -> Release:
+def _snapshot(deployment: Deployment, code: Path, values: dict[str, Any]) -> Release:
     """Before the first release, a copy of the code that runs now, recorded with it once it
     succeeds, so that `rollback` can go back to that code like to any release."""
-    code = deployment.root / str(deployment.load(live=False).values["pythonpath"])
     source = f"{code} (before the first release)"
     release = Release(_new_id("before"), source, "", time.time(), int(values["app_port"]))
     shutil.copytree(code, folder(deployment) / release.id, ignore=COPY_IGNORE, symlinks=True)

@@ -37,10 +37,6 @@ class Listeners:
         for held in self._held.pop(name, {}).values():
             held.close()
 
-    def release_all(self) -> None:
-        for name in list(self._held):
-            self.release(name)
-
 
 def _listen(address: str) -> socket.socket | None:
     host, _, port = address.rpartition(":")
