@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from toolkit.emperor.vassal import kill_group
+from toolkit.emperor.child import kill_group
 
 BIN = Path(sys.executable).parent
 UWSGI = BIN / "uwsgi"

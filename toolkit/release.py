@@ -34,7 +34,8 @@ from toolkit import uwsgi_packet
 from toolkit.apply import Status, apply, write_atomically
 from toolkit.deployment import LIVE, RELEASES, Deployment
 from toolkit.emperor import control
-from toolkit.emperor.vassal import describe_exit, die_with, kill_group
+from toolkit.emperor.child import die_with, kill_group
+from toolkit.emperor.machine import describe_exit
 from toolkit.errors import ToolkitError
 from toolkit.installed import uwsgi_executable
 

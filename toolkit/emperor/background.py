@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.emperor import control
+from toolkit.emperor.machine import SERVING, State
 from toolkit.emperor.main import argv
-from toolkit.emperor.vassal import SERVING, State
 from toolkit.emperor.watcher import scan
 from toolkit.errors import ToolkitError
 
 LOG_NAME = "emperor.log"
-FAILED = {State.THROTTLED, State.CRASHED, State.BACKOFF}
+FAILED = {State.THROTTLED, State.BACKOFF}
 
 
 def tail(path: Path, count: int = 15) -> str:

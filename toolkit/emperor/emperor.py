@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from toolkit.emperor import control, watcher
+from toolkit.emperor.child import Spawner, UwsgiSpawner
+from toolkit.emperor.clock import Cancellable, LoopTimers, Timers
+from toolkit.emperor.config import Config
 from toolkit.emperor.events import EMPEROR, Event, Kind
 from toolkit.emperor.listeners import Listeners
+from toolkit.emperor.machine import HEARTBEAT_TOLERANCE, SERVING
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.throttle import Throttle
-from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE, SERVING, Config, Vassal
+from toolkit.emperor.vassal import Vassal
 from toolkit.errors import ToolkitError
 
 EXIT_CANNOT_WATCH = 2
@@ -36,6 +39,8 @@ class Emperor:
         trust_any_config: bool = False,
         serving: list[str] | None = None,
         hold_sockets: bool = True,
+        spawner: Spawner | None = None,
+        timers: Timers | None = None,
     ) -> None:
         self.patterns = patterns
         self.uwsgi = uwsgi
@@ -51,13 +56,16 @@ class Emperor:
         self._failed = False
         # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
         self.listeners = Listeners() if hold_sockets else None
+        self.spawner = spawner or UwsgiSpawner(uwsgi)
+        self.timers = timers or LoopTimers()
         self.vassals: dict[str, Vassal] = {}
         self.events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._stopping: dict[str, asyncio.Task[None]] = {}
+        # Vassals removed from `vassals` and not stopped yet: their successor waits.
+        self._stopping: dict[str, Vassal] = {}
         self._warned: dict[Path, str] = {}
         self._shutdown = asyncio.Event()
         self._shutdown_reason = ""
-        self._rescan_soon: asyncio.TimerHandle | None = None
+        self._rescan_soon: tuple[float, Cancellable] | None = None
         self.scanner = watcher.Scanner()
 
     def emit(self, kind: Kind, text: str) -> None:
@@ -86,8 +94,8 @@ class Emperor:
             server.close()
             reason = self._shutdown_reason or "the Emperor is leaving"
             self.emit(Kind.INFO, f"stopping every vassal ({reason})")
-            await asyncio.gather(*(v.stop(reason) for v in self.vassals.values()))
-            await asyncio.gather(*self._stopping.values())
+            leaving = [*self.vassals.values(), *self._stopping.values()]
+            await asyncio.gather(*(v.stop(reason) for v in leaving))
             control.cleanup(self.run_dir)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -170,13 +178,12 @@ class Emperor:
             self.emit(Kind.WARNING, text)
 
     def _look_again(self, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        when = loop.time() + delay
+        when = self.timers.now() + delay
         if self._rescan_soon is not None:
-            if self._rescan_soon.when() <= when:
+            if self._rescan_soon[0] <= when:
                 return
-            self._rescan_soon.cancel()
-        self._rescan_soon = loop.call_at(when, self._rescan)
+            self._rescan_soon[1].cancel()
+        self._rescan_soon = (when, self.timers.call_later(delay, self._rescan))
 
     def _rescan(self) -> None:
         self._rescan_soon = None
@@ -186,29 +193,37 @@ class Emperor:
     def _spawn(self, config: Config) -> None:
         vassal = Vassal(
             config,
-            uwsgi=self.uwsgi,
+            spawner=self.spawner,
+            timers=self.timers,
             publish=self.events.put_nowait,
             throttle=self.throttle(),
             stop_timeout=self.stop_timeout,
             heartbeat_tolerance=self.heartbeat_tolerance,
             listeners=self.listeners,
+            after=self._stopping.get(config.name),
         )
         self.vassals[config.name] = vassal
-        vassal.start(after=self._stopping.get(config.name))
+        vassal.start()
 
     def _retire(self, name: str, reason: str) -> None:
+        """Stop it; a vassal spawned under its name meanwhile starts once it has stopped."""
         vassal = self.vassals.pop(name)
-        previous = self._stopping.get(name)
+        self._stopping[name] = vassal
 
-        async def stop() -> None:
-            if previous is not None:
-                await previous
-            await vassal.stop(reason)
-            if self._stopping.get(name) is task:
+        def forget() -> None:
+            if self._stopping.get(name) is vassal:
                 del self._stopping[name]
 
-        task = asyncio.create_task(stop())
-        self._stopping[name] = task
+        vassal.when_stopped(forget)
+        vassal.request_stop(reason)
+
+    def reload(self, chosen: list[Vassal]) -> None:
+        """`toolkit reload`: running vassals reload gracefully, stopped ones start again."""
+        for vassal in chosen:
+            if vassal.done:
+                self._spawn(vassal.config)
+            else:
+                vassal.reload(reason="asked by `toolkit reload`")
 
     async def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("command")
@@ -224,11 +239,7 @@ class Emperor:
                 "vassals": [v.status() for v in self.vassals.values()],
             }
         if command == "reload":
-            for vassal in chosen:
-                if vassal.done:
-                    self._spawn(vassal.config)
-                else:
-                    vassal.reload(reason="asked by `toolkit reload`")
+            self.reload(chosen)
             return {"ok": True, "reloaded": [v.name for v in chosen]}
         if command == "stop" and name:
             await self.vassals[name].stop("asked by `toolkit stop`")
@@ -240,10 +251,5 @@ class Emperor:
 
 
 def run(emperor: Emperor) -> int:
-    """Run an Emperor to the end; its own handlers turn SIGINT and SIGTERM into a clean stop.
-
-    Child exits come through pidfds on the event loop: Python 3.11's default watcher keeps
-    a thread (and its stack) per child; 3.12 and later use pidfds by themselves."""
-    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+    """Run an Emperor to the end; its own handlers turn SIGINT and SIGTERM into a clean stop."""
     return asyncio.run(emperor.run())

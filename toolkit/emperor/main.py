@@ -13,9 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from toolkit.emperor.emperor import Emperor, run
+from toolkit.emperor.machine import HEARTBEAT_TOLERANCE
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.throttle import Throttle
-from toolkit.emperor.vassal import HEARTBEAT_TOLERANCE
 from toolkit.errors import ToolkitError
 from toolkit.installed import uwsgi_executable
 

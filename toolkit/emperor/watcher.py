@@ -14,7 +14,7 @@ from pathlib import Path
 
 from toolkit import seal, uwsgi_ini
 from toolkit.emperor import inotify
-from toolkit.emperor.vassal import Config, Stamp, file_stamp
+from toolkit.emperor.config import Config, Stamp, file_stamp
 from toolkit.errors import ToolkitError
 
 # A safety net only: inotify says what changed, and a removed root is looked for each second.

@@ -1,0 +1,688 @@
+"""The vassal state machine, driven with a fake clock and a fake uwsgi: scripted histories
+(each a story a user would recognise), every transition of the table taken, and random
+histories that keep the invariants. The real-uwsgi tests (test_emperor.py) stay for what
+users see; these run in milliseconds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from tests.fakes import KILL_LATENCY, FakeChild, FakeClock, FakeSpawner
+from toolkit.emperor.config import Config, file_stamp
+from toolkit.emperor.events import Event, Kind
+from toolkit.emperor.listeners import Listeners
+from toolkit.emperor.machine import (
+    GRACEFUL_ACK_BOUND,
+    IDLE_STOP,
+    NUDGE_EVERY,
+    SERVING,
+    TABLE,
+    WITH_CHILD,
+    On,
+    State,
+)
+from toolkit.emperor.protocol import FromVassal, ToVassal
+from toolkit.emperor.throttle import Throttle
+from toolkit.emperor.vassal import CONFIG_READ_LINE, GRACEFUL_STOP_LINE, Vassal
+
+STARTING_LINE = CONFIG_READ_LINE + b"2.0.31 (64bit) on [Tue Nov 24 10:00:00 2026] ***"
+Move = tuple[State, On, State]
+
+
+class Rig:
+    """One vassal, its config file on disk, a fake clock and a fake uwsgi."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        workers: bool = True,
+        sockets: tuple[str, ...] = (),
+        stop_timeout: float = 5.0,
+        moves: set[Move] | None = None,
+        after: Vassal | None = None,
+        clock: FakeClock | None = None,
+        spawner: FakeSpawner | None = None,
+    ) -> None:
+        self.path = folder / "web.ini"
+        self.version = 0
+        self.workers = workers
+        self.sockets = sockets
+        self.write()
+        self.clock = clock or FakeClock()
+        self.spawner = spawner or FakeSpawner(self.clock)
+        self.events: list[Event] = []
+        self.moves = moves if moves is not None else set()
+        self.vassal = Vassal(
+            self.config(),
+            spawner=self.spawner,
+            timers=self.clock,
+            publish=self.events.append,
+            throttle=Throttle(),
+            stop_timeout=stop_timeout,
+            listeners=Listeners() if sockets else None,
+            after=after,
+        )
+        self._record(self.vassal)
+
+    def _record(self, vassal: Vassal) -> None:
+        machine = vassal.machine
+        handle = machine.handle
+
+        def recorded(event: object) -> list[object]:
+            machine.last_move = None
+            actions = handle(event)  # type: ignore[arg-type]
+            if machine.last_move is not None:
+                self.moves.add(machine.last_move)
+            return actions  # type: ignore[return-value]
+
+        machine.handle = recorded  # type: ignore[method-assign]
+
+    def write(self, sockets: tuple[str, ...] | None = None) -> None:
+        """A new version of the file, with a stamp no earlier version had."""
+        self.version += 1
+        if sockets is not None:
+            self.sockets = sockets
+        self.path.write_text(f"[uwsgi]\n; version {self.version}\n")
+        moment = 10**18 + self.version * 10**6
+        os.utime(self.path, ns=(moment, moment))
+
+    def config(self) -> Config:
+        stamp = file_stamp(self.path.stat())
+        return Config(
+            "web", self.path, f"v{self.version}", stamp, self.workers, tuple(self.sockets)
+        )
+
+    def edit(self, sockets: tuple[str, ...] | None = None) -> None:
+        """The file changes and the Emperor, having read it, tells the vassal."""
+        self.write(sockets)
+        self.vassal.reload(self.config(), "config changed")
+
+    @property
+    def state(self) -> State:
+        return self.vassal.state
+
+    @property
+    def child(self) -> FakeChild:
+        child = self.spawner.child("web")
+        assert child is not None, f"no live child in state {self.state}"
+        return child
+
+    def replace(self) -> None:
+        """A new vassal for the same config, after this one (as the Emperor does)."""
+        old = self.vassal
+        self.vassal = Vassal(
+            old.config,
+            spawner=self.spawner,
+            timers=self.clock,
+            publish=self.events.append,
+            throttle=Throttle(),
+            listeners=old.listeners,
+            after=old,
+        )
+        self._record(self.vassal)
+        self.vassal.start()
+
+    def start(self) -> Rig:
+        self.vassal.start()
+        return self
+
+    def serve(self) -> Rig:
+        """Start it and bring it to READY, as uWSGI does: read, master up, accepting."""
+        self.start()
+        self.child.print(STARTING_LINE)
+        self.child.say(FromVassal.SPAWNED)
+        self.child.say(FromVassal.ACCEPTING)
+        assert self.state is State.READY
+        return self
+
+    def texts(self, kind: Kind) -> list[str]:
+        return [e.text for e in self.events if e.kind is kind]
+
+    def kinds(self) -> list[Kind]:
+        return [e.kind for e in self.events if e.kind is not Kind.OUTPUT]
+
+    def crash(self, code: int = 1) -> None:
+        self.child.exit(code)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    return Rig(tmp_path)
+
+
+# Scripted histories. Each takes a folder and the set that collects the moves it made.
+
+
+def starts_serves_and_turns_loyal(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).start()
+    assert rig.state is State.STARTING and rig.texts(Kind.SPAWNED)
+    rig.clock.advance(0.04)
+    rig.child.print(STARTING_LINE)
+    rig.child.say(FromVassal.SPAWNED)
+    assert rig.state is State.STARTING, "a master is up before any worker accepts"
+    rig.child.say(FromVassal.ACCEPTING)
+    assert rig.state is State.READY and rig.texts(Kind.READY) == ["in 40 ms"]
+    rig.child.say(FromVassal.ACCEPTING)  # a respawned worker: nothing new
+    rig.child.say(FromVassal.LOYAL)
+    assert rig.state is State.LOYAL
+    rig.child.say(FromVassal.ACCEPTING)
+    assert rig.state is State.LOYAL
+    rig.child.say(99)  # unknown messages are ignored
+    assert rig.state is State.LOYAL
+
+
+def a_router_without_workers_is_ready_when_its_master_is_up(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, workers=False, moves=moves).start()
+    rig.child.say(FromVassal.SPAWNED)
+    assert rig.state is State.READY
+    rig.vassal.reload(reason="asked by `toolkit reload`")
+    assert rig.child.sent == [ToVassal.RELOAD]
+    assert rig.state is State.READY and rig.texts(Kind.READY)[-1] == "reloaded in 0 ms"
+    rig.child.say(FromVassal.LOYAL)
+    rig.vassal.reload(reason="asked by `toolkit reload`")
+    assert rig.state is State.READY
+
+
+def a_vassal_killed_after_serving_respawns_at_once(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).serve()
+    rig.clock.advance(5)
+    rig.crash(-signal.SIGKILL)
+    assert rig.texts(Kind.CRASHED) == ["signal SIGKILL"]
+    assert rig.state is State.STARTING and len(rig.spawner.spawned) == 2
+    assert rig.vassal.status()["restarts"] == 1
+    rig.child.say(FromVassal.ACCEPTING)
+    rig.child.say(FromVassal.LOYAL)
+    rig.clock.advance(5)
+    rig.crash(22)
+    assert rig.texts(Kind.CRASHED)[-1] == "exit code 22: the app did not load"
+    assert rig.state is State.STARTING
+
+
+def a_crash_loop_backs_off_then_is_throttled_until_reload(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).start()
+    rig.crash()
+    assert rig.state is State.STARTING, "the first exit respawns at once"
+    delays = []
+    while rig.state is not State.THROTTLED:
+        rig.crash()
+        if rig.state is State.BACKOFF:
+            delays.append(rig.clock.pending()[0].when - rig.clock.time)
+            rig.clock.advance(delays[-1])
+            assert rig.state is State.STARTING
+    assert delays == [0.25, 0.5, 1.0]
+    assert rig.texts(Kind.THROTTLED) == [
+        "5 exits within 30 s; waiting for its config to change or `toolkit reload`"
+    ]
+    spawned = len(rig.spawner.spawned)
+    rig.clock.advance(3600)
+    assert rig.state is State.THROTTLED and len(rig.spawner.spawned) == spawned
+    rig.vassal.reload(reason="asked by `toolkit reload`")
+    assert rig.state is State.STARTING
+    rig.crash()
+    assert rig.state is State.STARTING, "a reload forgets the exits that throttled it"
+
+
+def a_config_change_wakes_a_backoff_and_a_throttled_vassal(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).start()
+    rig.crash()
+    rig.crash()
+    assert rig.state is State.BACKOFF
+    rig.edit()
+    assert rig.state is State.STARTING
+    assert rig.clock.pending() == [], "the backoff timer is cancelled"
+    for _ in range(5):
+        rig.crash()
+        rig.clock.advance(1)
+    assert rig.state is State.THROTTLED
+    rig.edit()
+    assert rig.state is State.STARTING
+
+
+def a_missing_uwsgi_is_retried_then_throttled(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves)
+    rig.spawner.failures = 1
+    rig.start()
+    assert rig.state is State.STARTING and len(rig.spawner.spawned) == 1
+    assert rig.texts(Kind.CRASHED)[0].startswith("cannot start uwsgi: [Errno 2]")
+    rig.crash()
+    assert rig.state is State.BACKOFF
+    rig.spawner.failures = 100
+    rig.clock.advance(0.25)
+    assert rig.state is State.BACKOFF, "a failed spawn counts as an exit"
+    for _ in range(10):
+        rig.clock.advance(2)
+    assert rig.state is State.THROTTLED
+
+
+def a_reload_is_graceful_and_one_at_a_time(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).serve()
+    rig.child.say(FromVassal.LOYAL)
+    rig.edit()
+    assert rig.state is State.RELOADING and rig.child.sent == [ToVassal.RELOAD]
+    rig.child.print(STARTING_LINE)
+    rig.edit()
+    rig.edit()
+    assert rig.child.sent == [ToVassal.RELOAD], "changes during a reload wait for it"
+    rig.clock.advance(0.3)
+    rig.child.say(FromVassal.ACCEPTING)
+    assert rig.texts(Kind.READY)[-1] == "reloaded in 300 ms"
+    assert rig.state is State.RELOADING and rig.child.sent == [ToVassal.RELOAD] * 2
+    rig.child.print(STARTING_LINE)
+    rig.child.say(FromVassal.ACCEPTING)
+    assert rig.state is State.READY and len(rig.spawner.spawned) == 1
+
+
+def a_change_while_starting_reloads_once_it_is_ready(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).start()
+    rig.child.print(STARTING_LINE)
+    rig.edit()
+    assert rig.state is State.STARTING and rig.child.sent == []
+    rig.child.say(FromVassal.ACCEPTING)
+    assert rig.state is State.RELOADING and rig.child.sent == [ToVassal.RELOAD]
+
+
+def a_config_changed_while_uwsgi_read_it_is_read_again(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).start()
+    rig.write()  # the file changes after the Emperor's read, before uWSGI says it read it
+    rig.child.print(STARTING_LINE)
+    assert rig.texts(Kind.WARNING) == ["config changed while uWSGI read it: restarting it"]
+    rig.child.say(FromVassal.ACCEPTING)
+    assert rig.state is State.STARTING, "what it read is never served"
+    rig.clock.advance(KILL_LATENCY)
+    assert rig.state is State.WAITING and not rig.texts(Kind.CRASHED)
+    rig.clock.advance(60)
+    assert rig.state is State.WAITING and len(rig.spawner.spawned) == 1
+    rig.vassal.reload(rig.config(), "config changed")
+    assert rig.state is State.STARTING and rig.child.read == rig.config().stamp
+    assert rig.vassal.status()["restarts"] == 1
+
+
+def a_misread_found_at_the_first_message(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).start()
+    rig.write()
+    rig.child.say(FromVassal.SPAWNED)
+    assert rig.texts(Kind.WARNING) and rig.child.dying
+    rig.edit()  # the Emperor's newer read arrives before the process is gone
+    rig.clock.advance(KILL_LATENCY)
+    assert rig.state is State.STARTING, "a newer read is there: no need to wait"
+
+
+def a_vassal_that_exits_while_its_config_changes(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).start()
+    rig.write()
+    rig.crash()
+    assert rig.texts(Kind.WARNING) == ["exited while its config changed: starting it again"]
+    assert rig.state is State.WAITING
+    rig.vassal.reload(reason="asked by `toolkit reload`")
+    assert rig.state is State.STARTING
+
+
+def a_reloading_vassal_that_misreads(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).serve()
+    rig.edit()
+    rig.write()
+    rig.child.print(STARTING_LINE)
+    assert rig.child.dying
+    rig.clock.advance(KILL_LATENCY)
+    assert rig.state is State.WAITING
+    rig.vassal.request_stop("config file removed")
+    assert rig.state is State.STOPPED
+
+
+def a_reloading_vassal_exits(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).serve()
+    rig.edit()
+    rig.crash()
+    assert rig.state is State.STARTING
+    rig.child.print(STARTING_LINE)
+    rig.child.say(FromVassal.ACCEPTING)
+    rig.edit()
+    rig.write()
+    rig.crash()
+    assert rig.state is State.WAITING
+
+
+def a_graceful_stop_waits_for_the_master_to_take_it(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).serve()
+    child = rig.child
+    rig.vassal.request_stop("config file removed")
+    assert rig.state is State.STOPPING and child.sent == [ToVassal.GRACEFUL_STOP]
+    rig.clock.advance(1.0)
+    assert child.signals == [], "no SIGINT before the master took message 2"
+    child.print(b"...gracefully killing workers... " + GRACEFUL_STOP_LINE)
+    rig.clock.advance(NUDGE_EVERY * 3)
+    assert child.signals == [signal.SIGINT] * 3
+    rig.vassal.request_stop("again")
+    child.exit(0)
+    assert rig.state is State.STOPPED and rig.texts(Kind.STOPPED) == ["config file removed"]
+    assert rig.vassal.done and rig.clock.pending() == []
+
+
+def a_master_that_never_answers_is_killed_at_the_bound(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves, stop_timeout=5.0).serve()
+    child = rig.child
+    rig.vassal.request_stop("asked by `toolkit stop`")
+    rig.clock.advance(GRACEFUL_ACK_BOUND - 0.001)
+    assert child.signals == []
+    rig.clock.advance(0.001 + NUDGE_EVERY)
+    assert child.signals == [signal.SIGINT]
+    rig.clock.advance(5.0 - GRACEFUL_ACK_BOUND - NUDGE_EVERY + KILL_LATENCY)
+    assert rig.state is State.STOPPED and not child.alive
+
+
+def a_vassal_at_rest_stops_at_once(folder: Path, moves: set[Move]) -> None:
+    backoff = Rig(_sub(folder, "backoff"), moves=moves).start()
+    backoff.crash()
+    backoff.crash()
+    backoff.vassal.request_stop("config file removed")
+    assert backoff.state is State.STOPPED and backoff.clock.pending() == []
+    throttled = Rig(_sub(folder, "throttled"), moves=moves).start()
+    while throttled.state is not State.THROTTLED:
+        throttled.crash() if throttled.state is State.STARTING else throttled.clock.advance(5)
+    throttled.vassal.request_stop("config file removed")
+    assert throttled.state is State.STOPPED
+    waiting = Rig(_sub(folder, "waiting"), moves=moves).start()
+    waiting.write()
+    waiting.crash()
+    waiting.vassal.request_stop("config file removed")
+    assert waiting.state is State.STOPPED
+
+
+def _sub(folder: Path, name: str) -> Path:
+    (folder / name).mkdir()
+    return folder / name
+
+
+def new_sockets_restart_the_process(folder: Path, moves: set[Move]) -> None:
+    for step in ("loyal", "reloading"):
+        rig = Rig(_sub(folder, step), sockets=("127.0.0.1:0",), moves=moves).serve()
+        rig.child.say(FromVassal.LOYAL)
+        if step == "reloading":
+            rig.edit()
+        rig.edit(sockets=())
+        assert rig.state is State.STOPPING
+        rig.vassal.request_stop("config file removed")
+        rig.child.exit(0)
+        assert rig.state is State.STOPPED
+    rig = Rig(folder, sockets=("127.0.0.1:0",), moves=moves).serve()
+    first = rig.child
+    rig.edit(sockets=("127.0.0.1:0", "127.0.0.2:0"))
+    assert rig.state is State.STOPPING and first.sent == [ToVassal.GRACEFUL_STOP]
+    assert rig.texts(Kind.RELOADING) == ["config changed; new sockets: restarting"]
+    rig.edit()  # a change during the restart is read by the new process
+    first.exit(0)
+    assert rig.state is State.STARTING and rig.child.config.digest == "v3"
+    assert not rig.texts(Kind.STOPPED)
+    rig.edit(sockets=("127.0.0.1:0",))
+    assert rig.state is State.STOPPING, "a starting vassal restarts too"
+    rig.vassal.request_stop("config file removed")
+    rig.spawner.child("web").exit(0)  # type: ignore[union-attr]
+    assert rig.state is State.STOPPED and rig.spawner.live == []
+
+
+def a_silent_heartbeat_kills_and_respawns(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).start()
+    rig.child.say(FromVassal.HEARTBEAT)
+    rig.child.say(FromVassal.ACCEPTING)
+    for _ in range(3):
+        rig.clock.advance(20)
+        rig.child.say(FromVassal.HEARTBEAT)
+    first = rig.child
+    rig.clock.advance(30 + KILL_LATENCY)
+    assert not first.alive and rig.state is State.STARTING
+    assert rig.texts(Kind.WARNING) == ["no heartbeat for 30 s: killing it to respawn it"]
+    rig.child.say(FromVassal.HEARTBEAT)
+    rig.clock.advance(30 + KILL_LATENCY)
+    assert len(rig.spawner.spawned) == 3, "a starting vassal that stops beating is killed too"
+
+
+def heartbeats_while_reloading_and_loyal(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves).serve()
+    rig.child.say(FromVassal.LOYAL)
+    rig.child.say(FromVassal.HEARTBEAT)
+    rig.clock.advance(30 + KILL_LATENCY)
+    rig.child.say(FromVassal.ACCEPTING)
+    rig.edit()
+    rig.child.say(FromVassal.HEARTBEAT)
+    rig.clock.advance(30)
+    assert rig.child.dying
+
+
+def an_idle_vassal_is_stopped_until_reload(folder: Path, moves: set[Move]) -> None:
+    for step in ("starting", "ready", "loyal", "reloading"):
+        rig = Rig(_sub(folder, step), moves=moves).start()
+        if step != "starting":
+            rig.child.say(FromVassal.ACCEPTING)
+        if step == "loyal":
+            rig.child.say(FromVassal.LOYAL)
+        if step == "reloading":
+            rig.edit()
+        rig.child.say(FromVassal.VOLUNTARY_SHUTDOWN)
+        assert rig.state is State.STOPPING
+        rig.child.exit(0)
+        assert rig.texts(Kind.STOPPED) == [IDLE_STOP]
+
+
+def every_running_state_stops_gracefully(folder: Path, moves: set[Move]) -> None:
+    for step in ("starting", "ready", "loyal", "reloading"):
+        rig = Rig(_sub(folder, step), moves=moves).start()
+        if step != "starting":
+            rig.child.say(FromVassal.ACCEPTING)
+        if step == "loyal":
+            rig.child.say(FromVassal.LOYAL)
+        if step == "reloading":
+            rig.edit()
+        rig.vassal.request_stop("Emperor stopping")
+        rig.edit()  # ignored while stopping, but remembered
+        assert rig.state is State.STOPPING and rig.vassal.config.digest == f"v{rig.version}"
+        rig.clock.advance(10)
+        assert rig.state is State.STOPPED
+
+
+def every_running_state_crashes(folder: Path, moves: set[Move]) -> None:
+    for step in ("starting", "ready", "loyal", "reloading"):
+        for served in (0.0, 2.0):
+            rig = Rig(_sub(folder, f"{step}-{served}"), moves=moves).start()
+            if step != "starting":
+                rig.child.say(FromVassal.ACCEPTING)
+            if step == "loyal":
+                rig.child.say(FromVassal.LOYAL)
+            if step == "reloading":
+                rig.edit()
+            rig.clock.advance(served)
+            rig.crash()
+            assert rig.state is State.STARTING
+            rig.crash()
+            assert rig.state is State.BACKOFF
+            rig.clock.advance(0.25)
+            for _ in range(3):
+                rig.child.say(FromVassal.ACCEPTING)
+                if step == "loyal":
+                    rig.child.say(FromVassal.LOYAL)
+                if step == "reloading":
+                    rig.edit()
+                rig.crash()
+                rig.clock.advance(2)
+            assert rig.state is State.THROTTLED
+
+
+def a_successor_waits_for_its_predecessor(folder: Path, moves: set[Move]) -> None:
+    old = Rig(_sub(folder, "old"), moves=moves).serve()
+    old.vassal.request_stop("config moved")
+    shared = {"moves": moves, "clock": old.clock, "spawner": old.spawner}
+    new = Rig(_sub(folder, "new"), after=old.vassal, **shared)  # type: ignore[arg-type]
+    new.vassal.start()
+    assert new.state is State.PENDING
+    new.edit()
+    assert new.state is State.PENDING
+    old.child.exit(0)
+    assert new.state is State.STARTING and new.child.config.digest == "v2"
+    third = Rig(_sub(folder, "third"), after=new.vassal, **shared)  # type: ignore[arg-type]
+    new.vassal.request_stop("config moved")
+    gone = Rig(_sub(folder, "gone"), after=third.vassal, **shared)  # type: ignore[arg-type]
+    third.vassal.start()
+    third.vassal.request_stop("removed before it started")
+    assert third.state is State.STOPPED and not third.vassal.done, "its predecessor still runs"
+    gone.vassal.start()
+    assert gone.state is State.PENDING
+    new.child.exit(0)
+    assert third.vassal.done and gone.state is State.STARTING
+
+
+HISTORIES: list[Callable[[Path, set[Move]], None]] = [
+    starts_serves_and_turns_loyal,
+    a_router_without_workers_is_ready_when_its_master_is_up,
+    a_vassal_killed_after_serving_respawns_at_once,
+    a_crash_loop_backs_off_then_is_throttled_until_reload,
+    a_config_change_wakes_a_backoff_and_a_throttled_vassal,
+    a_missing_uwsgi_is_retried_then_throttled,
+    a_reload_is_graceful_and_one_at_a_time,
+    a_change_while_starting_reloads_once_it_is_ready,
+    a_config_changed_while_uwsgi_read_it_is_read_again,
+    a_misread_found_at_the_first_message,
+    a_vassal_that_exits_while_its_config_changes,
+    a_reloading_vassal_that_misreads,
+    a_reloading_vassal_exits,
+    a_graceful_stop_waits_for_the_master_to_take_it,
+    a_master_that_never_answers_is_killed_at_the_bound,
+    a_vassal_at_rest_stops_at_once,
+    new_sockets_restart_the_process,
+    a_silent_heartbeat_kills_and_respawns,
+    heartbeats_while_reloading_and_loyal,
+    an_idle_vassal_is_stopped_until_reload,
+    every_running_state_stops_gracefully,
+    every_running_state_crashes,
+    a_successor_waits_for_its_predecessor,
+]
+
+
+@pytest.mark.parametrize("history", HISTORIES, ids=lambda h: h.__name__)
+def test_history(history: Callable[[Path, set[Move]], None], tmp_path: Path) -> None:
+    history(tmp_path, set())
+
+
+def test_the_histories_take_every_transition_of_the_table(tmp_path: Path) -> None:
+    moves: set[Move] = set()
+    for number, history in enumerate(HISTORIES):
+        history(_sub(tmp_path, str(number)), moves)
+    table = {(state, on, to) for (state, on), targets in TABLE.items() for to in targets}
+    assert moves <= table
+    assert sorted(table - moves) == []
+
+
+class RandomHistories(RuleBasedStateMachine):
+    """Whatever uWSGI, the file and the user do, in any order: the invariants hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp())
+        self.rig = Rig(self.folder, sockets=("127.0.0.1:0",)).start()
+        self.stop_asked_at: float | None = None
+        self.throttled_spawns: int | None = None
+
+    def teardown(self) -> None:
+        self.rig.vassal.request_stop("the test is over")
+        self.rig.clock.advance(60)
+        shutil.rmtree(self.folder)
+
+    @property
+    def child(self) -> FakeChild | None:
+        return self.rig.spawner.child("web")
+
+    @precondition(lambda self: self.child is not None)
+    @rule(message=st.sampled_from([*FromVassal, 99]))
+    def uwsgi_says(self, message: int) -> None:
+        self.child.say(message)  # type: ignore[union-attr]
+
+    @precondition(lambda self: self.child is not None)
+    @rule(line=st.sampled_from([STARTING_LINE, GRACEFUL_STOP_LINE, b"spawned uWSGI worker 1"]))
+    def uwsgi_prints(self, line: bytes) -> None:
+        self.child.print(line)  # type: ignore[union-attr]
+
+    @precondition(lambda self: self.child is not None)
+    @rule(code=st.sampled_from([0, 1, 22, -signal.SIGKILL, -signal.SIGSEGV]))
+    def uwsgi_exits(self, code: int) -> None:
+        self.child.exit(code)  # type: ignore[union-attr]
+
+    @rule(new_sockets=st.booleans())
+    def config_edited(self, new_sockets: bool) -> None:
+        """Written, then read by the Emperor, which tells the vassal."""
+        sockets = ("127.0.0.1:0",) * (1 + (len(self.rig.sockets) % 2)) if new_sockets else None
+        self.rig.edit(sockets)
+        self.throttled_spawns = None
+
+    @rule()
+    def config_written_unseen(self) -> None:
+        """Written, and not read by the Emperor yet: uWSGI may read this one."""
+        self.rig.write()
+
+    @rule()
+    def toolkit_reload(self) -> None:
+        self.rig.vassal.reload(reason="asked by `toolkit reload`")
+        self.throttled_spawns = None
+
+    @rule(failures=st.integers(0, 3))
+    def uwsgi_cannot_start(self, failures: int) -> None:
+        self.rig.spawner.failures = failures
+
+    @rule()
+    def stop(self) -> None:
+        if self.stop_asked_at is None:
+            self.stop_asked_at = self.rig.clock.now()
+        self.rig.vassal.request_stop("asked by `toolkit stop`")
+
+    @precondition(lambda self: self.rig.vassal.done)
+    @rule()
+    def started_again(self) -> None:
+        """`toolkit reload` of a stopped vassal: the Emperor makes a new one for its config."""
+        self.rig.replace()
+        self.stop_asked_at = None
+
+    @rule(seconds=st.sampled_from([0.001, 0.05, 0.25, 1.0, 2.5, 31.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.rig.clock.advance(seconds)
+
+    @invariant()
+    def a_child_exactly_when_its_state_says(self) -> None:
+        assert (self.child is not None) == (self.rig.state in WITH_CHILD), self.rig.state
+
+    @invariant()
+    def it_serves_only_what_the_emperor_read(self) -> None:
+        if self.rig.state in SERVING and self.child is not None:
+            assert self.child.read == self.child.config.stamp
+
+    @invariant()
+    def every_stop_ends_within_its_bound(self) -> None:
+        if self.stop_asked_at is not None:
+            bound = self.stop_asked_at + 5.0 + KILL_LATENCY
+            assert self.rig.clock.now() < bound or self.rig.state is State.STOPPED
+
+    @invariant()
+    def a_throttled_vassal_stays_down_until_changed_or_reloaded(self) -> None:
+        spawned = len(self.rig.spawner.spawned)
+        if self.rig.state is not State.THROTTLED:
+            self.throttled_spawns = None
+        elif self.throttled_spawns is None:
+            self.throttled_spawns = spawned
+        else:
+            assert spawned == self.throttled_spawns
+
+
+RandomHistories.TestCase.settings = settings(
+    max_examples=100,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_random_histories = RandomHistories.TestCase

@@ -1,0 +1,223 @@
+"""A vassal's process: spawn a real `uwsgi --ini` in its own process group, read its output
+and its emperor-protocol messages on the event loop, signal it, and learn of its exit.
+
+No thread and no timer per child: its stdout, its end of the protocol socket and a pidfd
+are registered with the loop, which sleeps until one of them has something to say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from toolkit.emperor import protocol
+from toolkit.emperor.config import Config
+from toolkit.emperor.protocol import ToVassal
+
+LINE_LIMIT = 1 << 20
+PR_SET_PDEATHSIG = 1
+# How long a dead master's output may still flow (from a process that left its group).
+DRAIN_BOUND = 1.0
+
+
+def die_with(emperor_pid: int) -> Callable[[], None]:
+    """What the child runs before exec: SIGKILL the master if the Emperor dies, even by SIGKILL.
+
+    uWSGI notices its emperor's socket closing too, but takes about two seconds; its
+    workers follow a killed master at once. An Emperor that died between fork and prctl
+    would never send the signal, so the child checks its parent is still the Emperor.
+    """
+
+    def arm() -> None:
+        if sys.platform == "linux":
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != emperor_pid:
+            os._exit(1)
+
+    return arm
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Signal a vassal's whole process group; a group that already left is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class Child(Protocol):
+    pid: int
+
+    def send(self, message: ToVassal) -> None: ...
+
+    def signal(self, number: signal.Signals) -> None: ...
+
+    def kill_group(self) -> None: ...
+
+
+class Listener(Protocol):
+    """What a child tells its vassal; `exited` comes last, once."""
+
+    def output(self, line: bytes) -> None: ...
+
+    def message(self, message: int) -> None: ...
+
+    def exited(self, code: int) -> None: ...
+
+
+class Spawner(Protocol):
+    def spawn(self, config: Config, fds: list[int], listener: Listener) -> Child:
+        """Start the vassal's process, handing it these listening fds; OSError if it cannot."""
+        ...
+
+
+class UwsgiSpawner:
+    def __init__(self, uwsgi: Path) -> None:
+        self.uwsgi = uwsgi
+
+    def spawn(self, config: Config, fds: list[int], listener: Listener) -> Child:
+        emperor_end, vassal_end = protocol.channel()
+        env = {**os.environ, protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno())}
+        try:
+            process = subprocess.Popen(
+                [
+                    str(self.uwsgi),
+                    "--ini",
+                    str(config.path),
+                    # Workers and gateways die with their master, even when it is SIGKILLed;
+                    # without it a worker blocked in accept() outlives a killed Emperor.
+                    "--no-orphans",
+                    *(f"--socket=fd://{fd}" for fd in fds),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(vassal_end.fileno(), *fds),
+                env=env,
+                preexec_fn=die_with(os.getpid()),
+            )
+        except OSError:
+            emperor_end.close()
+            raise
+        finally:
+            vassal_end.close()
+        return UwsgiChild(process, emperor_end, listener)
+
+
+class UwsgiChild:
+    """One running uwsgi master, followed on the event loop until it has exited and its
+    output has been read to the end."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], channel: socket.socket, listener: Listener
+    ) -> None:
+        assert process.stdout is not None
+        self.pid = process.pid
+        self._process = process
+        self._channel = channel
+        self._listener = listener
+        self._stdout = process.stdout
+        self._loop = asyncio.get_running_loop()
+        self._pending = b""
+        self._code: int | None = None
+        self._output_done = False
+        self._finished = False
+        self._drain: asyncio.TimerHandle | None = None
+        os.set_blocking(self._stdout.fileno(), False)
+        self._pidfd = os.pidfd_open(self.pid)
+        self._loop.add_reader(self._stdout.fileno(), self._read_output)
+        self._loop.add_reader(channel.fileno(), self._read_messages)
+        self._loop.add_reader(self._pidfd, self._reap)
+
+    def send(self, message: ToVassal) -> None:
+        with contextlib.suppress(OSError):
+            self._channel.send(bytes([message]))
+
+    def signal(self, number: signal.Signals) -> None:
+        if self._code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, number)
+
+    def kill_group(self) -> None:
+        kill_group(self.pid, signal.SIGKILL)
+
+    def _read_output(self) -> None:
+        try:
+            data = os.read(self._stdout.fileno(), 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._loop.remove_reader(self._stdout.fileno())
+            if self._pending:
+                self._listener.output(self._pending)
+                self._pending = b""
+            self._output_done = True
+            if self._code is not None:
+                self._finish()
+            return
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for line in lines:
+            self._listener.output(line)
+        if len(self._pending) >= LINE_LIMIT:
+            self._listener.output(self._pending)
+            self._pending = b""
+
+    def _read_messages(self) -> None:
+        try:
+            data = self._channel.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._loop.remove_reader(self._channel.fileno())
+            return
+        for message in data:
+            self._listener.message(message)
+
+    def _reap(self) -> None:
+        code = self._process.poll()
+        if code is None:
+            return
+        self._code = code
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        # Workers or gateways that outlived their master would hold the sockets.
+        kill_group(self.pid, signal.SIGKILL)
+        if self._output_done:
+            self._finish()
+        else:
+            self._drain = self._loop.call_later(DRAIN_BOUND, self._finish)
+
+    def _finish(self) -> None:
+        if self._finished or self._code is None:
+            return
+        self._finished = True
+        if self._drain is not None:
+            self._drain.cancel()
+        while self._channel.fileno() >= 0:
+            try:
+                data = self._channel.recv(64)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            for message in data:
+                self._listener.message(message)
+        for fd in (self._stdout.fileno(), self._channel.fileno()):
+            self._loop.remove_reader(fd)
+        if not self._output_done and self._pending:
+            self._listener.output(self._pending)
+        self._stdout.close()
+        self._channel.close()
+        self._listener.exited(self._code)

@@ -1,0 +1,36 @@
+"""A vassal's config file as the Emperor last read it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+Stamp = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Its name, path, content digest, and the file's stamp then, which tells whether
+    uWSGI, reading it later, can have read anything else."""
+
+    name: str
+    path: Path
+    digest: str
+    stamp: Stamp
+    has_workers: bool
+    sockets: tuple[str, ...] = ()
+    """Its `socket = IPv4:port` lines: what the Emperor binds and hands over (listeners)."""
+
+
+def file_stamp(info: os.stat_result) -> Stamp:
+    """Inode, size and mtime: any write, truncation or replacement changes one of them."""
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def stamp_of(path: Path) -> Stamp | None:
+    """The file's stamp now; None when it is gone."""
+    try:
+        return file_stamp(path.stat())
+    except OSError:
+        return None
