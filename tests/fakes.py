@@ -73,6 +73,10 @@ class FakeChild:
         self.listener = listener
         # uWSGI reads its config by path right after exec.
         self.read: Stamp | None = stamp_of(config.path)
+        try:
+            self.content: bytes | None = config.path.read_bytes()
+        except OSError:
+            self.content = None
         self.sent: list[ToVassal] = []
         self.signals: list[signal.Signals] = []
         self.alive = True

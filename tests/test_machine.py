@@ -680,7 +680,7 @@ class RandomHistories(RuleBasedStateMachine):
 
 
 RandomHistories.TestCase.settings = settings(
-    max_examples=100,
+    max_examples=80,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
