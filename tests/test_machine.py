@@ -686,3 +686,20 @@ RandomHistories.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_random_histories = RandomHistories.TestCase
+
+
+def test_the_states_page_lists_exactly_the_table() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "vassal-states.md").read_text()
+    rows = {line for line in page.splitlines() if line.count("|") == 4}
+    order = list(State)
+    listed = {
+        f"| {state.value} | {on.value} | "
+        + ", ".join(t.value for t in sorted(targets, key=order.index))
+        + " |"
+        for (state, on), targets in TABLE.items()
+    }
+    documented = {r for r in rows if r.split("|")[1].strip() in {s.value for s in State}}
+    documented -= {r for r in rows if r.split("|")[2].strip() not in {o.value for o in On}}
+    assert documented == listed
+    for name in [*State, *On]:
+        assert f"\n| {name.value} | " in page, f"{name.value} is not explained"
