@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from toolkit.emperor.child import Listener
+from toolkit.emperor.child import Parent
 from toolkit.emperor.config import Config, Stamp, stamp_of
 from toolkit.emperor.protocol import ToVassal
 
@@ -66,11 +66,11 @@ class TwoMasters(AssertionError):
 
 
 class FakeChild:
-    def __init__(self, spawner: FakeSpawner, pid: int, config: Config, listener: Listener) -> None:
+    def __init__(self, spawner: FakeSpawner, pid: int, config: Config, parent: Parent) -> None:
         self.spawner = spawner
         self.pid = pid
         self.config = config
-        self.listener = listener
+        self.parent = parent
         # uWSGI reads its config by path right after exec.
         self.read: Stamp | None = stamp_of(config.path)
         try:
@@ -95,17 +95,17 @@ class FakeChild:
 
     def say(self, message: int) -> None:
         if self.alive:
-            self.listener.message(message)
+            self.parent.message(message)
 
     def print(self, line: bytes) -> None:
         if self.alive:
-            self.listener.output(line)
+            self.parent.output(line)
 
     def exit(self, code: int) -> None:
         if self.alive:
             self.alive = False
             self.spawner.live.remove(self)
-            self.listener.exited(code)
+            self.parent.exited(code)
 
 
 class FakeSpawner:
@@ -116,13 +116,13 @@ class FakeSpawner:
         self.failures = 0
         self._pids = itertools.count(1000)
 
-    def spawn(self, config: Config, fds: list[int], listener: Listener) -> FakeChild:
+    def spawn(self, config: Config, fds: list[int], parent: Parent) -> FakeChild:
         if self.failures:
             self.failures -= 1
             raise FileNotFoundError(2, "No such file or directory", "uwsgi")
         if any(child.config.name == config.name for child in self.live):
             raise TwoMasters(f"a second master for {config.name}")
-        child = FakeChild(self, next(self._pids), config, listener)
+        child = FakeChild(self, next(self._pids), config, parent)
         self.live.append(child)
         self.spawned.append(child)
         return child

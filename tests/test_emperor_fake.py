@@ -130,7 +130,7 @@ class RandomFiles(RuleBasedStateMachine):
         self.retired_seen: dict[int, float] = {}
 
     def teardown(self) -> None:
-        for vassal in [*self.emperor.vassals.values(), *self.emperor._stopping.values()]:
+        for vassal in self.emperor.every_vassal():
             vassal.request_stop("the test is over")
         self.clock.advance(60)
         assert self.spawner.live == []

@@ -62,8 +62,8 @@ class Child(Protocol):
     def kill_group(self) -> None: ...
 
 
-class Listener(Protocol):
-    """What a child tells its vassal; `exited` comes last, once."""
+class Parent(Protocol):
+    """What a child tells the vassal that spawned it; `exited` comes last, once."""
 
     def output(self, line: bytes) -> None: ...
 
@@ -73,7 +73,7 @@ class Listener(Protocol):
 
 
 class Spawner(Protocol):
-    def spawn(self, config: Config, fds: list[int], listener: Listener) -> Child:
+    def spawn(self, config: Config, fds: list[int], parent: Parent) -> Child:
         """Start the vassal's process, handing it these listening fds; OSError if it cannot."""
         ...
 
@@ -82,7 +82,7 @@ class UwsgiSpawner:
     def __init__(self, uwsgi: Path) -> None:
         self.uwsgi = uwsgi
 
-    def spawn(self, config: Config, fds: list[int], listener: Listener) -> Child:
+    def spawn(self, config: Config, fds: list[int], parent: Parent) -> Child:
         emperor_end, vassal_end = protocol.channel()
         env = {**os.environ, protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno())}
         try:
@@ -109,7 +109,7 @@ class UwsgiSpawner:
             raise
         finally:
             vassal_end.close()
-        return UwsgiChild(process, emperor_end, listener)
+        return UwsgiChild(process, emperor_end, parent)
 
 
 class UwsgiChild:
@@ -117,13 +117,13 @@ class UwsgiChild:
     output has been read to the end."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], channel: socket.socket, listener: Listener
+        self, process: subprocess.Popen[bytes], channel: socket.socket, parent: Parent
     ) -> None:
         assert process.stdout is not None
         self.pid = process.pid
         self._process = process
         self._channel = channel
-        self._listener = listener
+        self._parent = parent
         self._stdout = process.stdout
         self._loop = asyncio.get_running_loop()
         self._pending = b""
@@ -159,7 +159,7 @@ class UwsgiChild:
         if not data:
             self._loop.remove_reader(self._stdout.fileno())
             if self._pending:
-                self._listener.output(self._pending)
+                self._parent.output(self._pending)
                 self._pending = b""
             self._output_done = True
             if self._code is not None:
@@ -167,9 +167,9 @@ class UwsgiChild:
             return
         *lines, self._pending = (self._pending + data).split(b"\n")
         for line in lines:
-            self._listener.output(line)
+            self._parent.output(line)
         if len(self._pending) >= LINE_LIMIT:
-            self._listener.output(self._pending)
+            self._parent.output(self._pending)
             self._pending = b""
 
     def _read_messages(self) -> None:
@@ -183,7 +183,7 @@ class UwsgiChild:
             self._loop.remove_reader(self._channel.fileno())
             return
         for message in data:
-            self._listener.message(message)
+            self._parent.message(message)
 
     def _reap(self) -> None:
         code = self._process.poll()
@@ -213,11 +213,11 @@ class UwsgiChild:
             if not data:
                 break
             for message in data:
-                self._listener.message(message)
+                self._parent.message(message)
         for fd in (self._stdout.fileno(), self._channel.fileno()):
             self._loop.remove_reader(fd)
         if not self._output_done and self._pending:
-            self._listener.output(self._pending)
+            self._parent.output(self._pending)
         self._stdout.close()
         self._channel.close()
-        self._listener.exited(self._code)
+        self._parent.exited(self._code)

@@ -94,8 +94,7 @@ class Emperor:
             server.close()
             reason = self._shutdown_reason or "the Emperor is leaving"
             self.emit(Kind.INFO, f"stopping every vassal ({reason})")
-            leaving = [*self.vassals.values(), *self._stopping.values()]
-            await asyncio.gather(*(v.stop(reason) for v in leaving))
+            await asyncio.gather(*(v.stop(reason) for v in self.every_vassal()))
             control.cleanup(self.run_dir)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -216,6 +215,10 @@ class Emperor:
 
         vassal.when_stopped(forget)
         vassal.request_stop(reason)
+
+    def every_vassal(self) -> list[Vassal]:
+        """The current ones and those still stopping."""
+        return [*self.vassals.values(), *self._stopping.values()]
 
     def reload(self, chosen: list[Vassal]) -> None:
         """`toolkit reload`: running vassals reload gracefully, stopped ones start again."""

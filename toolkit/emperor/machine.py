@@ -48,7 +48,6 @@ class State(StrEnum):
 RUNNING = frozenset({State.STARTING, State.READY, State.LOYAL, State.RELOADING})
 SERVING = frozenset({State.READY, State.LOYAL})
 WITH_CHILD = RUNNING | {State.STOPPING}
-AT_REST = frozenset({State.PENDING, State.BACKOFF, State.THROTTLED, State.WAITING})
 
 
 class On(StrEnum):
@@ -280,7 +279,7 @@ class Machine:
         self.last_move: tuple[State, On, State] | None = None
         """The last input that moved it, with where from and to: for logs and tests."""
         self._handlers: dict[On, Callable[[Input], Moved]] = {
-            On.BEGIN: self._on_begin,
+            On.BEGIN: self._spawn_now,
             On.SPAWN_FAILED: self._on_spawn_failed,
             On.CONFIG_READ: self._on_config_read,
             On.ACCEPTING: self._on_accepting,
@@ -295,7 +294,7 @@ class Machine:
             On.NUDGE: self._on_nudge,
             On.STOP_DEADLINE: self._on_stop_deadline,
             On.EXITED: self._on_exited,
-            On.BACKOFF_OVER: self._on_begin,
+            On.BACKOFF_OVER: self._spawn_now,
         }
 
     @property
@@ -325,7 +324,7 @@ class Machine:
         self.guard.expect(self.config.stamp)
         return State.STARTING, [*before, Spawn()]
 
-    def _on_begin(self, event: Input) -> Moved:
+    def _spawn_now(self, event: Input) -> Moved:
         return self._spawn()
 
     def _on_spawn_failed(self, event: Input) -> Moved:

@@ -203,7 +203,7 @@ class Vassal:
     def _stamp_now(self) -> Input:
         return Input(On.CONFIG_READ, stamp=stamp_of(self.config.path))
 
-    # What its child tells it (child.Listener).
+    # What its child tells it (child.Parent).
 
     def output(self, line: bytes) -> None:
         if line.startswith(CONFIG_READ_LINE) and self.machine.guard.expected is not None:
