@@ -7,7 +7,6 @@ are registered with the loop, which sleeps until one of them has something to sa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import os
@@ -21,6 +20,7 @@ from typing import Protocol
 
 from toolkit.emperor import protocol
 from toolkit.emperor.config import Config
+from toolkit.emperor.loop import Loop, Timer
 from toolkit.emperor.protocol import ToVassal
 
 LINE_LIMIT = 1 << 20
@@ -79,8 +79,9 @@ class Spawner(Protocol):
 
 
 class UwsgiSpawner:
-    def __init__(self, uwsgi: Path) -> None:
+    def __init__(self, uwsgi: Path, loop: Loop) -> None:
         self.uwsgi = uwsgi
+        self.loop = loop
 
     def spawn(self, config: Config, fds: list[int], parent: Parent) -> Child:
         emperor_end, vassal_end = protocol.channel()
@@ -109,7 +110,7 @@ class UwsgiSpawner:
             raise
         finally:
             vassal_end.close()
-        return UwsgiChild(process, emperor_end, parent)
+        return UwsgiChild(process, emperor_end, parent, self.loop)
 
 
 class UwsgiChild:
@@ -117,7 +118,11 @@ class UwsgiChild:
     output has been read to the end."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], channel: socket.socket, parent: Parent
+        self,
+        process: subprocess.Popen[bytes],
+        channel: socket.socket,
+        parent: Parent,
+        loop: Loop,
     ) -> None:
         assert process.stdout is not None
         self.pid = process.pid
@@ -125,12 +130,12 @@ class UwsgiChild:
         self._channel = channel
         self._parent = parent
         self._stdout = process.stdout
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop
         self._pending = b""
         self._code: int | None = None
         self._output_done = False
         self._finished = False
-        self._drain: asyncio.TimerHandle | None = None
+        self._drain: Timer | None = None
         os.set_blocking(self._stdout.fileno(), False)
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._stdout.fileno(), self._read_output)

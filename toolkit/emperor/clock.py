@@ -1,8 +1,7 @@
-"""Time for the Emperor: what a vassal's timers need, from the event loop or from a test."""
+"""What a vassal needs of time: the Emperor's loop provides it, and so does a test's fake."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -15,13 +14,3 @@ class Timers(Protocol):
     def now(self) -> float: ...
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
-
-
-class LoopTimers:
-    """The running event loop's monotonic clock and timers."""
-
-    def now(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
-        return asyncio.get_running_loop().call_later(delay, callback)

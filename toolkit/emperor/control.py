@@ -6,18 +6,19 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from toolkit.emperor.loop import Loop
 from toolkit.errors import ToolkitError
-
-if TYPE_CHECKING:
-    import asyncio
 
 SOCKET_NAME = "emperor.sock"
 PID_NAME = "emperor.pid"
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Answer = Callable[[dict[str, Any]], None]
+Handler = Callable[[dict[str, Any], Answer], None]
+"""Handles a request, and answers through the callable it is given, now or later."""
+REQUEST_LIMIT = 1 << 20
 
 
 def socket_path(run_dir: Path) -> Path:
@@ -56,31 +57,73 @@ def prepare_run_dir(run_dir: Path) -> None:
         path.unlink()
 
 
-async def serve(run_dir: Path, handle: Handler) -> asyncio.Server:
-    import asyncio
+class Server:
+    """Accepts on the control socket; each connection sends one JSON line and gets one
+    back, now or, for a command that waits (`stop`), once it is done."""
 
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, run_dir: Path, handle: Handler, loop: Loop) -> None:
+        self.handle = handle
+        self.loop = loop
+        self.path = socket_path(run_dir)
+        self._clients: dict[int, tuple[socket.socket, bytearray]] = {}
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
         try:
-            request = json.loads(await reader.readline() or b"{}")
+            self._socket.bind(str(self.path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        self._socket.listen(64)
+        self._socket.setblocking(False)
+        loop.add_reader(self._socket.fileno(), self._accept)
+        (run_dir / PID_NAME).write_text(f"{os.getpid()}\n")
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self._socket.accept()
+        except OSError:
+            return
+        client.setblocking(False)
+        self._clients[client.fileno()] = (client, bytearray())
+        self.loop.add_reader(client.fileno(), lambda: self._read(client))
+
+    def _read(self, client: socket.socket) -> None:
+        received = self._clients[client.fileno()][1]
+        try:
+            data = client.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        received += data
+        if data and b"\n" not in received and len(received) < REQUEST_LIMIT:
+            return
+        self.loop.remove_reader(client.fileno())
+        try:
+            request = json.loads(bytes(received).partition(b"\n")[0] or b"{}")
             if not isinstance(request, dict):
                 raise ValueError("expected a JSON object")
-            answer = await handle(request)
         except ValueError as error:
-            answer = {"ok": False, "error": f"bad request: {error}"}
-        with contextlib.suppress(ConnectionError):
-            writer.write(json.dumps(answer).encode() + b"\n")
-            await writer.drain()
-            writer.close()
+            self._answer(client, {"ok": False, "error": f"bad request: {error}"})
+            return
+        self.handle(request, lambda answer: self._answer(client, answer))
 
-    path = socket_path(run_dir)
-    old_umask = os.umask(0o177)
-    try:
-        server = await asyncio.start_unix_server(on_connect, path=str(path))
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    (run_dir / PID_NAME).write_text(f"{os.getpid()}\n")
-    return server
+    def _answer(self, client: socket.socket, answer: dict[str, Any]) -> None:
+        self._clients.pop(client.fileno(), None)
+        with contextlib.suppress(OSError):
+            # A few kB that fit the socket's buffer; the timeout bounds a client that
+            # stopped reading.
+            client.settimeout(1.0)
+            client.sendall(json.dumps(answer).encode() + b"\n")
+        client.close()
+
+    def close(self) -> None:
+        self.loop.remove_reader(self._socket.fileno())
+        self._socket.close()
+        for client, _ in list(self._clients.values()):
+            self.loop.remove_reader(client.fileno())
+            client.close()
+        self._clients.clear()
 
 
 def cleanup(run_dir: Path) -> None:

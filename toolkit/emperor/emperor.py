@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from toolkit.emperor import control, watcher
 from toolkit.emperor.child import Spawner, UwsgiSpawner
-from toolkit.emperor.clock import Cancellable, LoopTimers, Timers
+from toolkit.emperor.clock import Cancellable, Timers
 from toolkit.emperor.config import Config
 from toolkit.emperor.events import EMPEROR, Event, Kind
 from toolkit.emperor.listeners import Listeners
+from toolkit.emperor.loop import Loop
 from toolkit.emperor.machine import HEARTBEAT_TOLERANCE, SERVING
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.throttle import Throttle
@@ -39,6 +40,7 @@ class Emperor:
         trust_any_config: bool = False,
         serving: list[str] | None = None,
         hold_sockets: bool = True,
+        loop: Loop | None = None,
         spawner: Spawner | None = None,
         timers: Timers | None = None,
     ) -> None:
@@ -56,74 +58,86 @@ class Emperor:
         self._failed = False
         # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
         self.listeners = Listeners() if hold_sockets else None
-        self.spawner = spawner or UwsgiSpawner(uwsgi)
-        self.timers = timers or LoopTimers()
+        self.loop = loop or Loop()
+        self.spawner = spawner or UwsgiSpawner(uwsgi, self.loop)
+        self.timers = timers or self.loop
         self.vassals: dict[str, Vassal] = {}
-        self.events: asyncio.Queue[Event | None] = asyncio.Queue()
         # Vassals removed from `vassals` and not stopped yet: their successor waits.
         self._stopping: dict[str, Vassal] = {}
         self._warned: dict[Path, str] = {}
-        self._shutdown = asyncio.Event()
-        self._shutdown_reason = ""
+        self._leaving = False
+        self._watching: watcher.Watching | None = None
+        self._server: control.Server | None = None
         self._rescan_soon: tuple[float, Cancellable] | None = None
         self.scanner = watcher.Scanner()
 
     def emit(self, kind: Kind, text: str) -> None:
-        self.events.put_nowait(Event(EMPEROR, kind, text))
+        self.show(Event(EMPEROR, kind, text))
 
-    def shutdown(self, reason: str) -> None:
-        if not self._shutdown.is_set():
-            self._shutdown_reason = reason
-            self._shutdown.set()
-
-    async def run(self) -> int:
-        """Supervise until SIGINT, SIGTERM or `toolkit down`; always stop every vassal."""
-        control.prepare_run_dir(self.run_dir)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.shutdown, f"signal {sig.name} from the user")
-        printing = asyncio.create_task(self._print())
-        server = await control.serve(self.run_dir, self._handle)
-        self.emit(Kind.INFO, f"pid {os.getpid()}, uwsgi {self.uwsgi}")
-        self.emit(Kind.INFO, f"watching {', '.join(self.patterns)}")
-        watching = asyncio.create_task(self._watch())
-        try:
-            await self._shutdown.wait()
-        finally:
-            watching.cancel()
-            server.close()
-            reason = self._shutdown_reason or "the Emperor is leaving"
-            self.emit(Kind.INFO, f"stopping every vassal ({reason})")
-            await asyncio.gather(*(v.stop(reason) for v in self.every_vassal()))
-            control.cleanup(self.run_dir)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-            self.emit(Kind.INFO, "bye")
-            self.events.put_nowait(None)
-            await printing
-            self.printer.close()
-        # Non-zero when it could not do its job, so systemd's Restart=on-failure restarts it.
-        return EXIT_CANNOT_WATCH if self._failed else 0
-
-    async def _print(self) -> None:
-        while (event := await self.events.get()) is not None:
-            self.printer.show(event)
-            if self.serving and event.kind in {Kind.READY, Kind.LOYAL} and self._all_serving():
-                for address in self.serving:
-                    self.printer.show(Event(EMPEROR, Kind.INFO, f"serving {address}"))
-                self.serving = []
+    def show(self, event: Event) -> None:
+        self.printer.show(event)
+        if self.serving and event.kind in {Kind.READY, Kind.LOYAL} and self._all_serving():
+            for address in self.serving:
+                self.printer.show(Event(EMPEROR, Kind.INFO, f"serving {address}"))
+            self.serving = []
 
     def _all_serving(self) -> bool:
         return bool(self.vassals) and all(v.state in SERVING for v in self.vassals.values())
 
-    async def _watch(self) -> None:
+    def run(self) -> int:
+        """Supervise until SIGINT, SIGTERM or `toolkit down`; always stop every vassal."""
+        control.prepare_run_dir(self.run_dir)
+        for number in (signal.SIGINT, signal.SIGTERM):
+            reason = f"signal {number.name} from the user"
+            self.loop.add_signal_handler(number, partial(self.shutdown, reason))
+        self._server = control.Server(self.run_dir, self._handle, self.loop)
+        self.emit(Kind.INFO, f"pid {os.getpid()}, uwsgi {self.uwsgi}")
+        self.emit(Kind.INFO, f"watching {', '.join(self.patterns)}")
         try:
-            async for _ in watcher.changes(self.patterns, self._shutdown, self.rescan_every):
-                self.reconcile()
+            self._watching = watcher.Watching(
+                self.patterns, self.loop, self.reconcile, self.rescan_every
+            )
         except ToolkitError as error:
             self.emit(Kind.WARNING, str(error))
             self._failed = True
             self.shutdown(str(error))
+        else:
+            self.reconcile()
+        try:
+            self.loop.run()
+        finally:
+            control.cleanup(self.run_dir)
+            self.emit(Kind.INFO, "bye")
+            self.printer.close()
+            self.loop.close()
+        # Non-zero when it could not do its job, so systemd's Restart=on-failure restarts it.
+        return EXIT_CANNOT_WATCH if self._failed else 0
+
+    def shutdown(self, reason: str) -> None:
+        """Stop watching and answering, stop every vassal, and end the loop once they are."""
+        if self._leaving:
+            return
+        self._leaving = True
+        if self._watching is not None:
+            self._watching.close()
+        if self._server is not None:
+            self._server.close()
+        if self._rescan_soon is not None:
+            self._rescan_soon[1].cancel()
+        self.emit(Kind.INFO, f"stopping every vassal ({reason})")
+        leaving = self.every_vassal()
+        remaining = set(map(id, leaving))
+
+        def one_less(vassal: Vassal) -> None:
+            remaining.discard(id(vassal))
+            if not remaining:
+                self.loop.stop()
+
+        if not leaving:
+            self.loop.stop()
+        for vassal in leaving:
+            vassal.when_stopped(partial(one_less, vassal))
+            vassal.request_stop(reason)
 
     def reconcile(self) -> None:
         """Start, reload or stop whatever differs between the files and the running vassals."""
@@ -186,7 +200,7 @@ class Emperor:
 
     def _rescan(self) -> None:
         self._rescan_soon = None
-        if not self._shutdown.is_set():
+        if not self._leaving:
             self.reconcile()
 
     def _spawn(self, config: Config) -> None:
@@ -194,7 +208,7 @@ class Emperor:
             config,
             spawner=self.spawner,
             timers=self.timers,
-            publish=self.events.put_nowait,
+            publish=self.show,
             throttle=self.throttle(),
             stop_timeout=self.stop_timeout,
             heartbeat_tolerance=self.heartbeat_tolerance,
@@ -228,31 +242,31 @@ class Emperor:
             else:
                 vassal.reload(reason="asked by `toolkit reload`")
 
-    async def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _handle(self, request: dict[str, Any], answer: control.Answer) -> None:
         command = request.get("command")
         name = request.get("name")
         if name is not None and name not in self.vassals:
             known = ", ".join(sorted(self.vassals)) or "none"
-            return {"ok": False, "error": f"no vassal named {name!r} (running: {known})"}
+            answer({"ok": False, "error": f"no vassal named {name!r} (running: {known})"})
+            return
         chosen = [self.vassals[name]] if name else list(self.vassals.values())
         if command == "status":
-            return {
-                "ok": True,
-                "emperor": {"pid": os.getpid(), "uwsgi": str(self.uwsgi)},
-                "vassals": [v.status() for v in self.vassals.values()],
-            }
-        if command == "reload":
+            answer(
+                {
+                    "ok": True,
+                    "emperor": {"pid": os.getpid(), "uwsgi": str(self.uwsgi)},
+                    "vassals": [v.status() for v in self.vassals.values()],
+                }
+            )
+        elif command == "reload":
             self.reload(chosen)
-            return {"ok": True, "reloaded": [v.name for v in chosen]}
-        if command == "stop" and name:
-            await self.vassals[name].stop("asked by `toolkit stop`")
-            return {"ok": True, "stopped": [name]}
-        if command == "down":
+            answer({"ok": True, "reloaded": [v.name for v in chosen]})
+        elif command == "stop" and name:
+            vassal = self.vassals[name]
+            vassal.when_stopped(lambda: answer({"ok": True, "stopped": [name]}))
+            vassal.request_stop("asked by `toolkit stop`")
+        elif command == "down":
+            answer({"ok": True})
             self.shutdown("asked by `toolkit down`")
-            return {"ok": True}
-        return {"ok": False, "error": f"unknown command {command!r}"}
-
-
-def run(emperor: Emperor) -> int:
-    """Run an Emperor to the end; its own handlers turn SIGINT and SIGTERM into a clean stop."""
-    return asyncio.run(emperor.run())
+        else:
+            answer({"ok": False, "error": f"unknown command {command!r}"})

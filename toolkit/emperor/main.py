@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from toolkit.emperor.emperor import Emperor, run
+from toolkit.emperor.emperor import Emperor
 from toolkit.emperor.machine import HEARTBEAT_TOLERANCE
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.throttle import Throttle
@@ -119,7 +119,7 @@ def main(arguments: list[str] | None = None) -> int:
             serving=options.serving,
             hold_sockets=options.hold_sockets,
         )
-        return run(emperor)
+        return emperor.run()
     except ToolkitError as error:
         sys.stderr.write(f"error: {error}\n")
         return error.exit_code

@@ -3,7 +3,6 @@ actions are carried out here, with a spawner and timers that tests can replace."
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable
 
@@ -122,13 +121,6 @@ class Vassal:
 
     def request_stop(self, reason: str) -> None:
         self.feed(Input(On.STOP, reason))
-
-    async def stop(self, reason: str) -> None:
-        """Stop its child, and wait until it has."""
-        stopped = asyncio.Event()
-        self.when_stopped(stopped.set)
-        self.request_stop(reason)
-        await stopped.wait()
 
     def when_stopped(self, callback: Callable[[], None]) -> None:
         if self.done:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import glob
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit import seal, uwsgi_ini
 from toolkit.emperor import inotify
+from toolkit.emperor.clock import Cancellable
 from toolkit.emperor.config import Config, Stamp, file_stamp
+from toolkit.emperor.loop import Loop
 from toolkit.errors import ToolkitError
 
 # A safety net only: inotify says what changed, and a removed root is looked for each second.
@@ -226,7 +227,6 @@ class Watch:
         self.roots = roots
         self.inotify = inotify.INotify()
         self.folders: dict[int, Path] = {}
-        self.arrived = asyncio.Event()
 
     @property
     def complete(self) -> bool:
@@ -256,7 +256,6 @@ class Watch:
 
     def drain(self) -> None:
         """Read what arrived; watch folders made meanwhile (a new `*/uwsgi.ini` service)."""
-        self.arrived.clear()
         for event in self.inotify.read():
             if event.mask & inotify.ISDIR and event.mask & (inotify.CREATE | inotify.MOVED_TO):
                 parent = self.folders.get(event.wd)
@@ -271,47 +270,56 @@ class Watch:
         self.inotify.close()
 
 
-async def changes(
-    patterns: list[str], stop: asyncio.Event, rescan_every: float = RESCAN_EVERY
-) -> AsyncIterator[None]:
-    """Yields once the watch is in place, then as soon as file events arrive (what arrives
-    while the Emperor handles them is read on the next turn), and every `rescan_every` s
-    regardless, a safety net for what inotify cannot say. A watched root that is removed
-    is looked for every second until it is back, then watched again.
+class Watching:
+    """Calls `changed` as soon as file events arrive (what arrives while it runs is read on
+    the next turn), and every `rescan_every` s regardless, a safety net for what inotify
+    cannot say. A watched root that is removed is looked for every second until it is
+    back, then watched again. The caller scans once after this is made: the watch is in
+    place first, so no file can arrive between the two unseen."""
 
-    The first yield is for the first scan: made after the watch is set, no file can arrive
-    between the two unseen.
-    """
-    roots = sorted({glob_root(p).resolve() for p in patterns})
-    for root in roots:
-        if not root.is_dir():
-            raise ToolkitError(
-                f"cannot watch {root}: no such folder", hint="create it or fix the glob"
-            )
-    watch = Watch(roots)
-    loop = asyncio.get_running_loop()
-    loop.add_reader(watch.inotify.fileno(), watch.arrived.set)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        watch.add_all()
-        yield
-        while not stop.is_set():
-            timeout = rescan_every if watch.complete else ROOT_GONE_CHECK
-            arrived = asyncio.ensure_future(watch.arrived.wait())
-            await asyncio.wait({arrived, stopping}, timeout=timeout, return_when="FIRST_COMPLETED")
-            arrived.cancel()
-            if stop.is_set():
-                return
-            if watch.arrived.is_set():
-                watch.drain()
-                yield
-            elif not watch.complete:
-                if watch.add_all():
-                    yield
-            else:
-                watch.add_all()
-                yield
-    finally:
-        stopping.cancel()
-        loop.remove_reader(watch.inotify.fileno())
-        watch.close()
+    def __init__(
+        self,
+        patterns: list[str],
+        loop: Loop,
+        changed: Callable[[], None],
+        rescan_every: float = RESCAN_EVERY,
+    ) -> None:
+        roots = sorted({glob_root(p).resolve() for p in patterns})
+        for root in roots:
+            if not root.is_dir():
+                raise ToolkitError(
+                    f"cannot watch {root}: no such folder", hint="create it or fix the glob"
+                )
+        self.loop = loop
+        self.changed = changed
+        self.rescan_every = rescan_every
+        self.watch = Watch(roots)
+        self.watch.add_all()
+        self.loop.add_reader(self.watch.inotify.fileno(), self._arrived)
+        self._next: Cancellable | None = None
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+        timeout = self.rescan_every if self.watch.complete else ROOT_GONE_CHECK
+        self._next = self.loop.call_later(timeout, self._look)
+
+    def _arrived(self) -> None:
+        self.watch.drain()
+        self.changed()
+        self._schedule()
+
+    def _look(self) -> None:
+        if self.watch.complete:
+            self.watch.add_all()
+            self.changed()
+        elif self.watch.add_all():
+            self.changed()
+        self._schedule()
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+        self.loop.remove_reader(self.watch.inotify.fileno())
+        self.watch.close()

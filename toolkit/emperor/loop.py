@@ -1,0 +1,125 @@
+"""The Emperor's event loop: one selector (epoll), a heap of timers, signals through a
+wake-up fd. Nothing else.
+
+asyncio would do, at 8 MB: importing it grows the process from about 11.5 MB to 19.6 MB
+on this machine, more than uWSGI's whole C Emperor. The Emperor only ever waits for fds
+to be readable (children's output and protocol sockets, pidfds, inotify, the control
+socket) and for timers, so this is what it runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True)
+class Timer:
+    when: float
+    order: int
+    callback: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Loop:
+    """Runs callbacks when an fd is readable, a timer is due or a signal came, until stop()."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._timers: list[Timer] = []
+        self._order = itertools.count()
+        self._stopped = False
+        self._signals: dict[int, Callable[[], None]] = {}
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(self.now() + max(0.0, delay), next(self._order), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        if fd in self._selector.get_map():
+            self._selector.modify(fd, selectors.EVENT_READ, callback)
+        else:
+            self._selector.register(fd, selectors.EVENT_READ, callback)
+
+    def remove_reader(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(fd)
+
+    def add_signal_handler(self, number: signal.Signals, callback: Callable[[], None]) -> None:
+        """Run `callback` from the loop when the signal arrives (never inside the handler)."""
+        if self._wakeup is None:
+            self._wakeup = socket.socketpair()
+            for end in self._wakeup:
+                end.setblocking(False)
+            signal.set_wakeup_fd(self._wakeup[1].fileno(), warn_on_full_buffer=False)
+            self.add_reader(self._wakeup[0].fileno(), self._read_signals)
+        self._signals[number] = callback
+        # A Python-level handler, so the C handler writes the number to the wake-up fd.
+        signal.signal(number, lambda *_: None)
+
+    def _read_signals(self) -> None:
+        assert self._wakeup is not None
+        try:
+            data = self._wakeup[0].recv(64)
+        except BlockingIOError:
+            return
+        for number in data:
+            if (callback := self._signals.get(number)) is not None:
+                self._run(callback)
+
+    def stop(self) -> None:
+        """End run() after the callback that called this; before run(), run() returns at once."""
+        self._stopped = True
+
+    def run(self) -> None:
+        while not self._stopped:
+            while self._timers and self._timers[0].cancelled:
+                heapq.heappop(self._timers)
+            timeout = max(0.0, self._timers[0].when - self.now()) if self._timers else None
+            for key, _ in self._selector.select(timeout):
+                # An earlier callback in this batch may have removed this fd, or closed it
+                # and registered the same number for a new file.
+                current = self._selector.get_map().get(key.fd)
+                if current is not None and current.data is key.data:
+                    self._run(key.data)
+            now = self.now()
+            while self._timers and self._timers[0].when <= now:
+                timer = heapq.heappop(self._timers)
+                if not timer.cancelled:
+                    self._run(timer.callback)
+
+    @staticmethod
+    def _run(callback: Callable[[], None]) -> None:
+        """A bug in one callback is reported and the others go on, as asyncio's loop does:
+        the supervisor stays up for the vassals it keeps."""
+        try:
+            callback()
+        except Exception:
+            sys.stderr.write("toolkit emperor: internal error in a callback (a bug):\n")
+            traceback.print_exc()
+
+    def close(self) -> None:
+        for number in self._signals:
+            signal.signal(number, signal.SIG_DFL)
+        if self._wakeup is not None:
+            signal.set_wakeup_fd(-1)
+            for end in self._wakeup:
+                end.close()
+        self._selector.close()
