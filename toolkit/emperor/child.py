@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,9 +38,12 @@ def die_with(emperor_pid: int) -> Callable[[], None]:
     would never send the signal, so the child checks its parent is still the Emperor.
     """
 
+    # Looked up here, not in the child: dlopen after each fork cost 0.8 ms per spawn.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
     def arm() -> None:
-        if sys.platform == "linux":
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != emperor_pid:
             os._exit(1)
 
@@ -78,10 +82,32 @@ class Spawner(Protocol):
         ...
 
 
+def pdeathsig_wrapper() -> list[str]:
+    """`setpriv --pdeathsig KILL --` when this machine's setpriv (util-linux 2.33+) has it.
+
+    Setting the signal in the child with a preexec function makes Python fork instead of
+    vfork: 2.2 ms per spawn instead of 1.0 ms here, paid by the Emperor's one thread, so
+    100 files dropped in at once were all serving 14 % later than 100 bare uwsgi instead
+    of 3 %. setpriv sets it and execs uwsgi (same pid). An Emperor that dies in the few
+    microseconds before setpriv runs leaves a master that exits once it reads the end of
+    its emperor socket (about two seconds)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return []
+    wrapper = [setpriv, "--pdeathsig", "KILL", "--"]
+    try:
+        works = subprocess.run([*wrapper, "true"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        works = False
+    return wrapper if works else []
+
+
 class UwsgiSpawner:
     def __init__(self, uwsgi: Path, loop: Loop) -> None:
         self.uwsgi = uwsgi
         self.loop = loop
+        self._wrapper = pdeathsig_wrapper()
+        self._die_with_me = None if self._wrapper else die_with(os.getpid())
 
     def spawn(self, config: Config, fds: list[int], parent: Parent) -> Child:
         emperor_end, vassal_end = protocol.channel()
@@ -89,6 +115,7 @@ class UwsgiSpawner:
         try:
             process = subprocess.Popen(
                 [
+                    *self._wrapper,
                     str(self.uwsgi),
                     "--ini",
                     str(config.path),
@@ -103,7 +130,7 @@ class UwsgiSpawner:
                 start_new_session=True,
                 pass_fds=(vassal_end.fileno(), *fds),
                 env=env,
-                preexec_fn=die_with(os.getpid()),
+                preexec_fn=self._die_with_me,
             )
         except OSError:
             emperor_end.close()
@@ -137,7 +164,15 @@ class UwsgiChild:
         self._finished = False
         self._drain: Timer | None = None
         os.set_blocking(self._stdout.fileno(), False)
-        self._pidfd = os.pidfd_open(self.pid)
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except OSError:
+            # Linux before 5.3: not a vassal this Emperor could follow; leave nothing behind.
+            kill_group(self.pid, signal.SIGKILL)
+            process.wait()
+            channel.close()
+            self._stdout.close()
+            raise
         self._loop.add_reader(self._stdout.fileno(), self._read_output)
         self._loop.add_reader(channel.fileno(), self._read_messages)
         self._loop.add_reader(self._pidfd, self._reap)

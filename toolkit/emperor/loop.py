@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -112,6 +111,8 @@ class Loop:
         try:
             callback()
         except Exception:
+            import traceback  # only on a bug: 1.7 MB the Emperor does not carry otherwise
+
             sys.stderr.write("toolkit emperor: internal error in a callback (a bug):\n")
             traceback.print_exc()
 
