@@ -278,24 +278,6 @@ class Machine:
         self.nudging = False
         self.last_move: tuple[State, On, State] | None = None
         """The last input that moved it, with where from and to: for logs and tests."""
-        self._handlers: dict[On, Callable[[Input], Moved]] = {
-            On.BEGIN: self._spawn_now,
-            On.SPAWN_FAILED: self._on_spawn_failed,
-            On.CONFIG_READ: self._on_config_read,
-            On.ACCEPTING: self._on_accepting,
-            On.FIRST_REQUEST: self._on_first_request,
-            On.HEARTBEAT: self._on_heartbeat,
-            On.HEARTBEAT_MISSED: self._on_heartbeat_missed,
-            On.IDLE: self._on_idle,
-            On.RELOAD: self._on_reload,
-            On.STOP: self._on_stop,
-            On.STOP_TAKEN: self._on_ack_timeout,
-            On.ACK_TIMEOUT: self._on_ack_timeout,
-            On.NUDGE: self._on_nudge,
-            On.STOP_DEADLINE: self._on_stop_deadline,
-            On.EXITED: self._on_exited,
-            On.BACKOFF_OVER: self._spawn_now,
-        }
 
     @property
     def restarts(self) -> int:
@@ -306,7 +288,7 @@ class Machine:
         allowed = TABLE.get((self.state, event.on))
         if allowed is None:
             return []
-        moved = self._handlers[event.on](event)
+        moved = HANDLERS[event.on](self, event)
         if moved is None:
             return []
         state, actions = moved
@@ -488,3 +470,24 @@ class Machine:
             return State.WAITING, cancel
         self.last_exit = describe_exit(event.code)
         return self._after_exit(*cancel, Emit(Kind.CRASHED, self.last_exit))
+
+
+# Which method answers which input; one table for all vassals.
+HANDLERS: dict[On, Callable[[Machine, Input], Moved]] = {
+    On.BEGIN: Machine._spawn_now,
+    On.SPAWN_FAILED: Machine._on_spawn_failed,
+    On.CONFIG_READ: Machine._on_config_read,
+    On.ACCEPTING: Machine._on_accepting,
+    On.FIRST_REQUEST: Machine._on_first_request,
+    On.HEARTBEAT: Machine._on_heartbeat,
+    On.HEARTBEAT_MISSED: Machine._on_heartbeat_missed,
+    On.IDLE: Machine._on_idle,
+    On.RELOAD: Machine._on_reload,
+    On.STOP: Machine._on_stop,
+    On.STOP_TAKEN: Machine._on_ack_timeout,
+    On.ACK_TIMEOUT: Machine._on_ack_timeout,
+    On.NUDGE: Machine._on_nudge,
+    On.STOP_DEADLINE: Machine._on_stop_deadline,
+    On.EXITED: Machine._on_exited,
+    On.BACKOFF_OVER: Machine._spawn_now,
+}
