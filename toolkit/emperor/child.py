@@ -125,6 +125,8 @@ class UwsgiSpawner:
                     *(f"--socket=fd://{fd}" for fd in fds),
                 ],
                 stdin=subprocess.DEVNULL,
+                # Read with os.read on the loop: a buffered reader would hold 8 kB per vassal.
+                bufsize=0,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

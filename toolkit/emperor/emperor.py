@@ -40,7 +40,6 @@ class Emperor:
         trust_any_config: bool = False,
         serving: list[str] | None = None,
         hold_sockets: bool = True,
-        loop: Loop | None = None,
         spawner: Spawner | None = None,
         timers: Timers | None = None,
     ) -> None:
@@ -58,7 +57,7 @@ class Emperor:
         self._failed = False
         # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
         self.listeners = Listeners() if hold_sockets else None
-        self.loop = loop or Loop()
+        self.loop = Loop()
         self.spawner = spawner or UwsgiSpawner(uwsgi, self.loop)
         self.timers = timers or self.loop
         self.vassals: dict[str, Vassal] = {}
