@@ -207,6 +207,11 @@ def a_vassal_killed_after_serving_respawns_at_once(folder: Path, moves: set[Move
     rig.crash(22)
     assert rig.texts(Kind.CRASHED)[-1] == "exit code 22: the app did not load"
     assert rig.state is State.STARTING
+    for _ in range(10):  # an OOM killer every 2 s: more than --max-spawns within --window
+        rig.child.say(FromVassal.ACCEPTING)
+        rig.clock.advance(2)
+        rig.crash(-signal.SIGKILL)
+        assert rig.state is State.STARTING, "a vassal that settled is never throttled"
 
 
 def a_crash_loop_backs_off_then_is_throttled_until_reload(folder: Path, moves: set[Move]) -> None:

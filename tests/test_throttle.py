@@ -25,12 +25,11 @@ def test_exits_older_than_the_window_are_forgotten() -> None:
     assert throttle.record_exit(21) == 0.25
 
 
-def test_a_vassal_that_was_serving_respawns_at_once_but_still_counts() -> None:
-    throttle = Throttle(max_spawns=4, window=30, stable_after=1.0)
-    assert throttle.record_exit(0, served_for=5) == 0.0
-    assert throttle.record_exit(1, served_for=5) == 0.0
-    assert throttle.record_exit(2, served_for=0.2) == 0.5
-    assert throttle.record_exit(3, served_for=5) is None
+def test_a_vassal_that_was_serving_respawns_at_once_and_starts_the_count_again() -> None:
+    throttle = Throttle(max_spawns=3, window=30, stable_after=1.0)
+    assert [throttle.record_exit(t, served_for=5) for t in range(10)] == [0.0] * 10
+    assert throttle.record_exit(10, served_for=0.2) == 0.25
+    assert throttle.record_exit(11, served_for=0.2) is None
 
 
 def test_clear_forgets_every_exit() -> None:

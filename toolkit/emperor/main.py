@@ -78,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
         "--max-spawns",
         type=at_least(1, int),
         default=Throttle.max_spawns,
-        help="exits within --window after which a vassal is throttled",
+        help="exits within --window (each before it served for 1 s) that throttle a vassal",
     )
     add("--window", type=at_least(0.1), default=Throttle.window, help="seconds exits count")
     add(
