@@ -604,14 +604,15 @@ def main() -> int:
                 contender.stop()
         # One start of 200 processes on 2 cores varies by 10-20 %: the floor and the
         # Emperors alternate over a few rounds; the 60 s at rest is measured once.
+        at_rest = 10 if options.quick else 60
         for count in scales:
             for scale_round in range(1 if options.quick else 3):
                 print(f"scale: {count} bare uwsgi at once...", flush=True)
                 measure_parallel_floor(work, code, results, count)
+                idle = at_rest if scale_round == 0 and count == scales[0] else 0
                 for contender in competitors[:2]:
                     print(f"scale: {count} vassals under {contender.name}...", flush=True)
-                    rest = 0 if scale_round or count != scales[0] else 10 if options.quick else 60
-                    measure_scale(work, code, contender, count, results, idle=rest)
+                    measure_scale(work, code, contender, count, results, idle=idle)
         print("up --detach...", flush=True)
         measure_up(work, results, max(3, repeats // 2))
         print("render + check 1,000 configs...", flush=True)

@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
         "--max-spawns",
         type=at_least(1, int),
         default=Throttle.max_spawns,
-        help="exits within --window (each before it served for 1 s) that throttle a vassal",
+        help=f"exits within --window, each before it served for {Throttle.stable_after:g} s, "
+        "that throttle a vassal",
     )
     add("--window", type=at_least(0.1), default=Throttle.window, help="seconds exits count")
     add(
