@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from toolkit.emperor.child import Parent
-from toolkit.emperor.config import Config, Stamp, stamp_of
+from toolkit.emperor.config import Stamp, VassalConfig, stamp_of
 from toolkit.emperor.protocol import ToVassal
 
 KILL_LATENCY = 0.001
@@ -66,7 +66,9 @@ class TwoMasters(AssertionError):
 
 
 class FakeChild:
-    def __init__(self, spawner: FakeSpawner, pid: int, config: Config, parent: Parent) -> None:
+    def __init__(
+        self, spawner: FakeSpawner, pid: int, config: VassalConfig, parent: Parent
+    ) -> None:
         self.spawner = spawner
         self.pid = pid
         self.config = config
@@ -116,7 +118,7 @@ class FakeSpawner:
         self.failures = 0
         self._pids = itertools.count(1000)
 
-    def spawn(self, config: Config, fds: list[int], parent: Parent) -> FakeChild:
+    def spawn(self, config: VassalConfig, fds: list[int], parent: Parent) -> FakeChild:
         if self.failures:
             self.failures -= 1
             raise FileNotFoundError(2, "No such file or directory", "uwsgi")

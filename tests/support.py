@@ -37,15 +37,19 @@ def free_ports(count: int) -> list[int]:
     return sorted(ports)
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, every: float = 0.02) -> object:
-    """Poll until `condition()` is truthy; fail the test after `timeout` seconds."""
+def wait_for(
+    condition: Callable[[], object], *, what: str, timeout: float = 10.0, every: float = 0.02
+) -> object:
+    """Poll until `condition()` is truthy, and say `what` it waited for when it fails after
+    `timeout` seconds. A test asserts nothing it has not waited for: what happens after the
+    event it waited for is waited for too."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+            raise AssertionError(f"waited {timeout} s for {what}, in vain")
         time.sleep(every)
 
 

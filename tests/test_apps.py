@@ -58,7 +58,7 @@ def up(deployment: Path, ports: list[int]) -> Iterator[None]:
         yield
     finally:
         run_toolkit("down", deployment)
-        wait_for(port_closed(ports[0]))
+        wait_for(port_closed(ports[0]), what="port_closed(ports[0])")
 
 
 def no_internal_headers(*responses: Response) -> None:

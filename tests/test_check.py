@@ -16,7 +16,7 @@ from tests.support import UWSGI, run_toolkit
 from toolkit import uwsgi_config, uwsgi_ini
 from toolkit.catalog import parse_help
 from toolkit.check import RULES, Context, Severity, check, context_for
-from toolkit.uwsgi_config import Machine
+from toolkit.uwsgi_config import LocalMachine
 from toolkit.uwsgi_options import option_table
 
 CORPUS = Path(__file__).parent / "check_corpus"
@@ -127,7 +127,7 @@ ini_lines = st.one_of(
 @given(st.lists(st.lists(ini_lines, max_size=12), min_size=1, max_size=3))
 def test_rules_never_raise_on_odd_configs(files: list[list[str]]) -> None:
     catalog = parse_help("    --socket  bind\n    --http  router\n    --master  master\n", "test")
-    machine = Machine(Path("/"), {})
+    machine = LocalMachine(Path("/"), {})
     context = Context(catalog, option_table(), machine)
     configs = [
         uwsgi_config.load(Path(f"/tmp/f{i}.ini"), machine, text="\n".join(lines))

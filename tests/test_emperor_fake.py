@@ -21,6 +21,7 @@ from tests.fakes import KILL_LATENCY, FakeChild, FakeClock, FakeSpawner
 from toolkit import seal
 from toolkit.emperor.emperor import Emperor
 from toolkit.emperor.machine import SERVING, State
+from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.protocol import FromVassal
 from toolkit.emperor.vassal import CONFIG_READ_LINE
@@ -39,11 +40,13 @@ def fake_emperor(root: Path) -> tuple[Emperor, FakeClock, FakeSpawner]:
         (root / folder).mkdir(parents=True, exist_ok=True)
     emperor = Emperor(
         [str(root / "a" / "*.ini"), str(root / "b" / "*.ini")],
-        uwsgi=Path("uwsgi"),
-        run_dir=root / "run",
+        EmperorOptions(
+            uwsgi=Path("uwsgi"),
+            run_dir=root / "run",
+            stop_timeout=STOP_TIMEOUT,
+            hold_sockets=False,
+        ),
         printer=Printer(io.StringIO(), colour=False),
-        stop_timeout=STOP_TIMEOUT,
-        hold_sockets=False,
         spawner=spawner,
         timers=clock,
     )

@@ -46,7 +46,7 @@ def accepts_connections(port: int) -> bool:
 def test_a_killed_vassals_clients_wait_and_are_answered(emperor: RunningEmperor) -> None:
     port = free_port()
     write_atomically(emperor.vassals / "app.ini", uwsgi_vassal(emperor.root, port))
-    wait_for(lambda: emperor.state("app") == "ready")
+    wait_for(lambda: emperor.state("app") == "ready", what='emperor.state("app") == "ready"')
     master = emperor.status()["app"]["pid"]
     assert "--socket=fd://" in " ".join(psutil.Process(master).cmdline())
     assert ask(port) == 200
@@ -64,9 +64,9 @@ def test_a_removed_vassal_gives_its_socket_back(emperor: RunningEmperor) -> None
     port = free_port()
     path = emperor.vassals / "app.ini"
     write_atomically(path, uwsgi_vassal(emperor.root, port))
-    wait_for(lambda: emperor.state("app") == "ready")
+    wait_for(lambda: emperor.state("app") == "ready", what='emperor.state("app") == "ready"')
     path.unlink()
-    wait_for(port_closed(port))
+    wait_for(port_closed(port), what="port_closed(port)")
 
 
 def test_a_throttled_vassal_gives_its_socket_back(emperor: RunningEmperor) -> None:
@@ -74,15 +74,19 @@ def test_a_throttled_vassal_gives_its_socket_back(emperor: RunningEmperor) -> No
     port = free_port()
     (emperor.root / "code" / "broken.py").write_text("raise ImportError('broken')\n")
     write_atomically(emperor.vassals / "app.ini", uwsgi_vassal(emperor.root, port, "broken"))
-    wait_for(lambda: emperor.state("app") == "throttled", timeout=20)
-    wait_for(port_closed(port))
+    wait_for(
+        lambda: emperor.state("app") == "throttled",
+        what='emperor.state("app") == "throttled"',
+        timeout=20,
+    )
+    wait_for(port_closed(port), what="port_closed(port)")
 
 
 @pytest.mark.parametrize("emperor", [("--no-hold-sockets",)], indirect=True)
 def test_no_hold_sockets_lets_uwsgi_bind(emperor: RunningEmperor) -> None:
     port = free_port()
     write_atomically(emperor.vassals / "app.ini", uwsgi_vassal(emperor.root, port))
-    wait_for(lambda: emperor.state("app") == "ready")
+    wait_for(lambda: emperor.state("app") == "ready", what='emperor.state("app") == "ready"')
     master = emperor.status()["app"]["pid"]
     assert "fd://" not in " ".join(psutil.Process(master).cmdline())
     assert ask(port) == 200
@@ -93,11 +97,14 @@ def test_a_vassal_whose_socket_moves_is_restarted_on_the_new_one(emperor: Runnin
     old, new = free_port(), free_port()
     path = emperor.vassals / "app.ini"
     write_atomically(path, uwsgi_vassal(emperor.root, old))
-    wait_for(lambda: emperor.state("app") == "ready")
+    wait_for(lambda: emperor.state("app") == "ready", what='emperor.state("app") == "ready"')
     first = emperor.status()["app"]["pid"]
     write_atomically(path, uwsgi_vassal(emperor.root, new))
-    wait_for(lambda: emperor.status()["app"]["pid"] not in {first, None})
-    wait_for(lambda: emperor.state("app") == "ready")
+    wait_for(
+        lambda: emperor.status()["app"]["pid"] not in {first, None},
+        what='emperor.status()["app"]["pid"] not in {first, None}',
+    )
+    wait_for(lambda: emperor.state("app") == "ready", what='emperor.state("app") == "ready"')
     assert ask(new) == 200
-    wait_for(port_closed(old))
+    wait_for(port_closed(old), what="port_closed(old)")
     assert emperor.status()["app"]["last_exit"] in {None, "-", ""}, "not counted as a crash"

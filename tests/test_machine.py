@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.fakes import KILL_LATENCY, FakeChild, FakeClock, FakeSpawner
-from toolkit.emperor.config import Config, file_stamp
+from toolkit.emperor.config import VassalConfig, file_stamp
 from toolkit.emperor.events import Event, Kind
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.machine import (
@@ -31,8 +31,8 @@ from toolkit.emperor.machine import (
     On,
     State,
 )
+from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.protocol import FromVassal, ToVassal
-from toolkit.emperor.throttle import Throttle
 from toolkit.emperor.vassal import CONFIG_READ_LINE, GRACEFUL_STOP_LINE, Vassal
 
 STARTING_LINE = CONFIG_READ_LINE + b"2.0.31 (64bit) on [Tue Nov 24 10:00:00 2026] ***"
@@ -68,8 +68,7 @@ class Rig:
             spawner=self.spawner,
             timers=self.clock,
             publish=self.events.append,
-            throttle=Throttle(),
-            stop_timeout=stop_timeout,
+            options=EmperorOptions(stop_timeout=stop_timeout),
             listeners=Listeners() if sockets else None,
             after=after,
         )
@@ -97,9 +96,9 @@ class Rig:
         moment = 10**18 + self.version * 10**6
         os.utime(self.path, ns=(moment, moment))
 
-    def config(self) -> Config:
+    def config(self) -> VassalConfig:
         stamp = file_stamp(self.path.stat())
-        return Config(
+        return VassalConfig(
             "web", self.path, f"v{self.version}", stamp, self.workers, tuple(self.sockets)
         )
 
@@ -126,7 +125,7 @@ class Rig:
             spawner=self.spawner,
             timers=self.clock,
             publish=self.events.append,
-            throttle=Throttle(),
+            options=old.machine.options,
             listeners=old.listeners,
             after=old,
         )
@@ -200,7 +199,7 @@ def a_vassal_killed_after_serving_respawns_at_once(folder: Path, moves: set[Move
     rig.crash(-signal.SIGKILL)
     assert rig.texts(Kind.CRASHED) == ["signal SIGKILL"]
     assert rig.state is State.STARTING and len(rig.spawner.spawned) == 2
-    assert rig.vassal.status()["restarts"] == 1
+    assert rig.vassal.status().restarts == 1
     rig.child.say(FromVassal.ACCEPTING)
     rig.child.say(FromVassal.LOYAL)
     rig.clock.advance(5)
@@ -310,7 +309,7 @@ def a_config_changed_while_uwsgi_read_it_is_read_again(folder: Path, moves: set[
     assert rig.state is State.WAITING and len(rig.spawner.spawned) == 1
     rig.vassal.reload(rig.config(), "config changed")
     assert rig.state is State.STARTING and rig.child.read == rig.config().stamp
-    assert rig.vassal.status()["restarts"] == 1
+    assert rig.vassal.status().restarts == 1
 
 
 def a_misread_found_at_the_first_message(folder: Path, moves: set[Move]) -> None:

@@ -22,7 +22,7 @@ from tests.support import UWSGI, run_toolkit
 from tests.uwsgi_truth import ask_uwsgi, refused_lines
 from toolkit import uwsgi_config
 from toolkit.check import RULES, Context, Problem, Severity, Weight, check, context_for
-from toolkit.uwsgi_config import Machine
+from toolkit.uwsgi_config import LocalMachine
 from toolkit.uwsgi_options import option_table
 
 CORPUS = Path(__file__).parent / "realworld"
@@ -45,7 +45,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def loose_context(cwd: Path) -> Context:
     """Loose files on a machine with an empty environment, as uWSGI's verdict is taken."""
     context = context_for(UWSGI.resolve(), here=False, cwd=cwd)
-    return dataclasses.replace(context, machine=Machine(cwd, {}, context.catalog.plugins))
+    return dataclasses.replace(context, machine=LocalMachine(cwd, {}, context.catalog.plugins))
 
 
 @pytest.fixture(scope="module")

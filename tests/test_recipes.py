@@ -110,7 +110,10 @@ def test_balanced_spreads_requests_over_three_app_vassals(tmp_path: Path, down: 
         return json.loads(response.body)["pid"] if response and response.status == 200 else 0
 
     with ThreadPoolExecutor(6) as pool:
-        wait_for(lambda: seen.update(pool.map(pid, range(30))) or len(seen - {0}) >= 3)
+        wait_for(
+            lambda: seen.update(pool.map(pid, range(30))) or len(seen - {0}) >= 3,
+            what="seen.update(pool.map(pid, range(30))) or len(seen - {0}) >= 3",
+        )
 
 
 def test_scaling_down_removes_the_extra_vassal_file(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
     versions.mkdir()
     yield Site(root, port, versions)
     run_toolkit("down", root)
-    wait_for(port_closed(port))
+    wait_for(port_closed(port), what="port_closed(port)")
 
 
 @dataclass
@@ -110,11 +109,16 @@ class Load:
         self.threads = [threading.Thread(target=self.client) for _ in range(self.clients)]
         for thread in self.threads:
             thread.start()
-        wait_for(lambda: sum(self.answers.values()) > 20)
+        wait_for(lambda: sum(self.answers.values()) > 20, what="20 answers before the command")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        time.sleep(0.3)
+        """Once the command is done, 20 more answers: what the site serves after it."""
+        after = sum(self.answers.values()) + 20
+        wait_for(
+            lambda: sum(self.answers.values()) >= after or len(self.failures) > 100,
+            what="20 answers after the command",
+        )
         self.stop.set()
         for thread in self.threads:
             thread.join(15)
@@ -187,7 +191,7 @@ def test_rollback_and_a_named_release(site: Site) -> None:
     assert again.returncode == 1 and "already live" in again.stderr
     # A restarted router knows no app until it announces itself: every second, not every 10.
     assert run_toolkit("reload", site.root, "http").returncode == 0
-    wait_for(serving(site.port), timeout=5)
+    wait_for(serving(site.port), what="serving(site.port)", timeout=5)
 
 
 def test_a_release_from_git_records_its_commit_and_the_code_before_it(site: Site) -> None:
@@ -248,10 +252,10 @@ def test_a_release_killed_half_way_leaves_the_old_one_serving(site: Site) -> Non
             if "staging-" in str(p.info["cmdline"]) and p.info["status"] != "zombie"
         ]
 
-    wait_for(staging)
+    wait_for(staging, what="staging")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    wait_for(lambda: not staging())
+    wait_for(lambda: not staging(), what="not staging()")
     assert b"Hello from uWSGI" in get(site.port).body
     assert site.vassals() == ["http.ini", "uwsgi.ini"]
     assert site.releases() == []
@@ -356,7 +360,7 @@ def test_the_ansible_playbook_ships_a_release_on_each_host(tmp_path: Path) -> No
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        wait_for(serving(port))
+        wait_for(serving(port), what="serving(port)")
         play(
             "--tags", "release",
             toolkit_release_commit=commit.stdout.strip(), toolkit_release_repo=str(repo),

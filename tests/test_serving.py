@@ -19,7 +19,7 @@ def test_rendered_vassals_serve_gzip_html_json_and_static(
     assert result.returncode == 0, result.stderr
     processes.start(UWSGI, "--ini", deployment / "vassals" / "uwsgi.ini")
     processes.start(UWSGI, "--ini", deployment / "vassals" / "http.ini")
-    wait_for(serving(http_port))
+    wait_for(serving(http_port), what="serving(http_port)")
 
     page = get(http_port, "/", GZIP)
     assert page.headers["content-encoding"] == "gzip"

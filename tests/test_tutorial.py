@@ -145,7 +145,10 @@ def test_06_css_is_served_via_offload(run_chapter: Callable[..., Site]) -> None:
     site = run_chapter(6)
     css = get(site.port, "/base.css")
     assert css.body == (site.root / "static" / "base.css").read_bytes()
-    wait_for(lambda: "GET /base.css => generated" in site.log("uwsgi.log"))
+    wait_for(
+        lambda: "GET /base.css => generated" in site.log("uwsgi.log"),
+        what='"GET /base.css => generated" in site.log("uwsgi.log")',
+    )
     line = next(x for x in site.log("uwsgi.log").splitlines() if "GET /base.css" in x)
     assert "via offload()" in line
 
@@ -178,7 +181,10 @@ def test_08_several_workers_answer(run_chapter: Callable[..., Site]) -> None:
         return json.loads(response.body)["pid"] if response else 0
 
     with ThreadPoolExecutor(8) as pool:
-        wait_for(lambda: seen.update(pool.map(worker_pid, range(32))) or len(seen - {0}) >= 2)
+        wait_for(
+            lambda: seen.update(pool.map(worker_pid, range(32))) or len(seen - {0}) >= 2,
+            what="seen.update(pool.map(worker_pid, range(32))) or len(seen - {0}) >= 2",
+        )
 
 
 def test_09_html_json_gzipped_and_precompressed_css(run_chapter: Callable[..., Site]) -> None:
@@ -217,16 +223,25 @@ def test_12_a_killed_vassal_comes_back_and_a_touched_one_reloads(
     pid = site.status()["uwsgi"]["pid"]
     assert isinstance(pid, int)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: site.status()["uwsgi"]["restarts"] == 1)
-    wait_for(serving(site.port))
+    wait_for(
+        lambda: site.status()["uwsgi"]["restarts"] == 1,
+        what='site.status()["uwsgi"]["restarts"] == 1',
+    )
+    wait_for(serving(site.port), what="serving(site.port)")
     os.utime(site.root / "vassals" / "uwsgi.ini")
-    wait_for(lambda: "reloading: config touched" in site.log("emperor.log"))
+    wait_for(
+        lambda: "reloading: config touched" in site.log("emperor.log"),
+        what='"reloading: config touched" in site.log("emperor.log")',
+    )
 
 
 def test_13_request_lines_land_in_the_request_log(run_chapter: Callable[..., Site]) -> None:
     site = run_chapter(13)
     get(site.port, "/api/status")
-    wait_for(lambda: "GET /api/status" in site.log("app-requests.log"))
+    wait_for(
+        lambda: "GET /api/status" in site.log("app-requests.log"),
+        what='"GET /api/status" in site.log("app-requests.log")',
+    )
     assert site.log("http-requests.log") == "", "the HTTP router logs no requests"
 
 
@@ -249,17 +264,26 @@ def test_17_a_cached_value_is_served_from_the_cache(run_chapter: Callable[..., S
 def test_18_a_spooled_job_runs(run_chapter: Callable[..., Site]) -> None:
     site = run_chapter(18)
     assert get(site.port, "/job?report").body == b"queued report\n"
-    wait_for(lambda: (site.root / "logs" / "jobs" / "report").exists())
+    wait_for(
+        lambda: (site.root / "logs" / "jobs" / "report").exists(),
+        what='(site.root / "logs" / "jobs" / "report").exists()',
+    )
     assert (site.root / "spool").is_dir()
 
 
 def test_19_the_daemon_is_started_and_restarted(run_chapter: Callable[..., Site]) -> None:
     site = run_chapter(19)
     pid_file = site.root / "logs" / "daemon.pid"
-    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    wait_for(
+        lambda: pid_file.exists() and pid_file.read_text().strip(),
+        what="pid_file.exists() and pid_file.read_text().strip()",
+    )
     first = int(pid_file.read_text())
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: pid_file.read_text().strip() not in {"", str(first)})
+    wait_for(
+        lambda: pid_file.read_text().strip() not in {"", str(first)},
+        what='pid_file.read_text().strip() not in {"", str(first)}',
+    )
 
 
 def test_01_sys_is_sysfs_not_a_place_for_projects() -> None:
@@ -327,7 +351,10 @@ def test_05_type_along_without_pythonpath_every_request_is_a_500(
     port = free_ports(1)[0]
     log = typed(processes, project, "run2.log", "--master", "--http-socket",
                 f"127.0.0.1:{port}", "--module", "app")  # fmt: skip
-    wait_for(lambda: "spawned uWSGI worker 1" in log.read_text())
+    wait_for(
+        lambda: "spawned uWSGI worker 1" in log.read_text(),
+        what='"spawned uWSGI worker 1" in log.read_text()',
+    )
     text = log.read_text()
     assert "ModuleNotFoundError: No module named 'app'" in text
     assert "*** no app loaded. going in full dynamic mode ***" in text
@@ -340,15 +367,24 @@ def test_05_type_along_with_pythonpath_it_serves_and_sigterm_reloads(
     port = free_ports(1)[0]
     log = typed(processes, project, "run3.log", "--master", "--http-socket",
                 f"127.0.0.1:{port}", "--pythonpath", "code", "--module", "app")  # fmt: skip
-    wait_for(lambda: "WSGI app 0 (mountpoint='') ready" in log.read_text())
+    wait_for(
+        lambda: "WSGI app 0 (mountpoint='') ready" in log.read_text(),
+        what="\"WSGI app 0 (mountpoint='') ready\" in log.read_text()",
+    )
     assert "added code/ to pythonpath." in log.read_text()
     assert get(port).body == b"Welcome!"
-    wait_for(lambda: "GET / => generated 8 bytes" in log.read_text())
+    wait_for(
+        lambda: "GET / => generated 8 bytes" in log.read_text(),
+        what='"GET / => generated 8 bytes" in log.read_text()',
+    )
     assert "|app: 0|req: 1/1] 127.0.0.1 ()" in log.read_text()
     master = processes.started[-1]
     os.kill(master.pid, signal.SIGTERM)
-    wait_for(lambda: "binary reloading uWSGI..." in log.read_text())
-    wait_for(serving(port))
+    wait_for(
+        lambda: "binary reloading uWSGI..." in log.read_text(),
+        what='"binary reloading uWSGI..." in log.read_text()',
+    )
+    wait_for(serving(port), what="serving(port)")
     assert master.poll() is None, "SIGTERM reloaded uWSGI; it did not stop"
 
 
@@ -376,10 +412,17 @@ def test_11_type_along_port_0_and_hostnames_from_a_file(
     (tmp_path / "hostnames.txt").write_text(f"localhost:{port}\nlocalhost\n")
     router = started(processes, tmp_path, "http.ini")
     app = started(processes, tmp_path, "uwsgi.ini")
-    wait_for(lambda: "(port auto-assigned)" in app.read_text())
+    wait_for(
+        lambda: "(port auto-assigned)" in app.read_text(),
+        what='"(port auto-assigned)" in app.read_text()',
+    )
     chosen = app.read_text().split("bound to TCP address 127.0.0.1:")[1].split()[0]
-    wait_for(lambda: f"localhost:{port} => new node: 127.0.0.1:{chosen}" in router.read_text())
-    assert f"localhost => new node: 127.0.0.1:{chosen}" in router.read_text()
+    names = [f"localhost:{port} => new node: 127.0.0.1:{chosen}",
+             f"localhost => new node: 127.0.0.1:{chosen}"]  # fmt: skip
+    wait_for(
+        lambda: all(name in router.read_text() for name in names),
+        what="the router's new node for each line of hostnames.txt (in either order)",
+    )
     assert get(port, headers={"Host": f"localhost:{port}"}).body == b"Welcome!"
     assert get(port, headers={"Host": "localhost"}).body == b"Welcome!"
     with pytest.raises(http.client.RemoteDisconnected):
@@ -391,7 +434,10 @@ def test_11_apps_announce_themselves_to_the_router(run_chapter: Callable[..., Si
     site = run_chapter(11, f"http_port={port}", f"subscription_port={subscriptions}")
     assert "socket = 127.0.0.1:0\n" in (site.root / "vassals" / "uwsgi.ini").read_text()
     assert b"Hello from uWSGI" in get(port).body
-    assert "toolkit => new node: 127.0.0.1:" in site.log("http.log")
+    wait_for(
+        lambda: "toolkit => new node: 127.0.0.1:" in site.log("http.log"),
+        what="the router's new-node line, as the Emperor logs it",
+    )
 
 
 def test_15_type_along_a_relative_certificate_path_is_read_before_chdir(
@@ -415,7 +461,10 @@ def test_15_type_along_a_relative_certificate_path_is_read_before_chdir(
     processes.start(
         "sh", "-c", f"exec '{UWSGI}' --ini {project / 'http.ini'} > {log} 2>&1", cwd=elsewhere
     )
-    wait_for(lambda: "unable to assign certificate tls/cert.pem" in log.read_text())
+    wait_for(
+        lambda: "unable to assign certificate tls/cert.pem" in log.read_text(),
+        what='"unable to assign certificate tls/cert.pem" in log.read_text()',
+    )
 
 
 def test_15_the_router_speaks_tls_with_the_chapters_certificate(
@@ -453,7 +502,10 @@ def test_16_the_router_uses_shared_sockets_and_drops_to_nobody(
         master = psutil.Process(int(site.status()["http"]["pid"]))  # type: ignore[call-overload]
         assert master.username() == "root"
         assert [child.username() for child in master.children()] == ["nobody"]
-        assert "setuid() to 65534" in site.log("http.log")
+        wait_for(
+            lambda: "setuid() to 65534" in site.log("http.log"),
+            what="the router's setuid line, as the Emperor logs it",
+        )
 
 
 def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
@@ -467,15 +519,24 @@ def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
         f"http-keepalive = 1\nhttp-to = 127.0.0.1:{app_port}\n"
     )
     router = started(processes, project, "http.ini")
-    wait_for(lambda: "spawned uWSGI http 1" in router.read_text())
+    wait_for(
+        lambda: "spawned uWSGI http 1" in router.read_text(),
+        what='"spawned uWSGI http 1" in router.read_text()',
+    )
     assert "*** Operational MODE: no-workers ***" in router.read_text()
     assert "spawned uWSGI worker" not in router.read_text()
     with pytest.raises(http.client.RemoteDisconnected):
         get(port)
     app = typed(processes, project, "app.log", "--master", "--socket", f"127.0.0.1:{app_port}",
                 "--pythonpath", "code", "--module", "app")  # fmt: skip
-    wait_for(lambda: "WSGI app 0 (mountpoint='') ready" in app.read_text())
-    wait_for(lambda: "spawned uWSGI worker 1" in app.read_text())
+    wait_for(
+        lambda: "WSGI app 0 (mountpoint='') ready" in app.read_text(),
+        what="\"WSGI app 0 (mountpoint='') ready\" in app.read_text()",
+    )
+    wait_for(
+        lambda: "spawned uWSGI worker 1" in app.read_text(),
+        what='"spawned uWSGI worker 1" in app.read_text()',
+    )
     with pytest.raises(http.client.RemoteDisconnected):
         get(port)  # the app is up, and the router still counts it dead
     assert "marking 127.0.0.1:" in router.read_text()
@@ -494,9 +555,17 @@ def test_14_type_along_procname_prefix_is_glued_and_the_spaced_one_is_not(
             f"pythonpath = {project / 'code'}\nmodule = app\n"
         )
         log = typed(processes, folder, f"{option}.log", "--ini", "uwsgi.ini")
-        wait_for(lambda: "spawned uWSGI worker 1" in log.read_text())  # noqa: B023
+        wait_for(
+            lambda log=log: "spawned uWSGI worker 1" in log.read_text(),  # type: ignore[misc]
+            what='"spawned uWSGI worker 1" in log.read_text()',
+        )
         master = psutil.Process(processes.started[-1].pid)
-        wait_for(lambda: " ".join(master.cmdline()).startswith(expected))  # noqa: B023
+        wait_for(
+            lambda master=master, expected=expected: (  # type: ignore[misc]
+                " ".join(master.cmdline()).startswith(expected)
+            ),
+            what='" ".join(master.cmdline()).startswith(expected)',
+        )
         os.killpg(master.pid, signal.SIGKILL)  # nothing to learn from its stop
         processes.stop_all()
         processes.started.clear()
@@ -527,7 +596,7 @@ def guide_compression(project: Path, processes: Processes, keepalive: str) -> in
         "response-route-run = delheader:uWSGI-Encoding\n"
     )
     started(processes, project, f"gzip-{keepalive}.ini")
-    wait_for(serving(port))
+    wait_for(serving(port), what="serving(port)")
     return port
 
 
@@ -588,7 +657,10 @@ def test_08_cheaper_starts_one_worker_and_spawns_more_under_load(
     with ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(lambda _: try_get(port, "/slow"), range(12)))
     assert any(a is not None and a.body.startswith(b"slept 1 s") for a in answers)
-    wait_for(lambda: "spawned uWSGI worker 2" in site.log("uwsgi.log"))
+    wait_for(
+        lambda: "spawned uWSGI worker 2" in site.log("uwsgi.log"),
+        what='"spawned uWSGI worker 2" in site.log("uwsgi.log")',
+    )
 
 
 def test_02_type_along_the_app_called_by_hand(tmp_path: Path) -> None:
@@ -612,9 +684,15 @@ def test_06_type_along_static_files_by_an_offload_thread(
     log = typed(processes, project, "web.log", "--master", "--http-socket",
                 f"127.0.0.1:{port}", "--pythonpath", "code", "--module", "app",
                 "--check-static", "static", "--offload-threads", "1")  # fmt: skip
-    wait_for(lambda: "spawned 1 offload threads for uWSGI worker 1" in log.read_text())
+    wait_for(
+        lambda: "spawned 1 offload threads for uWSGI worker 1" in log.read_text(),
+        what='"spawned 1 offload threads for uWSGI worker 1" in log.read_text()',
+    )
     assert get(port, "/base.css").body == (project / "static" / "base.css").read_bytes()
-    wait_for(lambda: "GET /base.css => generated" in log.read_text())
+    wait_for(
+        lambda: "GET /base.css => generated" in log.read_text(),
+        what='"GET /base.css => generated" in log.read_text()',
+    )
     assert "via offload()" in log.read_text()
 
 
@@ -627,7 +705,7 @@ def test_07_type_along_the_ini_file_serves_like_the_command(
         "pythonpath = code\nmodule = app\n\ncheck-static = static\noffload-threads = 1\n"
     )
     started(processes, project, "uwsgi.ini")
-    wait_for(serving(port))
+    wait_for(serving(port), what="serving(port)")
     assert get(port).body == b"Welcome!"
     assert get(port, "/base.css").body == (project / "static" / "base.css").read_bytes()
 
@@ -642,11 +720,17 @@ def test_08_type_along_the_router_and_one_cheaper_worker_of_two_threads(
         "check-static = static\noffload-threads = 1\n"
     )
     log = started(processes, project, "uwsgi.ini")
-    wait_for(lambda: "spawned uWSGI http 1" in log.read_text())
-    wait_for(serving(port))
-    text = log.read_text()
-    assert re.search(r"spawned uWSGI worker 1 \(pid: \d+, cores: 2\)", text)
-    assert "spawned uWSGI worker 2" not in text
+    wait_for(
+        lambda: "spawned uWSGI http 1" in log.read_text(),
+        what='"spawned uWSGI http 1" in log.read_text()',
+    )
+    wait_for(serving(port), what="serving(port)")
+    # The master prints it after the fork: the worker may answer before it does.
+    wait_for(
+        lambda: re.search(r"spawned uWSGI worker 1 \(pid: \d+, cores: 2\)", log.read_text()),
+        what="the master's line for worker 1 with 2 cores",
+    )
+    assert "spawned uWSGI worker 2" not in log.read_text()
 
 
 def test_12_type_along_uwsgis_emperor_spawns_both_and_only_the_app_is_ready_and_loyal(
@@ -664,10 +748,18 @@ def test_12_type_along_uwsgis_emperor_spawns_both_and_only_the_app_is_ready_and_
         f"socket = 127.0.0.1:{app_port}\npythonpath = code\nmodule = app\n"
     )
     log = typed(processes, project, "emperor.log", "--master", "--emperor", "'vassals/*.ini'")
-    wait_for(lambda: "vassal vassals/uwsgi.ini is ready to accept requests" in log.read_text())
-    assert "vassal vassals/http.ini has been spawned" in log.read_text()
-    wait_for(serving(port))
-    wait_for(lambda: "vassal vassals/uwsgi.ini is now loyal" in log.read_text())
+    # uWSGI's Emperor prints each vassal's events as it reads them, in no set order.
+    events = ["vassal vassals/uwsgi.ini is ready to accept requests",
+              "vassal vassals/http.ini has been spawned"]  # fmt: skip
+    wait_for(
+        lambda: all(event in log.read_text() for event in events),
+        what="the app ready and the router spawned, in either order",
+    )
+    wait_for(serving(port), what="serving(port)")
+    wait_for(
+        lambda: "vassal vassals/uwsgi.ini is now loyal" in log.read_text(),
+        what='"vassal vassals/uwsgi.ini is now loyal" in log.read_text()',
+    )
     assert "announcing my loyalty to the Emperor..." in log.read_text()
     assert "vassals/http.ini is ready" not in log.read_text()
     assert "vassals/http.ini is now loyal" not in log.read_text()

@@ -31,7 +31,7 @@ def test_up_detach_serves_then_down_stops_everything(
     finally:
         down = run_toolkit("down", "-C", deployment)
     assert down.returncode == 0, down.stderr
-    wait_for(port_closed(free_pair[0]))
+    wait_for(port_closed(free_pair[0]), what="port_closed(free_pair[0])")
     assert (deployment / "logs" / "uwsgi.log").read_text().count("goodbye to uWSGI") == 1
 
 
@@ -42,7 +42,10 @@ def test_up_detach_reports_a_failing_vassal(deployment: Path, free_pair: tuple[i
     assert result.returncode == 2
     assert "vassal uwsgi failed" in result.stderr
     assert "RuntimeError: broken on purpose" in result.stderr
-    wait_for(lambda: not (deployment / "run" / "emperor.sock").exists())
+    wait_for(
+        lambda: not (deployment / "run" / "emperor.sock").exists(),
+        what='not (deployment / "run" / "emperor.sock").exists()',
+    )
 
 
 def test_up_in_the_foreground_stops_cleanly_on_ctrl_c(
@@ -59,7 +62,7 @@ def test_up_in_the_foreground_stops_cleanly_on_ctrl_c(
             start_new_session=True,
         )
     try:
-        wait_for(serving(free_pair[0]), timeout=15)
+        wait_for(serving(free_pair[0]), what="serving(free_pair[0])", timeout=15)
     except AssertionError:
         raise AssertionError(log.read_text()) from None
     finally:

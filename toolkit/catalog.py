@@ -1,6 +1,6 @@
 """What the installed uWSGI build offers, asked of the binary once and cached: its options
-(`--help`), its plugins, loggers and routing actions (`--plugins-list`, `--loggers-list`,
-`--router-list`). Builds differ by their plugins, so these facts come from the binary."""
+(`--help`), its plugins and routing actions (`--plugins-list`, `--router-list`). Builds
+differ by their plugins, so these facts come from the binary."""
 
 from __future__ import annotations
 
@@ -12,23 +12,21 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ExitCode, ToolkitError
 
-EXIT_CANNOT_RUN = 2
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 _HELP_LINE = re.compile(r"^\s{4}(?:-(\w)\|)?--(\S+)\s+(.*)$")
 _LIST_HEADER = re.compile(r"^\*\*\* uWSGI loaded (.+?) \*\*\*$")
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """Option names (long, without dashes) with their help text; plugin, logger and routing
-    action names."""
+    """Option names (long, without dashes) with their help text; plugin and routing action
+    names."""
 
     version: str
     options: dict[str, str]
     plugins: frozenset[str] = frozenset()
-    loggers: frozenset[str] = frozenset()
     routers: frozenset[str] = frozenset()
     python: str = ""
 
@@ -49,13 +47,13 @@ def parse_lists(text: str) -> dict[str, frozenset[str]]:
     """The names under each `*** uWSGI loaded X ***` header, until `--- end of ... ---`.
 
     Request plugins are listed as `0: python`; the name is what `plugins =` takes."""
-    found: dict[str, set[str]] = {"plugins": set(), "loggers": set(), "routers": set()}
+    found: dict[str, set[str]] = {"plugins": set(), "routers": set()}
     current: set[str] | None = None
     for line in text.splitlines():
         header = _LIST_HEADER.match(line.strip())
         if header:
             what = header.group(1)
-            current = found["plugins" if "plugins" in what else what]
+            current = found.get("plugins" if "plugins" in what else what)
         elif line.startswith("--- end of") or line.startswith("***"):
             current = None
         elif current is not None and line.strip():
@@ -88,7 +86,7 @@ def _ask(uwsgi: Path) -> Catalog:
         )
         version = str(command("--version")).strip()
         help_text = str(command("--help"))
-        listed = command("--plugins-list", "--loggers-list", "--router-list")
+        listed = command("--plugins-list", "--router-list")
         python = str(command("--python-version")).strip()
     lists = parse_lists(str(listed))
     catalog = parse_help(help_text, version)
@@ -104,7 +102,7 @@ def load_catalog(uwsgi: Path) -> Catalog:
             "no uwsgi executable",
             file=uwsgi,
             hint="pip install uwsgi, or pass --uwsgi PATH",
-            exit_code=EXIT_CANNOT_RUN,
+            exit_code=ExitCode.USAGE,
         ) from None
     cached = cache_dir() / f"catalog-{key}.json"
     try:
@@ -112,7 +110,7 @@ def load_catalog(uwsgi: Path) -> Catalog:
         return Catalog(
             data["version"],
             data["options"],
-            **{k: frozenset(data[k]) for k in ("plugins", "loggers", "routers")},
+            **{k: frozenset(data[k]) for k in ("plugins", "routers")},
             python=data["python"],
         )
     except (OSError, ValueError, KeyError, TypeError):
@@ -123,10 +121,10 @@ def load_catalog(uwsgi: Path) -> Catalog:
         catalog = _ask(uwsgi)
     except (sh.ErrorReturnCode, sh.TimeoutException, sh.CommandNotFound, OSError) as error:
         raise ToolkitError(
-            f"cannot ask uwsgi for its options: {error}", file=uwsgi, exit_code=EXIT_CANNOT_RUN
+            f"cannot ask uwsgi for its options: {error}", file=uwsgi, exit_code=ExitCode.USAGE
         ) from None
     if not catalog.options:
-        raise ToolkitError("uwsgi --help listed no options", file=uwsgi, exit_code=EXIT_CANNOT_RUN)
+        raise ToolkitError("uwsgi --help listed no options", file=uwsgi, exit_code=ExitCode.USAGE)
     data = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(catalog).items()}
     from toolkit.apply import write_atomically
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from toolkit import __version__
-from toolkit.errors import EXIT_USAGE, ToolkitError
+from toolkit.errors import ExitCode, ToolkitError
 from toolkit.output import paint, say, table, warn
 
 if TYPE_CHECKING:
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from toolkit.deployment import Deployment
     from toolkit.pipeline import RenderReport
     from toolkit.release import Outcome
-
-EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a bug in toolkit, not in the input
 
 app = typer.Typer(
     help="Render, check and run uWSGI vassals under a readable Emperor.",
@@ -63,11 +61,11 @@ def fail(error: BaseException) -> NoReturn:
     if isinstance(error, OSError):
         where = f"{error.filename}: " if error.filename else ""
         warn(f"{paint('error:', 'red', sys.stderr)} {where}{error.strerror or error}")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     if os.environ.get("TOOLKIT_DEBUG"):
         raise error
     warn(f"internal error (a bug in toolkit, please report it): {type(error).__name__}: {error}")
-    raise typer.Exit(EXIT_INTERNAL)
+    raise typer.Exit(ExitCode.INTERNAL)
 
 
 def handled(function: Callable[..., None]) -> Callable[..., None]:
@@ -90,7 +88,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 DeploymentDir = Annotated[
@@ -252,7 +250,7 @@ def render(
             deployment.root, set_ or [], [c.path for c in report.changes if c.new is not None]
         )
     if check_only and report.changed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.PROBLEMS)
 
 
 @app.command(
@@ -301,19 +299,12 @@ def start_up(
     show_render(prepared.render, diff=False)
     if not detach:
         pipeline.become_emperor(prepared.command)
-    pipeline.up_detached(deployment, prepared)
+    pipeline.up_detached(prepared)
     for vassal in prepared.vassals:
-        say(f"{vassal['name']:<12} {vassal['state']:<10} pid {vassal['pid']}")
+        say(f"{vassal.name:<12} {vassal.state:<10} pid {vassal.pid}")
     for address in prepared.serving:
         say(f"serving {address}")
     say(f"stop it with: toolkit down {deployment.root}")
-
-
-def _ask(deployment: Deployment, command: str, **fields: Any) -> dict[str, Any]:
-    from toolkit.emperor import control
-
-    answer: dict[str, Any] = control.request(deployment.run_dir, command, **fields)
-    return answer
 
 
 def _split(arguments: list[str] | None, option: Path | None, names: int) -> tuple[Path, list[str]]:
@@ -338,30 +329,37 @@ def status(
     import hashlib
     import json
 
+    from toolkit.emperor import control
+
     deployment = _deployment(directory, dir_option)
-    vassals = _ask(deployment, "status")["vassals"]
+    live = deployment.releases.live() if deployment.deploy_ini.is_file() else None
+    vassals = control.status(deployment.run_dir)
+    changed = {}
     for vassal in vassals:
         try:
-            on_disk = hashlib.sha256(Path(vassal["config"]).read_bytes()).hexdigest()
+            on_disk = hashlib.sha256(Path(vassal.config).read_bytes()).hexdigest()
         except OSError:
             on_disk = None
-        vassal["config_changed"] = on_disk != vassal.get("digest")
+        changed[vassal.name] = on_disk != vassal.digest
     if as_json:
-        sys.stdout.write(json.dumps(vassals, indent=2) + "\n")
+        entries = [{**v.as_json(), "config_changed": changed[v.name]} for v in vassals]
+        sys.stdout.write(json.dumps(entries, indent=2) + "\n")
         return
     rows = [
         [
-            v["name"],
-            v["state"],
-            str(v["pid"] or "-"),
-            str(v["restarts"]),
-            f"{v['uptime']:.0f} s" if v["uptime"] is not None else "-",
-            v["last_exit"] or "-",
-            v["config"] + ("  (changed on disk: not what runs)" if v["config_changed"] else ""),
+            v.name,
+            v.state,
+            str(v.pid or "-"),
+            str(v.restarts),
+            f"{v.uptime:.0f} s" if v.uptime is not None else "-",
+            v.last_exit or "-",
+            v.config + ("  (changed on disk: not what runs)" if changed[v.name] else ""),
         ]
         for v in vassals
     ]
     say(table(["vassal", "state", "pid", "restarts", "uptime", "last exit", "config"], rows))
+    if live is not None:
+        say(f"live release: {live.id} ({live.source})")
 
 
 @app.command()
@@ -373,10 +371,12 @@ def reload(
     dir_option: DirOption = None,
 ) -> None:
     """Gracefully reload a vassal (or all); a throttled one is cleared and spawned at once."""
+    from toolkit.emperor import control
+
     folder, names = _split(arguments, dir_option, 1)
     deployment = _deployment(folder, dir_option)
-    answer = _ask(deployment, "reload", name=names[0] if names else None)
-    say(f"reloading {', '.join(answer['reloaded']) or 'nothing'}")
+    reloaded = control.reload(deployment.run_dir, names[0] if names else None)
+    say(f"reloading {', '.join(reloaded) or 'nothing'}")
 
 
 @app.command()
@@ -386,26 +386,28 @@ def stop(
     dir_option: DirOption = None,
 ) -> None:
     """Stop one vassal; it stays down until its config changes or `toolkit reload NAME`."""
+    from toolkit.emperor import control
+
     folder, names = _split(arguments, dir_option, 1)
     if len(names) != 1:
         raise ToolkitError("name one vassal to stop", hint="toolkit stop [DIR] NAME")
-    _ask(_deployment(folder, dir_option), "stop", name=names[0])
+    control.stop(_deployment(folder, dir_option).run_dir, names[0])
     say(f"stopped {names[0]}")
 
 
 @app.command()
 @handled
-def down(directory: DeploymentDir = Path("."), dir_option: DirOption = None) -> None:
-    """Stop every vassal and the Emperor."""
-    import time
-
+def down(
+    directory: DeploymentDir = Path("."),
+    dir_option: DirOption = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for the Emperor to answer.")
+    ] = 30.0,
+) -> None:
+    """Stop every vassal and the Emperor; return once the Emperor has exited."""
     from toolkit.emperor import control
 
-    run_dir = _deployment(directory, dir_option).run_dir
-    control.request(run_dir, "down")
-    pid_file = run_dir / control.PID_NAME
-    while control.socket_path(run_dir).exists() or pid_file.exists():
-        time.sleep(0.05)
+    control.down(_deployment(directory, dir_option).run_dir, timeout)
     say("down")
 
 
@@ -504,7 +506,7 @@ def check_configs(
         for problem in problems:
             say(str(problem), "red" if problem.severity is Severity.ERROR else "yellow")
         say(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
-    raise typer.Exit(1 if errors else 0)
+    raise typer.Exit(ExitCode.PROBLEMS if errors else ExitCode.OK)
 
 
 @app.command()
@@ -581,11 +583,10 @@ def list_releases(
     import json
     from dataclasses import asdict
 
-    from toolkit import release as releases
-
     deployment = _deployment(directory, dir_option)
-    live = releases.live_id(deployment)
-    found = releases.releases(deployment)
+    current = deployment.releases.live()
+    live = current.id if current else None
+    found = deployment.releases.all()
     if as_json:
         entries = [{**asdict(r), "when": r.when, "live": r.id == live} for r in found]
         sys.stdout.write(json.dumps(entries, indent=2) + "\n")

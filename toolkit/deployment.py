@@ -11,27 +11,47 @@ from typing import TYPE_CHECKING
 from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:
-    from toolkit.apply import FileChange
-    from toolkit.check import Context, Problem
     from toolkit.detect import Detected
+    from toolkit.inventory import Inventory
     from toolkit.recipes import Recipe
+    from toolkit.release_store import Store
     from toolkit.settings import RawValue, Variables
 
 VASSALS = "vassals"
 HOSTS = "hosts"
 RUN = "run"
-RELEASES = "releases"
-# releases/live names the release that serves; render runs that release's code.
-LIVE = "live"
-# The app vassal a release replaces: it is rendered as app-ID.ini for release ID.
-RELEASE_VASSAL = "uwsgi.ini"
 TEMPLATES = "templates"
-# The first line of every base template: files with it are toolkit's to remove when stale.
-RENDERED_MARK = "# Rendered by toolkit"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a deployment's variables are made of, read once: its recipe, deploy.ini's values
+    and, when hosts are asked for, the inventory. Every layering of them (a host, a release,
+    `--set`) is resolved from these without reading a file again."""
+
+    recipe: Recipe
+    deploy: Mapping[str, RawValue]
+    inventory: Inventory | None = None
+
+    def variables(
+        self,
+        host: str | None = None,
+        release: Mapping[str, RawValue] | None = None,
+        overrides: Mapping[str, RawValue] | None = None,
+    ) -> Variables:
+        """deploy.ini, the host's inventory layers, the release (above the host's layers: a
+        release runs on its own port), then the overrides, validated by the recipe."""
+        from toolkit import settings
+
+        hosts = [] if host is None or self.inventory is None else self.inventory.layers(host)
+        return settings.resolve(self.recipe, self.deploy, *hosts, release or {}, overrides or {})
 
 
 @dataclass(frozen=True)
 class Deployment:
+    """The folder: deploy.ini, its recipe, and where vassals, releases, logs and run files
+    go. Planning and writing vassal files is toolkit.pipeline's."""
+
     root: Path
 
     @property
@@ -46,24 +66,21 @@ class Deployment:
     def run_dir(self) -> Path:
         return self.root / RUN
 
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / TEMPLATES
+
+    @property
+    def releases(self) -> Store:
+        from toolkit.release_store import Store
+
+        return Store(self.root)
+
     def vassal_patterns(self, recipe: Recipe) -> list[str]:
         return [str(self.vassals_dir / recipe.glob)]
 
-    def load(
-        self,
-        overrides: Mapping[str, RawValue] | None = None,
-        host: str | None = None,
-        live: bool = True,
-    ) -> Variables:
-        """deploy.ini names its recipe; its values, the host's inventory layers, the live
-        release (unless `live` is false) and the overrides are validated against it."""
-        return self.load_hosts(overrides, [host], live)[0]
-
-    def load_hosts(
-        self, overrides: Mapping[str, RawValue] | None, hosts: list[str | None], live: bool = True
-    ) -> list[Variables]:
-        """The variables of each host (None: no inventory layer), reading deploy.ini and
-        inventory.ini once however many hosts there are."""
+    def sources(self, inventory: bool = False) -> Sources:
+        """deploy.ini and its recipe (and inventory.ini, with `inventory`), read now."""
         from toolkit import settings
         from toolkit.inventory import FILE_NAME as INVENTORY
         from toolkit.inventory import read_inventory
@@ -77,41 +94,23 @@ class Deployment:
             )
         recipe_name, values = settings.read_deploy_ini(self.deploy_ini)
         recipe = find_recipe(recipe_name or DEFAULT_RECIPE)
-        inventory = None
-        if any(host is not None for host in hosts):
-            inventory = read_inventory(self.root / INVENTORY)
-        release = self.live_release() if live and recipe.variable("release") else {}
-        return [
-            settings.resolve(
-                recipe,
-                values,
-                *([] if host is None or inventory is None else inventory.layers(host)),
-                release,  # above the host's layers: the live release runs on its own port
-                overrides or {},
-            )
-            for host in hosts
-        ]
+        found = read_inventory(self.root / INVENTORY) if inventory else None
+        return Sources(recipe, values, found)
 
-    def live_release(self) -> dict[str, RawValue]:
-        """The live release's code, port and ID, as a layer over deploy.ini."""
-        import json
+    def live_layer(self, sources: Sources) -> Mapping[str, RawValue]:
+        """The live release's layer, for a recipe whose app vassal runs releases."""
+        return self.releases.live_layer() if sources.recipe.variable("release") else {}
 
-        from toolkit.settings import RawValue
-
-        where = self.root / RELEASES / LIVE
-        try:
-            release_id = where.read_text().strip()
-            if not release_id:
-                return {}
-            port = json.loads((self.root / RELEASES / f"{release_id}.json").read_text())["port"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return {}
-        source = str(where)
-        return {
-            "release": RawValue(release_id, source),
-            "pythonpath": RawValue(f"{RELEASES}/{release_id}", source),
-            "app_port": RawValue(str(port), source),
-        }
+    def load(
+        self,
+        overrides: Mapping[str, RawValue] | None = None,
+        host: str | None = None,
+        live: bool = True,
+    ) -> Variables:
+        """The variables as they run here: with the live release unless `live` is false."""
+        sources = self.sources(inventory=host is not None)
+        release = self.live_layer(sources) if live else {}
+        return sources.variables(host, release, overrides)
 
     def logs_dir(self, variables: Variables) -> Path:
         return self.root / str(variables.values.get("log_dir", "logs"))
@@ -120,58 +119,9 @@ class Deployment:
         """Where `render --all-hosts` puts one host's vassals, to be shipped to that host."""
         return self.root / HOSTS / host / VASSALS
 
-    def plan(self, variables: Variables, target: Path | None = None) -> list[FileChange]:
-        """What `render` would write into vassals/ (or `target`), compared with what is there."""
-        from toolkit.apply import plan
-        from toolkit.render import render
-        from toolkit.seal import seal
-
-        target = target or self.vassals_dir
-        templates = render(variables.recipe, variables.values, self.root / TEMPLATES)
-        release = variables.values.get("release")
-        if release and RELEASE_VASSAL in templates:
-            templates[f"app-{release}.ini"] = templates.pop(RELEASE_VASSAL)
-        rendered = {name: seal(text) for name, text in templates.items()}
-        wanted = {target / name for name in rendered}
-        stale = [
-            path
-            for path in self.vassal_files(variables.recipe, target)
-            if path not in wanted and RENDERED_MARK in path.read_text(errors="replace")
-        ]
-        return plan(target, rendered, stale)
-
     def vassal_files(self, recipe: Recipe, folder: Path | None = None) -> list[Path]:
         patterns = self.vassal_patterns(recipe) if folder is None else [str(folder / recipe.glob)]
         return sorted(Path(p) for pattern in patterns for p in glob.glob(pattern))
-
-    def check(
-        self,
-        recipe: Recipe,
-        changes: list[FileChange],
-        context: Context,
-        target: Path | None = None,
-    ) -> list[Problem]:
-        """Check the vassals as they will be once `changes` are written, before writing them.
-
-        Files rendered for another host are read as if in vassals/, where they will run.
-        """
-        from toolkit import uwsgi_config
-        from toolkit.check import check
-
-        target = target or self.vassals_dir
-        planned = {self.vassals_dir / c.path.relative_to(target): c.new for c in changes}
-        configs = [
-            uwsgi_config.load(path, context.machine, text=text)
-            for path, text in planned.items()
-            if text is not None
-        ]
-        if target == self.vassals_dir:
-            configs += [
-                uwsgi_config.load(p, context.machine)
-                for p in self.vassal_files(recipe)
-                if p not in planned
-            ]
-        return check(configs, context)
 
 
 @dataclass(frozen=True)

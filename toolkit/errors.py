@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
-EXIT_USAGE = 2
+
+class ExitCode(IntEnum):
+    """Every exit code toolkit gives, as the README's table lists them (a test holds the two
+    equal)."""
+
+    OK = 0
+    PROBLEMS = 1  # check found errors, a change --check would make, a refused command
+    USAGE = 2  # bad input, or it cannot be done: a missing file, no uwsgi, no Emperor
+    INTERNAL = 70  # sysexits EX_SOFTWARE: a bug in toolkit, not in the input
+    INTERRUPTED = 130  # Ctrl-C, outside the Emperor
 
 
 @dataclass
@@ -17,7 +27,7 @@ class ToolkitError(Exception):
     file: Path | str | None = None
     line: int | None = None
     hint: str | None = None
-    exit_code: int = EXIT_USAGE
+    exit_code: int = ExitCode.USAGE
 
     def __str__(self) -> str:
         where = ""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from toolkit import __version__
 from toolkit.deployment import Deployment
-from toolkit.emperor.main import argv
+from toolkit.emperor.options import EmperorOptions
 from toolkit.inventory import Inventory
 from toolkit.settings import Variables
 
@@ -39,12 +39,10 @@ WantedBy=multi-user.target
 def systemd_unit(deployment: Deployment, variables: Variables, uwsgi: Path) -> str:
     root = deployment.root.resolve()
     resolved = Deployment(root)
-    command = argv(
-        resolved.vassal_patterns(variables.recipe),
-        uwsgi=uwsgi,
-        run_dir=resolved.run_dir,
-        logs_dir=resolved.logs_dir(variables),
+    options = EmperorOptions(
+        uwsgi=uwsgi, run_dir=resolved.run_dir, logs_dir=resolved.logs_dir(variables)
     )
+    command = options.command(resolved.vassal_patterns(variables.recipe))
     command[0] = str(Path(sys.executable).absolute())
     # systemd expands %-specifiers in ExecStart; a literal % must be doubled.
     return UNIT.format(root=root, command=shlex.join(command).replace("%", "%%"))

@@ -1,5 +1,8 @@
-"""The jobs behind `render` and `up`, one function each, returning what happened: the CLI and
-library callers share them, and only print or act on the report."""
+"""The one writer of vassal files. `render`, `up`, `release`, `rollback` and a release's staging
+config all go through here: every vassal toolkit writes is rendered, sealed and checked the
+same way, and a file edited by hand is kept the same way, before anything is written.
+
+The jobs behind `render` and `up` return what happened; the CLI only prints the report."""
 
 from __future__ import annotations
 
@@ -12,29 +15,155 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import seal
 from toolkit.apply import FileChange, Status, apply, write_atomically
-from toolkit.emperor import control
-from toolkit.errors import ToolkitError
+from toolkit.errors import ExitCode, ToolkitError
 from toolkit.installed import uwsgi_executable
 
 if TYPE_CHECKING:
-    from toolkit.check import Problem
+    from toolkit.check import Context, Problem
     from toolkit.deployment import Deployment
-    from toolkit.settings import RawValue
+    from toolkit.recipes import Recipe
+    from toolkit.settings import RawValue, Variables
 
 EDITED_SUFFIX = ".edited"
+# The app vassal a release replaces: it is rendered as app-ID.ini for release ID.
+RELEASE_VASSAL = "uwsgi.ini"
+# The first line of every base template: files with it are toolkit's to remove when stale.
+RENDERED_MARK = "# Rendered by toolkit"
 
 
 class CheckFailed(ToolkitError):
-    """Render and up stop here: nothing is written or started while a config has errors."""
+    """Nothing is written or started while a config has errors."""
 
     def __init__(self, problems: list[Problem]) -> None:
         errors = sum(p.severity.value == "error" for p in problems)
         super().__init__(
             f"{errors} error(s) in the rendered configs; nothing was written or started",
             hint="fix deploy.ini or the templates (render --no-check writes anyway)",
-            exit_code=1,
+            exit_code=ExitCode.PROBLEMS,
         )
         self.details = [str(p) for p in problems]
+
+
+def _rendered(deployment: Deployment, variables: Variables) -> dict[str, str]:
+    """The recipe's vassal files for these variables, by file name, sealed."""
+    from toolkit.render import render as render_templates
+
+    templates = render_templates(variables.recipe, variables.values, deployment.templates_dir)
+    release = variables.values.get("release")
+    if release and RELEASE_VASSAL in templates:
+        templates[f"app-{release}.ini"] = templates.pop(RELEASE_VASSAL)
+    return {name: seal.seal(text) for name, text in templates.items()}
+
+
+def plan(
+    deployment: Deployment, variables: Variables, target: Path | None = None
+) -> list[FileChange]:
+    """What rendering would write into vassals/ (or `target`), compared with what is there;
+    a file toolkit rendered that the variables no longer name is planned for removal."""
+    from toolkit.apply import plan as compare
+
+    target = target or deployment.vassals_dir
+    rendered = _rendered(deployment, variables)
+    wanted = {target / name for name in rendered}
+    stale = [
+        path
+        for path in deployment.vassal_files(variables.recipe, target)
+        if path not in wanted and RENDERED_MARK in path.read_text(errors="replace")
+    ]
+    return compare(target, rendered, stale)
+
+
+def check(
+    deployment: Deployment,
+    recipe: Recipe,
+    changes: list[FileChange],
+    context: Context,
+    target: Path | None = None,
+) -> list[Problem]:
+    """The vassals as they will be once `changes` are written, checked before writing them,
+    with the other vassals already in vassals/. Files rendered for another host are read as
+    if in vassals/, where they will run."""
+    from toolkit import uwsgi_config
+    from toolkit.check import check as check_configs
+
+    target = target or deployment.vassals_dir
+    planned = {deployment.vassals_dir / c.path.relative_to(target): c.new for c in changes}
+    configs = [
+        uwsgi_config.load(path, context.machine, text=text)
+        for path, text in planned.items()
+        if text is not None
+    ]
+    if target == deployment.vassals_dir:
+        configs += [
+            uwsgi_config.load(path, context.machine)
+            for path in deployment.vassal_files(recipe)
+            if path not in planned
+        ]
+    return check_configs(configs, context)
+
+
+def refuse_errors(problems: list[Problem]) -> None:
+    if any(p.severity.value == "error" for p in problems):
+        raise CheckFailed(problems)
+
+
+def checking_context(uwsgi: Path) -> Context:
+    from toolkit.check import context_for
+
+    return context_for(uwsgi, here=True)
+
+
+def prepare(deployment: Deployment, variables: Variables, uwsgi: Path) -> list[FileChange]:
+    """Plan vassals/ for these variables and check it: the changes, or CheckFailed."""
+    changes = plan(deployment, variables)
+    refuse_errors(check(deployment, variables.recipe, changes, checking_context(uwsgi)))
+    return changes
+
+
+def write(changes: list[FileChange]) -> list[tuple[Path, Path]]:
+    """Write the planned changes, keeping any file edited by hand beside it first; returns
+    (file, kept copy) for each one kept."""
+    kept = keep_hand_edits(changes)
+    apply(changes)
+    return kept
+
+
+def keep_hand_edits(changes: list[FileChange]) -> list[tuple[Path, Path]]:
+    """A rendered file whose seal no longer matches was edited by hand: before rendering over
+    it, keep that copy beside it (NAME.ini.edited, which no vassal glob matches)."""
+    kept = []
+    for change in changes:
+        if change.old is None or change.status is Status.OK:
+            continue
+        if seal.broken(change.old.encode()):
+            copy = change.path.with_name(change.path.name + EDITED_SUFFIX)
+            write_atomically(copy, change.old)
+            kept.append((change.path, copy))
+    return kept
+
+
+STAGING_PREFIX = "staging-"
+
+
+def stage(deployment: Deployment, variables: Variables, release_id: str, uwsgi: Path) -> Path:
+    """A release's app vassal as a config of its own in run/, for a uwsgi run outside the
+    Emperor: rendered, sealed and checked like the vassal it will become."""
+    from toolkit import uwsgi_config
+    from toolkit.check import check as check_configs
+
+    rendered = _rendered(deployment, variables)
+    text = rendered.get(f"app-{release_id}.ini") or rendered[RELEASE_VASSAL]
+    path = deployment.run_dir / f"{STAGING_PREFIX}{release_id}.ini"
+    context = checking_context(uwsgi)
+    refuse_errors(check_configs([uwsgi_config.load(path, context.machine, text=text)], context))
+    write_atomically(path, text)
+    return path
+
+
+def unstage(deployment: Deployment, release_id: str | None = None) -> None:
+    """Remove a release's staging config, or every one a release killed half-way left."""
+    for path in deployment.run_dir.glob(f"{STAGING_PREFIX}{release_id or '*'}.ini"):
+        path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -57,55 +186,48 @@ def render(
     all_hosts: bool = False,
     write: bool = True,
     check: bool = True,
-    check_unchanged: bool = False,
     uwsgi: Path | None = None,
 ) -> RenderReport:
-    """Render the deployment (each inventory host with `all_hosts`), check what would be
-    written, and write it unless `write` is false or the check finds errors. Files that
-    would not change are checked only with `check_unchanged` (`up`, which runs them):
-    `render` protects what it writes, and `toolkit check` re-reads what is there."""
-    from toolkit.inventory import FILE_NAME as INVENTORY
-    from toolkit.inventory import read_inventory
-
-    report = RenderReport()
-    hosts: list[str | None] = [host]
+    """`toolkit render`: the deployment (each inventory host with `all_hosts`, into
+    hosts/HOST/vassals/), checked, written unless `write` is false or the check finds
+    errors. Only files that change are checked: `render` protects what it writes, and
+    `toolkit check` re-reads what is there."""
+    sources = deployment.sources(inventory=host is not None or all_hosts)
+    targets: list[tuple[Path | None, Variables]]
     if all_hosts:
-        hosts = list(read_inventory(deployment.root / INVENTORY).host_names())
+        assert sources.inventory is not None
+        # A release here is this machine's; hosts rendered to be shipped run their own.
+        targets = [
+            (deployment.host_vassals_dir(name), sources.variables(name, None, overrides))
+            for name in sources.inventory.host_names()
+        ]
+    else:
+        live = deployment.live_layer(sources)
+        targets = [(None, sources.variables(host, live, overrides))]
     executable = uwsgi_executable(uwsgi) if check else None
+    return _render_targets(deployment, targets, write, executable, check_unchanged=False)
+
+
+def _render_targets(
+    deployment: Deployment,
+    targets: list[tuple[Path | None, Variables]],
+    write_files: bool,
+    uwsgi: Path | None,
+    check_unchanged: bool,
+) -> RenderReport:
+    report = RenderReport()
     context = None
-    # A release here is this machine's; hosts rendered to be shipped run their own.
-    loaded = deployment.load_hosts(overrides, hosts, live=not all_hosts)
-    for name, variables in zip(hosts, loaded, strict=True):
-        target = deployment.host_vassals_dir(name) if all_hosts and name else None
-        planned = deployment.plan(variables, target)
+    for target, variables in targets:
+        planned = plan(deployment, variables, target)
         changing = any(c.status is Status.CHANGED for c in planned)
-        if executable is not None and (changing or check_unchanged):
-            if context is None:
-                from toolkit.check import context_for
-
-                context = context_for(executable, here=True)
-            report.problems += deployment.check(variables.recipe, planned, context, target)
+        if uwsgi is not None and (changing or check_unchanged):
+            context = context or checking_context(uwsgi)
+            report.problems += check(deployment, variables.recipe, planned, context, target)
         report.changes += planned
-    if any(p.severity.value == "error" for p in report.problems):
-        raise CheckFailed(report.problems)
-    if write:
-        report.kept = keep_hand_edits(report.changes)
-        apply(report.changes)
+    refuse_errors(report.problems)
+    if write_files:
+        report.kept = write(report.changes)
     return report
-
-
-def keep_hand_edits(changes: list[FileChange]) -> list[tuple[Path, Path]]:
-    """A rendered file whose seal no longer matches was edited by hand: before rendering over
-    it, keep that copy beside it (NAME.ini.edited, which no vassal glob matches)."""
-    kept = []
-    for change in changes:
-        if change.old is None or change.status is Status.OK:
-            continue
-        if seal.broken(change.old.encode()):
-            copy = change.path.with_name(change.path.name + EDITED_SUFFIX)
-            write_atomically(copy, change.old)
-            kept.append((change.path, copy))
-    return kept
 
 
 @dataclass
@@ -116,19 +238,22 @@ class UpReport:
     render: RenderReport
     command: list[str]
     patterns: list[str]
-    uwsgi: Path
+    run_dir: Path
     logs_dir: Path
     serving: list[str]
-    vassals: list[dict[str, Any]] = field(default_factory=list)
+    vassals: list[Any] = field(default_factory=list)
 
 
 def prepare_up(
     deployment: Deployment, overrides: Mapping[str, RawValue], uwsgi: Path | None, quiet: bool
 ) -> UpReport:
-    """Render and check, make the logs and run folders, and build the Emperor's command."""
-    from toolkit.emperor.main import argv as emperor_argv
+    """Render and check every vassal (changed or not: `up` runs them all), make the logs and
+    run folders, and build the Emperor's command."""
+    from toolkit.emperor import control
+    from toolkit.emperor.options import EmperorOptions
 
-    variables = deployment.load(overrides)
+    sources = deployment.sources()
+    variables = sources.variables(None, deployment.live_layer(sources), overrides)
     logs_dir = deployment.logs_dir(variables)
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)
@@ -139,24 +264,19 @@ def prepare_up(
             hint="move what is in the way, or set log_dir in deploy.ini",
         ) from None
     executable = uwsgi_executable(uwsgi)
-    report = render(deployment, overrides, uwsgi=executable, check_unchanged=True)
-    try:
-        control.prepare_run_dir(deployment.run_dir)
-    except OSError as error:
-        raise ToolkitError(
-            f"cannot create the run folder: {error.strerror}", file=deployment.run_dir
-        ) from None
+    report = _render_targets(deployment, [(None, variables)], True, executable, True)
+    control.prepare_run_dir(deployment.run_dir)
     patterns = deployment.vassal_patterns(variables.recipe)
     serving = serving_addresses(variables.values)
-    command = emperor_argv(
-        patterns,
+    options = EmperorOptions(
         uwsgi=executable,
         run_dir=deployment.run_dir,
         logs_dir=logs_dir,
         quiet=quiet,
-        serving=serving,
+        serving=tuple(serving),
     )
-    return UpReport(report, command, patterns, executable, logs_dir, serving)
+    command = options.command(patterns)
+    return UpReport(report, command, patterns, deployment.run_dir, logs_dir, serving)
 
 
 def serving_addresses(values: Mapping[str, Any]) -> list[str]:
@@ -166,12 +286,12 @@ def serving_addresses(values: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def up_detached(deployment: Deployment, prepared: UpReport) -> UpReport:
+def up_detached(prepared: UpReport) -> UpReport:
     """Start the Emperor in the background and wait until every vassal is ready."""
     from toolkit.emperor.background import start_detached
 
     prepared.vassals = start_detached(
-        prepared.patterns, prepared.uwsgi, deployment.run_dir, prepared.logs_dir
+        prepared.command, prepared.patterns, prepared.run_dir, prepared.logs_dir
     )
     return prepared
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -25,39 +24,29 @@ import socket
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit import uwsgi_packet
-from toolkit.apply import Status, apply, write_atomically
-from toolkit.deployment import LIVE, RELEASES, Deployment
+from toolkit import pipeline, uwsgi_packet
+from toolkit.apply import FileChange
+from toolkit.deployment import Deployment, Sources
 from toolkit.emperor import control
 from toolkit.emperor.child import die_with, kill_group
 from toolkit.emperor.machine import describe_exit
-from toolkit.errors import ToolkitError
+from toolkit.errors import ExitCode, ToolkitError
 from toolkit.installed import uwsgi_executable
+from toolkit.release_store import Release, Store
+from toolkit.release_store import layer as release_layer
+from toolkit.settings import RawValue, Variables
 
 KEY = "toolkit"
 HEADER = "x-toolkit-release"
-EXIT_REFUSED = 1
 COPY_IGNORE = shutil.ignore_patterns(
     ".git", "__pycache__", "*.pyc", ".venv", "venv", "node_modules"
 )
-
-
-@dataclass
-class Release:
-    id: str
-    source: str
-    commit: str
-    created: float
-    port: int
-
-    @property
-    def when(self) -> str:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created))
+SOURCE = "toolkit release"
 
 
 @dataclass
@@ -68,37 +57,6 @@ class Outcome:
     previous: str | None
     serving_after: float
     pruned: list[str]
-
-
-def folder(deployment: Deployment) -> Path:
-    return deployment.root / RELEASES
-
-
-def live_id(deployment: Deployment) -> str | None:
-    try:
-        text = (folder(deployment) / LIVE).read_text().strip()
-    except OSError:
-        return None
-    return text or None
-
-
-def read_release(deployment: Deployment, release_id: str) -> Release:
-    path = folder(deployment) / f"{release_id}.json"
-    try:
-        return Release(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as error:
-        raise ToolkitError(
-            f"no release {release_id!r}", file=path, hint="`toolkit releases DIR` lists them"
-        ) from error
-
-
-def releases(deployment: Deployment) -> list[Release]:
-    """Every recorded release, oldest first."""
-    found = []
-    for path in folder(deployment).glob("*.json"):
-        with contextlib.suppress(ToolkitError):
-            found.append(read_release(deployment, path.stem))
-    return sorted(found, key=lambda release: (release.created, release.id))
 
 
 @contextlib.contextmanager
@@ -115,7 +73,7 @@ def locked(deployment: Deployment) -> Iterator[None]:
                 f"another release is under way (pid {stream.read().strip() or '?'})",
                 file=path,
                 hint="wait for it to finish",
-                exit_code=EXIT_REFUSED,
+                exit_code=ExitCode.PROBLEMS,
             ) from None
         stream.truncate(0)
         stream.write(f"{os.getpid()}\n")
@@ -123,8 +81,32 @@ def locked(deployment: Deployment) -> Iterator[None]:
         yield
 
 
-def _settings(deployment: Deployment, host: str | None) -> dict[str, Any]:
-    values = dict(deployment.load(host=host).values)
+@dataclass(frozen=True)
+class Site:
+    """What a release works with, read once: the deployment, its sources, the inventory
+    host it runs as, the variables that run now, and the uwsgi to run."""
+
+    deployment: Deployment
+    sources: Sources
+    host: str | None
+    values: Mapping[str, Any]
+    uwsgi: Path
+
+    @property
+    def store(self) -> Store:
+        return self.deployment.releases
+
+    def variables(self, release: Release | None, **overrides: str) -> Variables:
+        layer = {} if release is None else release_layer(release, SOURCE)
+        given = {name: RawValue(value, SOURCE) for name, value in overrides.items()}
+        return self.sources.variables(self.host, layer, given)
+
+
+def _site(root: Path, host: str | None, uwsgi: Path | None) -> Site:
+    """The running site; refused without the router's subscription server or an Emperor."""
+    deployment = Deployment(root)
+    sources = deployment.sources(inventory=host is not None)
+    values = sources.variables(host, deployment.live_layer(sources)).values
     if not values.get("subscription_port"):
         raise ToolkitError(
             "releases need the router's subscription server",
@@ -132,8 +114,8 @@ def _settings(deployment: Deployment, host: str | None) -> dict[str, Any]:
             hint=f"set subscription_port (e.g. 8002) in deploy.ini, then `toolkit up "
             f"{deployment.root}` once",
         )
-    control.request(deployment.run_dir, "status")  # refuses when no Emperor runs
-    return values
+    control.status(deployment.run_dir)  # refuses when no Emperor runs
+    return Site(deployment, sources, host, values, uwsgi_executable(uwsgi))
 
 
 def _free_port(host: str) -> int:
@@ -198,30 +180,15 @@ class Staging:
             return ""
 
 
-def _render_app(deployment: Deployment, release: Release, subscribe: bool, host: str | None) -> str:
-    from toolkit import settings
-    from toolkit.render import render
-
-    overrides = {
-        "release": release.id,
-        "app_port": str(release.port),
-        "pythonpath": f"{RELEASES}/{release.id}",
-    }
-    if not subscribe:
-        overrides["subscription_port"] = "0"
-    variables = deployment.load(
-        {k: settings.RawValue(v, "toolkit release") for k, v in overrides.items()}, host
+def _stage(site: Site, release: Release) -> Staging:
+    """Run the release alone, outside the Emperor and not announced to the router."""
+    config = pipeline.stage(
+        site.deployment, site.variables(release, subscription_port="0"), release.id, site.uwsgi
     )
-    return render(variables.recipe, variables.values, deployment.root / "templates")["uwsgi.ini"]
-
-
-def _stage(deployment: Deployment, release: Release, uwsgi: Path, host: str | None) -> Staging:
-    config = deployment.run_dir / f"staging-{release.id}.ini"
-    write_atomically(config, _render_app(deployment, release, subscribe=False, host=host))
-    log = folder(deployment) / f"{release.id}.log"
+    log = site.store.log(release.id)
     with log.open("wb") as stream:
         process = subprocess.Popen(
-            [str(uwsgi), "--ini", str(config), "--no-orphans"],
+            [str(site.uwsgi), "--ini", str(config), "--no-orphans"],
             stdin=subprocess.DEVNULL,
             stdout=stream,
             stderr=subprocess.STDOUT,
@@ -232,7 +199,7 @@ def _stage(deployment: Deployment, release: Release, uwsgi: Path, host: str | No
     return Staging(process, log)
 
 
-def _health(staging: Staging, values: dict[str, Any], port: int) -> str | None:
+def _health(staging: Staging, values: Mapping[str, Any], port: int) -> str | None:
     """None when the release answers its health check; otherwise why not."""
     address = (str(values["app_address"]), port)
     host = f"{values['http_address']}:{values['http_port']}"
@@ -255,7 +222,7 @@ def _health(staging: Staging, values: dict[str, Any], port: int) -> str | None:
     return last
 
 
-def _through_router(values: dict[str, Any], release_id: str, timeout: float) -> float | None:
+def _through_router(values: Mapping[str, Any], release_id: str, timeout: float) -> float | None:
     """Seconds until a request through the router is answered by the new release."""
     import http.client
 
@@ -278,91 +245,62 @@ def _through_router(values: dict[str, Any], release_id: str, timeout: float) -> 
     return None
 
 
-def _switch(
-    deployment: Deployment, release: Release, values: dict[str, Any], host: str | None
-) -> float:
+def _switch(site: Site, release: Release, changes: list[FileChange]) -> float:
     """Make `release` live: write its vassal, wait for the router to send it requests, then
     withdraw and stop the old one. Returns seconds from writing to serving."""
-    previous_id = live_id(deployment)
-    write_atomically(folder(deployment) / LIVE, release.id + "\n")
-    changes = deployment.plan(deployment.load(host=host))
-    apply([c for c in changes if c.new is not None])
+    values = site.values
+    previous = site.store.live()
+    site.store.set_live(release.id)
+    pipeline.write([c for c in changes if c.new is not None])
     started = time.monotonic()
     waited = _through_router(values, release.id, float(values["health_timeout"]))
     if waited is None:
-        write_atomically(folder(deployment) / LIVE, (previous_id or "") + "\n")
-        apply(deployment.plan(deployment.load(host=host)))
+        site.store.set_live(previous.id if previous else None)
+        pipeline.write(pipeline.prepare(site.deployment, site.variables(previous), site.uwsgi))
         raise ToolkitError(
             f"release {release.id} passed its health check but the router never sent it a "
             "request; the previous release still serves",
-            hint=f"see `toolkit logs {deployment.root} http`",
-            exit_code=EXIT_REFUSED,
+            hint=f"see `toolkit logs {site.deployment.root} http`",
+            exit_code=ExitCode.PROBLEMS,
         )
     server = (str(values["app_address"]), int(values["subscription_port"]))
     uwsgi_packet.unsubscribe(server, KEY, f"{values['app_address']}:{values['app_port']}")
     time.sleep(0.1)  # the router reads the packet before the old vassal begins to stop
-    apply([c for c in changes if c.new is None and c.status is Status.CHANGED])
+    pipeline.write([c for c in changes if c.new is None])
     return time.monotonic() - started
 
 
-def _clean_leftovers(deployment: Deployment) -> None:
-    """What a release killed half-way left: its staging config, and its copy of the code,
-    never recorded since it never proved healthy (its staging uwsgi died with it)."""
-    for path in deployment.run_dir.glob("staging-*.ini"):
-        path.unlink(missing_ok=True)
-    base = folder(deployment)
-    for path in base.glob("*"):
-        if path.is_dir() and not (base / f"{path.name}.json").exists():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.suffix == ".log" and not (base / f"{path.stem}.json").exists():
-            path.unlink(missing_ok=True)
-
-
-def _prune(deployment: Deployment, keep: int) -> list[str]:
-    """Drop the oldest releases beyond `keep`, never the live one nor the one before it."""
-    known = [r.id for r in releases(deployment)]
-    live = live_id(deployment)
-    protected = {live}
-    if live in known and known.index(live) > 0:
-        protected.add(known[known.index(live) - 1])
-    removable = [i for i in known if i not in protected]
-    pruned = removable[: max(0, len(known) - keep)]
-    for release_id in pruned:
-        shutil.rmtree(folder(deployment) / release_id, ignore_errors=True)
-        for suffix in (".json", ".log"):
-            (folder(deployment) / f"{release_id}{suffix}").unlink(missing_ok=True)
-    return pruned
-
-
-def _verify_and_switch(
-    deployment: Deployment,
-    release: Release,
-    values: dict[str, Any],
-    uwsgi: Path,
-    host: str | None,
-) -> Outcome:
+def _verify_and_switch(site: Site, release: Release) -> Outcome:
     """Run the release on a port free now (a release rolled back to gets a new one: its old
-    port may be anyone's by then), check it, record it, switch to it."""
-    release.port = _free_port(str(values["app_address"]))
-    staging = _stage(deployment, release, uwsgi, host)
+    port may be anyone's by then), check it, record it, switch to it. Its vassal files are
+    checked before anything runs."""
+    release.port = _free_port(str(site.values["app_address"]))
+    changes = pipeline.prepare(site.deployment, site.variables(release), site.uwsgi)
+    staging = _stage(site, release)
     try:
-        failure = _health(staging, values, release.port)
+        failure = _health(staging, site.values, release.port)
     finally:
         staging.stop()
-        (deployment.run_dir / f"staging-{release.id}.ini").unlink(missing_ok=True)
+        pipeline.unstage(site.deployment, release.id)
     if failure is not None:
         lines = staging.last_lines()
         staging.log.unlink(missing_ok=True)
         raise ToolkitError(
             f"release {release.id} failed its health check: {failure}; the live release "
             f"still serves. Its last lines:\n{lines}",
-            exit_code=EXIT_REFUSED,
+            exit_code=ExitCode.PROBLEMS,
         )
     # A new release is recorded once it has proved healthy; the port is this run's.
-    _record(deployment, release)
-    previous = live_id(deployment)
-    took = _switch(deployment, release, values, host)
-    return Outcome(release, previous, took, _prune(deployment, int(values["keep_releases"])))
+    site.store.record(release)
+    previous = site.store.live_id()
+    took = _switch(site, release, changes)
+    return Outcome(release, previous, took, site.store.prune(int(site.values["keep_releases"])))
+
+
+def _clean_leftovers(site: Site) -> None:
+    """What a release killed half-way left: its staging config, its unrecorded code."""
+    pipeline.unstage(site.deployment)
+    site.store.clean_leftovers()
 
 
 def ship(
@@ -376,48 +314,41 @@ def ship(
 ) -> Outcome:
     """`toolkit release`: copy, verify, switch, prune; the live release serves throughout.
     With `host`, the deployment's variables are that inventory host's (as rendered there)."""
-    deployment = Deployment(root)
-    values = _settings(deployment, host)
-    executable = uwsgi_executable(uwsgi)
-    with locked(deployment):
-        _clean_leftovers(deployment)
+    site = _site(root, host, uwsgi)
+    store = site.store
+    with locked(site.deployment):
+        _clean_leftovers(site)
         release_id = ""
         committed = False
-        code = root / str(deployment.load(live=False).values["pythonpath"])
-        before = None if releases(deployment) else _snapshot(deployment, code, values)
+        code = root / str(site.variables(None).values["pythonpath"])
+        before = None if store.all() else _snapshot(site, code)
         try:
-            code_repo = repo or code
             probe_id = _new_id("dir")
-            target = folder(deployment) / probe_id
-            origin, commit = _copy(source, git, code_repo, target)
+            target = store.code(probe_id)
+            origin, commit = _copy(source, git, repo or code, target)
             release_id = _new_id(commit[:8] or "dir")
             if release_id != probe_id:
-                target.rename(folder(deployment) / release_id)
+                target.rename(store.code(release_id))
             release = Release(release_id, origin, commit, time.time(), port=0)
-            outcome = _verify_and_switch(deployment, release, values, executable, host)
+            outcome = _verify_and_switch(site, release)
             if before is not None:
-                _record(deployment, before)
+                store.record(before)
             committed = True
             return outcome
         finally:
             if not committed:
                 for leftover in (release_id, before and before.id):
                     if leftover:
-                        shutil.rmtree(folder(deployment) / leftover, ignore_errors=True)
-                        (folder(deployment) / f"{leftover}.json").unlink(missing_ok=True)
+                        store.remove(leftover)
 
 
-def _snapshot(deployment: Deployment, code: Path, values: dict[str, Any]) -> Release:
+def _snapshot(site: Site, code: Path) -> Release:
     """Before the first release, a copy of the code that runs now, recorded with it once it
     succeeds, so that `rollback` can go back to that code like to any release."""
     source = f"{code} (before the first release)"
-    release = Release(_new_id("before"), source, "", time.time(), int(values["app_port"]))
-    shutil.copytree(code, folder(deployment) / release.id, ignore=COPY_IGNORE, symlinks=True)
+    release = Release(_new_id("before"), source, "", time.time(), int(site.values["app_port"]))
+    shutil.copytree(code, site.store.code(release.id), ignore=COPY_IGNORE, symlinks=True)
     return release
-
-
-def _record(deployment: Deployment, release: Release) -> None:
-    write_atomically(folder(deployment) / f"{release.id}.json", json.dumps(asdict(release)))
 
 
 def rollback(
@@ -428,12 +359,12 @@ def rollback(
 ) -> Outcome:
     """`toolkit rollback`: the release before the live one (or the named one) serves again,
     verified and switched in the same way as a new release."""
-    deployment = Deployment(root)
-    values = _settings(deployment, host)
-    with locked(deployment):
-        _clean_leftovers(deployment)
-        known = [r.id for r in releases(deployment)]
-        live = live_id(deployment)
+    site = _site(root, host, uwsgi)
+    store = site.store
+    with locked(site.deployment):
+        _clean_leftovers(site)
+        known = [r.id for r in store.all()]
+        live = store.live_id()
         if release_id is None:
             older = known[: known.index(live)] if live in known else []
             if not older:
@@ -443,6 +374,5 @@ def rollback(
                 )
             release_id = older[-1]
         if release_id == live:
-            raise ToolkitError(f"release {release_id} is already live", exit_code=EXIT_REFUSED)
-        target = read_release(deployment, release_id)
-        return _verify_and_switch(deployment, target, values, uwsgi_executable(uwsgi), host)
+            raise ToolkitError(f"release {release_id} is already live", exit_code=ExitCode.PROBLEMS)
+        return _verify_and_switch(site, store.read(release_id))

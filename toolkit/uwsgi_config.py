@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit import seal, uwsgi_ini
-from toolkit.uwsgi_options import Kind, OptionTable, option_table
+from toolkit.uwsgi_options import OptionTable, ValueKind, option_table
 
 # Keys that close a logic block (core/config.c, add_exported_option_do).
 BLOCK_ENDS = frozenset({"end", "endfor", "endif", "end-if", "end-for"})
@@ -83,7 +83,7 @@ class Config:
     issues: list[Issue] = field(default_factory=list)
     placeholders: set[str] = field(default_factory=set)
     declared: set[str] = field(default_factory=set)
-    kinds: dict[Kind, list[Setting]] = field(default_factory=dict, repr=False)
+    kinds: dict[ValueKind, list[Setting]] = field(default_factory=dict, repr=False)
 
     @property
     def top(self) -> uwsgi_ini.IniFile:
@@ -101,7 +101,7 @@ class Config:
     def _order(self) -> dict[int, int]:
         return {id(s): i for i, s in enumerate(self.settings)}
 
-    def of_kind(self, table: OptionTable, kind: Kind) -> list[Setting]:
+    def of_kind(self, table: OptionTable, kind: ValueKind) -> list[Setting]:
         """The settings whose values uWSGI reads the `kind` way, with no reference left."""
         if not self.kinds:
             for setting in self.settings:
@@ -127,7 +127,7 @@ class Config:
 
 
 @dataclass(frozen=True)
-class Machine:
+class LocalMachine:
     """What the logic blocks and magic variables may ask of the machine uWSGI runs on."""
 
     cwd: Path
@@ -200,7 +200,7 @@ def split_target(value: str) -> tuple[str, str | None]:
 class _Reader:
     """Feeds lines to a model of add_exported_option_do(), one config at a time."""
 
-    def __init__(self, config: Config, machine: Machine, table: OptionTable) -> None:
+    def __init__(self, config: Config, machine: LocalMachine, table: OptionTable) -> None:
         self.config = config
         self.machine = machine
         self.table = table
@@ -440,7 +440,7 @@ def _found_or_kept(found: str | None, kept: str) -> str:
 
 def load(
     path: Path,
-    machine: Machine,
+    machine: LocalMachine,
     section: str = uwsgi_ini.SECTION,
     text: str | None = None,
     table: OptionTable | None = None,

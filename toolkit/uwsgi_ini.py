@@ -92,8 +92,3 @@ def parse(text: str, path: Path = Path("<string>")) -> IniFile:
     return IniFile(
         path, tuple(options), tuple(sections), seal.broken(text.encode()), tuple(markers)
     )
-
-
-def read(path: Path) -> IniFile:
-    """Read a file as uWSGI would; undecodable bytes become U+FFFD rather than an error."""
-    return parse(path.read_bytes().decode("utf-8", errors="replace"), path)

@@ -19,7 +19,7 @@ from pathlib import Path
 TABLE_FILE = Path(__file__).parent / "uwsgi_options.json"
 
 
-class Kind(StrEnum):
+class ValueKind(StrEnum):
     """How uWSGI reads a value, by the handler that reads it."""
 
     FLAG = "flag"
@@ -32,25 +32,25 @@ class Kind(StrEnum):
 
 
 KIND_OF_HANDLER = {
-    "uwsgi_opt_true": Kind.FLAG,
-    "uwsgi_opt_false": Kind.INVERTED_FLAG,
-    "uwsgi_opt_set_int": Kind.NUMBER,
-    "uwsgi_opt_set_rawint": Kind.NUMBER,
-    "uwsgi_opt_set_64bit": Kind.NUMBER,
-    "uwsgi_opt_set_16bit": Kind.NUMBER,
-    "uwsgi_opt_set_megabytes": Kind.NUMBER,
-    "uwsgi_opt_add_socket": Kind.ADDRESS,
-    "uwsgi_opt_add_ssl_socket": Kind.ADDRESS,
-    "uwsgi_opt_add_shared_socket": Kind.ADDRESS,
-    "uwsgi_opt_add_socket_no_defer": Kind.ADDRESS,
-    "uwsgi_opt_add_lazy_socket": Kind.ADDRESS,
-    "uwsgi_opt_corerouter": Kind.ADDRESS,
-    "uwsgi_opt_undeferred_corerouter": Kind.ADDRESS,
-    "uwsgi_opt_https": Kind.ADDRESS,
-    "uwsgi_opt_http_to_https": Kind.ADDRESS,
-    "uwsgi_opt_add_route": Kind.ROUTE,
-    "uwsgi_opt_set_str": Kind.TEXT,
-    "uwsgi_opt_set_str_spaced": Kind.TEXT,
+    "uwsgi_opt_true": ValueKind.FLAG,
+    "uwsgi_opt_false": ValueKind.INVERTED_FLAG,
+    "uwsgi_opt_set_int": ValueKind.NUMBER,
+    "uwsgi_opt_set_rawint": ValueKind.NUMBER,
+    "uwsgi_opt_set_64bit": ValueKind.NUMBER,
+    "uwsgi_opt_set_16bit": ValueKind.NUMBER,
+    "uwsgi_opt_set_megabytes": ValueKind.NUMBER,
+    "uwsgi_opt_add_socket": ValueKind.ADDRESS,
+    "uwsgi_opt_add_ssl_socket": ValueKind.ADDRESS,
+    "uwsgi_opt_add_shared_socket": ValueKind.ADDRESS,
+    "uwsgi_opt_add_socket_no_defer": ValueKind.ADDRESS,
+    "uwsgi_opt_add_lazy_socket": ValueKind.ADDRESS,
+    "uwsgi_opt_corerouter": ValueKind.ADDRESS,
+    "uwsgi_opt_undeferred_corerouter": ValueKind.ADDRESS,
+    "uwsgi_opt_https": ValueKind.ADDRESS,
+    "uwsgi_opt_http_to_https": ValueKind.ADDRESS,
+    "uwsgi_opt_add_route": ValueKind.ROUTE,
+    "uwsgi_opt_set_str": ValueKind.TEXT,
+    "uwsgi_opt_set_str_spaced": ValueKind.TEXT,
 }
 # Handlers that store one value: set twice, the last one silently wins.
 SINGLE_VALUE_HANDLERS = frozenset(
@@ -95,7 +95,8 @@ class OptionTable:
                 groups[entry.handler, entry.target].append(name)
         self._aliases = {name: tuple(group) for group in groups.values() for name in group}
         self._kinds = {
-            name: KIND_OF_HANDLER.get(entry.handler, Kind.OTHER) for name, entry in entries.items()
+            name: KIND_OF_HANDLER.get(entry.handler, ValueKind.OTHER)
+            for name, entry in entries.items()
         }
 
     def handler(self, key: str) -> str:
@@ -106,8 +107,8 @@ class OptionTable:
         entry = self.entries.get(key)
         return entry.target if entry else ""
 
-    def kind(self, key: str) -> Kind:
-        return self._kinds.get(key, Kind.OTHER)
+    def kind(self, key: str) -> ValueKind:
+        return self._kinds.get(key, ValueKind.OTHER)
 
     def plugin(self, key: str) -> str | None:
         entry = self.entries.get(key)
@@ -123,9 +124,6 @@ class OptionTable:
     def setting_of(self, key: str) -> tuple[str, ...]:
         """Every name of the setting `key` sets (`processes`, `workers`), `key` included."""
         return self._aliases.get(key, (key,))
-
-    def options_of_plugin(self, plugin: str) -> set[str]:
-        return {name for name, entry in self.entries.items() if entry.plugin == plugin}
 
 
 @cache

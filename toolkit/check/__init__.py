@@ -14,7 +14,7 @@ from pathlib import Path
 from toolkit.catalog import load_catalog
 from toolkit.check.model import Context, Finding, Problem, Rule, Severity, Weight
 from toolkit.check.rules import RULES
-from toolkit.uwsgi_config import Config, Machine
+from toolkit.uwsgi_config import Config, LocalMachine
 from toolkit.uwsgi_options import option_table
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
 def context_for(uwsgi: Path, here: bool, cwd: Path | None = None) -> Context:
     """What the rules need to know of this uWSGI build and this machine."""
     catalog = load_catalog(uwsgi)
-    machine = Machine(cwd or Path.cwd(), dict(os.environ), catalog.plugins)
+    machine = LocalMachine(cwd or Path.cwd(), dict(os.environ), catalog.plugins)
     return Context(catalog, option_table(), machine, here)
 
 

@@ -8,7 +8,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 
 from toolkit.catalog import Catalog
-from toolkit.uwsgi_config import Config, Machine
+from toolkit.uwsgi_config import Config, LocalMachine, Setting
 from toolkit.uwsgi_options import OptionTable
 
 
@@ -54,7 +54,7 @@ class Finding:
 class Context:
     catalog: Catalog
     table: OptionTable
-    machine: Machine
+    machine: LocalMachine
     here: bool = False
 
 
@@ -70,3 +70,7 @@ class Rule:
         if self.weight is Weight.MACHINE:
             return Severity.ERROR if context.here else Severity.WARNING
         return Severity(self.weight.value)
+
+
+def at(setting: Setting, message: str, hint: str = "") -> Finding:
+    return Finding(setting.file, setting.line, message, hint)

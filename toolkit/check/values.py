@@ -1,107 +1,123 @@
-"""How uWSGI 2.0 reads a value, and what a reader of the file would think it says.
-
-Each function returns a Reading: what uWSGI does (`means`) and whether that is what the
-value looks like it says. The C behind each: `uwsgi_opt_true` and `uwsgi_opt_set_int`
-(core/uwsgi.c), `socket_to_in_addr` (core/socket.c), `uwsgi_opt_https`
-(plugins/http/https.c)."""
+"""Rules on values: what uWSGI reads a number, a flag or an address as, set against what the line
+seems to say (core/uwsgi.c uwsgi_opt_* handlers, core/socket.c)."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Iterator
 
-from toolkit.uwsgi_config import atoi
-
-# uwsgi_opt_true(): these, compared without case ("0" exactly), are false; all else is true.
-FALSE_WORDS = frozenset({"false", "off", "no", "0"})
-TRUE_WORDS = frozenset({"", "true", "on", "yes", "1", "y", "t"})
-# Values that a reader takes for "false" but uWSGI reads as true.
-LOOKS_FALSE = re.compile(r"^(?:n|f|0+|off|no|false|disabled?|none|never|nope)\b", re.IGNORECASE)
-INLINE_COMMENT = re.compile(r"\s[;#]")
-NUMBER = re.compile(r"[ \t\n\v\f\r]*[+-]?\d+")
+from toolkit.check.keys import APP_KEYS, PATH_KEYS, VIRTUALENV_KEYS, inline_comment, valued
+from toolkit.check.model import Context, Finding, at
+from toolkit.check.reading import AddressError, Verdict, read_address, read_flag, read_number
+from toolkit.uwsgi_config import Config, atoi
+from toolkit.uwsgi_ini import WORKER_KEYS
+from toolkit.uwsgi_options import ValueKind
 
 
-class Verdict(Enum):
-    PLAIN = "plain"  # read as it looks
-    ODD = "odd"  # works as meant, but not for the reason the reader thinks
-    WRONG = "wrong"  # uWSGI does something other than it looks
+def bad_address(config: Config, context: Context) -> Iterator[Finding]:
+    for setting in [*valued(config, context, ValueKind.ADDRESS), *config.all("http-to")]:
+        if not setting.resolved:
+            continue
+        try:
+            read_address(setting.key, setting.value)
+        except AddressError as error:
+            yield at(
+                setting,
+                f"{setting.key} = {setting.value!r}: {error}",
+                "use host:port, :port, a unix socket path or =N for a shared socket",
+            )
 
 
-@dataclass(frozen=True)
-class Reading:
-    verdict: Verdict
-    means: str = ""
+def misread_number(config: Config, context: Context) -> Iterator[Finding]:
+    """uwsgi_opt_set_int(): atoi(value); below 0 it exits ('must be > 0')."""
+    for setting in valued(config, context, ValueKind.NUMBER):
+        reading = read_number(setting.value)
+        if reading.verdict is Verdict.WRONG:
+            shown = "alone on its line" if setting.bare else f"= {setting.value!r}"
+            flag_like = setting.bare or read_flag(setting.value).verdict is Verdict.PLAIN
+            yield at(
+                setting,
+                f"{setting.key} {shown} is read by uWSGI as {reading.means}",
+                "this option takes a number (1 to turn it on)"
+                if flag_like
+                else "write a whole number",
+            )
+        elif int(reading.means) < 0 and context.table.handler(setting.key) == ("uwsgi_opt_set_int"):
+            yield at(
+                setting,
+                f"{setting.key} = {setting.value!r}: uWSGI exits ('invalid value ... must be > 0')",
+                "write 0 or more",
+            )
 
 
-def read_flag(value: str) -> Reading:
-    word = value.lower()
-    if word in FALSE_WORDS:
-        return Reading(Verdict.PLAIN, "false")
-    if word in TRUE_WORDS:
-        return Reading(Verdict.PLAIN, "true")
-    if LOOKS_FALSE.match(value):
-        return Reading(Verdict.WRONG, "true")
-    return Reading(Verdict.ODD, "true")
+def odd_number(config: Config, context: Context) -> Iterator[Finding]:
+    for setting in valued(config, context, ValueKind.NUMBER):
+        if read_number(setting.value).verdict is Verdict.ODD:
+            yield at(
+                setting,
+                f"{setting.key} = {setting.value!r} works as {read_number(setting.value).means} "
+                "only because atoi() stops at the space: uWSGI has no inline comments",
+                "put the comment on its own line",
+            )
 
 
-def read_number(value: str) -> Reading:
-    """atoi(): leading blanks and digits; the rest of the value is ignored."""
-    number = NUMBER.match(value)
-    means = str(atoi(value))
-    if number is None:
-        return Reading(Verdict.WRONG, means)
-    rest = value[number.end() :]
-    if not rest:
-        return Reading(Verdict.PLAIN, means)
-    if INLINE_COMMENT.match(rest) or not rest.strip():
-        return Reading(Verdict.ODD, means)
-    return Reading(Verdict.WRONG, means)
+def misread_flag(config: Config, context: Context) -> Iterator[Finding]:
+    """uwsgi_opt_true(): true unless the value is false, off, no or 0."""
+    for setting in valued(config, context, ValueKind.FLAG):
+        if read_flag(setting.value).verdict is Verdict.WRONG:
+            yield at(
+                setting,
+                f"{setting.key} = {setting.value!r} is TRUE to uWSGI "
+                "(only false, off, no and 0 are false)",
+                "write true or false, and any comment on its own line",
+            )
 
 
-@dataclass(frozen=True)
-class Address:
-    """Where a socket option binds: (host, port) for TCP, a path for a unix socket, or a
-    reference to a shared socket (`=0`)."""
-
-    host: str = ""
-    port: int | None = None
-    path: str = ""
-    shared: int | None = None
-
-    @property
-    def is_tcp(self) -> bool:
-        return self.port is not None
+def odd_flag(config: Config, context: Context) -> Iterator[Finding]:
+    for setting in valued(config, context, ValueKind.FLAG):
+        if read_flag(setting.value).verdict is Verdict.ODD:
+            yield at(
+                setting,
+                f"{setting.key} = {setting.value!r} is read as true",
+                "write true or false, and any comment on its own line",
+            )
 
 
-class AddressError(ValueError):
-    pass
+def cheaper_not_below_processes(config: Config, context: Context) -> Iterator[Finding]:
+    """uWSGI refuses to start when cheaper >= processes (core/master_utils.c)."""
+    cheaper, processes = config.last("cheaper"), config.last(*WORKER_KEYS)
+    if not cheaper or not processes or not cheaper.resolved or not processes.resolved:
+        return
+    low, high = atoi(cheaper.value), atoi(processes.value)
+    if low and low >= high:
+        yield at(
+            cheaper,
+            f"cheaper ({low}) must be lower than processes ({high})",
+            "uWSGI refuses to start; lower cheaper or raise processes",
+        )
 
 
-def read_address(key: str, value: str) -> Address:
-    """The first comma field (https carries `,cert,key[,ciphers[,ca]]` after it); a name
-    with a colon is TCP, split at the last colon, its port read by atoi()."""
-    name = value.split(",", 1)[0] if key in {"https", "https-socket"} else value
-    if key in {"https", "https-socket"} and value.count(",") < 2:
-        raise AddressError("needs address,certificate,key")
-    if name.startswith("="):
-        return Address(shared=atoi(name[1:]))
-    if ":" not in name:
-        return Address(path=name)
-    host, _, port = name.rpartition(":")
-    if not NUMBER.fullmatch(port):
-        raise AddressError(f"port {port!r} is not a number (uWSGI would bind a random port)")
-    number = atoi(port)
-    if not 0 <= number <= 65535:
-        raise AddressError(f"port {number} is out of range (uWSGI would wrap it around)")
-    return Address(host=host.strip("[]"), port=number)
+def comment_in_app_value(config: Config, context: Context) -> Iterator[Finding]:
+    """uWSGI has no inline comments: a `# note` after a module or path is part of it."""
+    for setting in config.settings:
+        if setting.key in (*APP_KEYS, *PATH_KEYS, *VIRTUALENV_KEYS) and inline_comment(setting):
+            yield at(
+                setting,
+                f"{setting.key} = {setting.value!r}: uWSGI takes the comment as part of it",
+                "put the comment on its own line",
+            )
 
 
-def same_place(a: Address, b: Address) -> bool:
-    """Two binds that would clash: one path, or one port on overlapping hosts."""
-    if a.path or b.path:
-        return bool(a.path) and a.path == b.path
-    if a.port is None or b.port is None or not a.port:
-        return False
-    wildcard = {"", "0.0.0.0", "::", "*"}
-    return a.port == b.port and (a.host == b.host or a.host in wildcard or b.host in wildcard)
+def comment_in_value(config: Config, context: Context) -> Iterator[Finding]:
+    for setting in config.settings:
+        kind = context.table.kind(setting.key)
+        if (
+            setting.key not in (*APP_KEYS, *PATH_KEYS, *VIRTUALENV_KEYS)
+            and kind not in {ValueKind.NUMBER, ValueKind.FLAG, ValueKind.ROUTE}
+            and inline_comment(setting)
+        ):
+            yield at(
+                setting,
+                f"{setting.key} = {setting.value!r}: if that is a comment, uWSGI keeps it "
+                "in the value",
+                "put the comment on its own line",
+            )

@@ -6,16 +6,14 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from toolkit.emperor import control
-from toolkit.emperor.machine import SERVING, State
-from toolkit.emperor.main import argv
+from toolkit.emperor.status import VassalStatus
 from toolkit.emperor.watcher import scan
 from toolkit.errors import ToolkitError
 
 LOG_NAME = "emperor.log"
-FAILED = {State.THROTTLED, State.BACKOFF}
+READY_TIMEOUT = 30.0
 
 
 def tail(path: Path, count: int = 15) -> str:
@@ -26,16 +24,19 @@ def tail(path: Path, count: int = 15) -> str:
 
 
 def start_detached(
-    patterns: list[str], uwsgi: Path, run_dir: Path, logs_dir: Path, timeout: float = 30.0
-) -> list[dict[str, Any]]:
-    """Return every vassal's status once all are ready; on a failing vassal, stop and explain."""
-    control.prepare_run_dir(run_dir)
+    command: list[str],
+    patterns: list[str],
+    run_dir: Path,
+    logs_dir: Path,
+    timeout: float = READY_TIMEOUT,
+) -> list[VassalStatus]:
+    """Every vassal's status once all serve; on a failing vassal, stop and explain."""
     log = logs_dir / LOG_NAME
     found = scan(patterns)
     expected = len(found.configs) + len(found.waiting)
     with log.open("ab") as stream:
         process = subprocess.Popen(
-            argv(patterns, uwsgi=uwsgi, run_dir=run_dir, logs_dir=logs_dir),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=stream,
             stderr=subprocess.STDOUT,
@@ -43,25 +44,31 @@ def start_detached(
             env={**os.environ, "NO_COLOR": "1"},
         )
     deadline = time.monotonic() + timeout
+    vassals: list[VassalStatus] = []
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ToolkitError(f"the Emperor exited at once:\n{tail(log)}", file=log)
         try:
-            vassals = control.request(run_dir, "status")["vassals"]
+            vassals = control.status(run_dir, timeout=max(0.1, deadline - time.monotonic()))
         except ToolkitError:
             time.sleep(0.02)
             continue
-        failed = [v for v in vassals if v["state"] in FAILED]
+        failed = [v for v in vassals if v.failed]
         if failed:
-            control.request(run_dir, "down")
-            name = failed[0]["name"]
+            control.down(run_dir)
             raise ToolkitError(
-                f"vassal {name} failed ({failed[0]['last_exit']}); its last lines:\n"
-                + tail(logs_dir / f"{name}.log"),
-                file=failed[0]["config"],
+                f"vassal {failed[0].name} failed ({failed[0].last_exit}); its last lines:\n"
+                + tail(logs_dir / f"{failed[0].name}.log"),
+                file=failed[0].config,
             )
-        if len(vassals) >= expected and all(v["state"] in SERVING for v in vassals):
-            return list(vassals)
+        if len(vassals) >= expected and all(v.serving for v in vassals):
+            return vassals
         time.sleep(0.02)
-    control.request(run_dir, "down")
-    raise ToolkitError(f"vassals not ready within {timeout:g} s", file=log, hint="see the log")
+    control.down(run_dir)
+    waiting = [f"{v.name} ({v.state.value})" for v in vassals if not v.serving]
+    raise ToolkitError(
+        f"{expected} vassal(s) not all serving within {timeout:g} s"
+        + (f": still waiting for {', '.join(waiting)}" if waiting else ""),
+        file=log,
+        hint="see the log",
+    )

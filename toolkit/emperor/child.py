@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from toolkit.emperor import protocol
-from toolkit.emperor.config import Config
-from toolkit.emperor.loop import Loop, Timer
+from toolkit.emperor.config import VassalConfig
+from toolkit.emperor.loop import Loop, Scheduled
 from toolkit.emperor.protocol import ToVassal
 
 LINE_LIMIT = 1 << 20
@@ -77,7 +77,7 @@ class Parent(Protocol):
 
 
 class Spawner(Protocol):
-    def spawn(self, config: Config, fds: list[int], parent: Parent) -> Child:
+    def spawn(self, config: VassalConfig, fds: list[int], parent: Parent) -> Child:
         """Start the vassal's process, handing it these listening fds; OSError if it cannot."""
         ...
 
@@ -109,7 +109,7 @@ class UwsgiSpawner:
         self._wrapper = pdeathsig_wrapper()
         self._die_with_me = None if self._wrapper else die_with(os.getpid())
 
-    def spawn(self, config: Config, fds: list[int], parent: Parent) -> Child:
+    def spawn(self, config: VassalConfig, fds: list[int], parent: Parent) -> Child:
         emperor_end, vassal_end = protocol.channel()
         env = {**os.environ, protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno())}
         try:
@@ -164,7 +164,7 @@ class UwsgiChild:
         self._code: int | None = None
         self._output_done = False
         self._finished = False
-        self._drain: Timer | None = None
+        self._drain: Scheduled | None = None
         os.set_blocking(self._stdout.fileno(), False)
         try:
             self._pidfd = os.pidfd_open(self.pid)

@@ -10,7 +10,7 @@ Stamp = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
-class Config:
+class VassalConfig:
     """Its name, path, content digest, and the file's stamp then, which tells whether
     uWSGI, reading it later, can have read anything else."""
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from toolkit.emperor.loop import Loop
-from toolkit.errors import ToolkitError
+from toolkit.emperor.status import VassalStatus
+from toolkit.errors import ExitCode, ToolkitError
 
 SOCKET_NAME = "emperor.sock"
 PID_NAME = "emperor.pid"
@@ -19,6 +21,10 @@ Answer = Callable[[dict[str, Any]], None]
 Handler = Callable[[dict[str, Any], Answer], None]
 """Handles a request, and answers through the callable it is given, now or later."""
 REQUEST_LIMIT = 1 << 20
+# How long a client waits for an answer; `stop` answers once the vassal has stopped.
+ANSWER_TIMEOUT = 30.0
+# What `down` allows beyond the Emperor's own stop timeout before it says so.
+STOP_MARGIN = 10.0
 
 
 def socket_path(run_dir: Path) -> Path:
@@ -131,24 +137,102 @@ def cleanup(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def request(run_dir: Path, command: str, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
-    """Send one command to a running Emperor and return its answer."""
+def request(
+    run_dir: Path, command: str, timeout: float = ANSWER_TIMEOUT, **fields: Any
+) -> dict[str, Any]:
+    """Send one command to a running Emperor and return its answer, within `timeout`."""
     path = socket_path(run_dir)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout)
         try:
             client.connect(str(path))
             client.sendall(json.dumps({"command": command, **fields}).encode() + b"\n")
-            data = client.makefile("rb").readline()
+            data = client.makefile("rb").readline(REQUEST_LIMIT)
         except (FileNotFoundError, ConnectionRefusedError):
             raise ToolkitError(
                 "no Emperor is running here",
                 file=path,
                 hint=f"start one with `toolkit up {run_dir.parent}`",
             ) from None
+        except TimeoutError:
+            pid = _pid(run_dir) or "?"
+            raise ToolkitError(
+                f"the Emperor (pid {pid}) did not answer `{command}` within {timeout:g} s",
+                file=path,
+                hint="it is stopped or overloaded; the request stays queued and is carried out "
+                f"once it runs again (`kill -KILL {pid}` ends it and its vassals)",
+            ) from None
         except OSError as error:
             raise ToolkitError(f"cannot talk to the Emperor: {error}", file=path) from None
-    answer: dict[str, Any] = json.loads(data or b"{}")
+    try:
+        answer = json.loads(data)
+        if not isinstance(answer, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        raise ToolkitError(f"the Emperor's answer to `{command}` is unreadable: {error}") from None
     if not answer.get("ok"):
-        raise ToolkitError(str(answer.get("error", "the Emperor gave no answer")), exit_code=1)
+        refusal = str(answer.get("error", "the Emperor gave no answer"))
+        raise ToolkitError(refusal, exit_code=ExitCode.PROBLEMS)
     return answer
+
+
+def status(run_dir: Path, timeout: float = ANSWER_TIMEOUT) -> list[VassalStatus]:
+    answer = request(run_dir, "status", timeout)
+    try:
+        return [VassalStatus.from_json(v) for v in answer["vassals"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ToolkitError(f"the Emperor's status is unreadable: {error}") from None
+
+
+def reload(run_dir: Path, name: str | None) -> list[str]:
+    return list(request(run_dir, "reload", name=name)["reloaded"])
+
+
+def stop(run_dir: Path, name: str) -> None:
+    request(run_dir, "stop", name=name)
+
+
+def down(run_dir: Path, timeout: float = ANSWER_TIMEOUT) -> None:
+    """Ask the Emperor to stop every vassal and exit; return once its process has ended (it
+    may die in between: that is fine), or fail naming it after its stop timeout and a margin."""
+    pid = _pid(run_dir)
+    watch = _pidfd(pid)
+    try:
+        answer = request(run_dir, "down", timeout)
+        pid = int(answer.get("pid", pid or 0)) or None
+        if watch is None and pid is not None:
+            watch = _pidfd(pid)
+        bound = float(answer.get("stop_timeout", 0)) + STOP_MARGIN
+        if watch is not None and not _ended(watch, bound):
+            raise ToolkitError(
+                f"the Emperor (pid {pid}) did not stop within {bound:g} s of `down`",
+                file=socket_path(run_dir),
+                hint=f"`kill -KILL {pid}` ends it; its vassals die with it",
+            )
+    finally:
+        if watch is not None:
+            os.close(watch)
+    cleanup(run_dir)
+
+
+def _pid(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / PID_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pidfd(pid: int | None) -> int | None:
+    """A pidfd turns readable once the process has ended, reaped or not."""
+    if pid is None:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _ended(pidfd: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))

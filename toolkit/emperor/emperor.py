@@ -12,53 +12,41 @@ from typing import Any
 from toolkit.emperor import control, watcher
 from toolkit.emperor.child import Spawner, UwsgiSpawner
 from toolkit.emperor.clock import Cancellable, Timers
-from toolkit.emperor.config import Config
+from toolkit.emperor.config import VassalConfig
 from toolkit.emperor.events import EMPEROR, Event, Kind
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.loop import Loop
-from toolkit.emperor.machine import HEARTBEAT_TOLERANCE, SERVING
+from toolkit.emperor.machine import SERVING
+from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.printer import Printer
-from toolkit.emperor.throttle import Throttle
 from toolkit.emperor.vassal import Vassal
-from toolkit.errors import ToolkitError
-
-EXIT_CANNOT_WATCH = 2
+from toolkit.errors import ExitCode, ToolkitError
 
 
 class Emperor:
     def __init__(
         self,
         patterns: list[str],
+        options: EmperorOptions,
         *,
-        uwsgi: Path,
-        run_dir: Path,
         printer: Printer,
-        throttle: Callable[[], Throttle] = Throttle,
-        stop_timeout: float = 5.0,
-        heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
         rescan_every: float = watcher.RESCAN_EVERY,
-        trust_any_config: bool = False,
-        serving: list[str] | None = None,
-        hold_sockets: bool = True,
         spawner: Spawner | None = None,
         timers: Timers | None = None,
     ) -> None:
         self.patterns = patterns
-        self.uwsgi = uwsgi
-        self.run_dir = run_dir
+        self.options = options
+        self.uwsgi = options.uwsgi or Path("uwsgi")
+        self.run_dir = options.run_dir
         self.printer = printer
-        self.throttle = throttle
-        self.stop_timeout = stop_timeout
-        self.heartbeat_tolerance = heartbeat_tolerance
         self.rescan_every = rescan_every
-        self.trust_any_config = trust_any_config
         # Addresses to announce once every vassal first serves (`up` prints its URL).
-        self.serving = serving or []
+        self.serving = list(options.serving)
         self._failed = False
         # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
-        self.listeners = Listeners() if hold_sockets else None
+        self.listeners = Listeners() if options.hold_sockets else None
         self.loop = Loop()
-        self.spawner = spawner or UwsgiSpawner(uwsgi, self.loop)
+        self.spawner = spawner or UwsgiSpawner(self.uwsgi, self.loop)
         self.timers = timers or self.loop
         self.vassals: dict[str, Vassal] = {}
         # Vassals removed from `vassals` and not stopped yet: their successor waits.
@@ -110,7 +98,7 @@ class Emperor:
             self.printer.close()
             self.loop.close()
         # Non-zero when it could not do its job, so systemd's Restart=on-failure restarts it.
-        return EXIT_CANNOT_WATCH if self._failed else 0
+        return ExitCode.USAGE if self._failed else ExitCode.OK
 
     def shutdown(self, reason: str) -> None:
         """Stop watching and answering, stop every vassal, and end the loop once they are."""
@@ -140,7 +128,7 @@ class Emperor:
 
     def reconcile(self) -> None:
         """Start, reload or stop whatever differs between the files and the running vassals."""
-        found = self.scanner.scan(self.patterns, trust=self.trust_any_config)
+        found = self.scanner.scan(self.patterns, trust=self.options.trust_any_config)
         for config in found.configs.values():
             self._warned.pop(config.path, None)
         for path, digest in found.not_vassals.items():
@@ -202,15 +190,13 @@ class Emperor:
         if not self._leaving:
             self.reconcile()
 
-    def _spawn(self, config: Config) -> None:
+    def _spawn(self, config: VassalConfig) -> None:
         vassal = Vassal(
             config,
             spawner=self.spawner,
             timers=self.timers,
             publish=self.show,
-            throttle=self.throttle(),
-            stop_timeout=self.stop_timeout,
-            heartbeat_tolerance=self.heartbeat_tolerance,
+            options=self.options,
             listeners=self.listeners,
             after=self._stopping.get(config.name),
         )
@@ -242,30 +228,45 @@ class Emperor:
                 vassal.reload(reason="asked by `toolkit reload`")
 
     def _handle(self, request: dict[str, Any], answer: control.Answer) -> None:
-        command = request.get("command")
+        """One control request: its command, from the table, with the vassal it names."""
+        command = COMMANDS.get(str(request.get("command")))
+        if command is None:
+            answer({"ok": False, "error": f"unknown command {request.get('command')!r}"})
+            return
         name = request.get("name")
         if name is not None and name not in self.vassals:
             known = ", ".join(sorted(self.vassals)) or "none"
             answer({"ok": False, "error": f"no vassal named {name!r} (running: {known})"})
             return
         chosen = [self.vassals[name]] if name else list(self.vassals.values())
-        if command == "status":
-            answer(
-                {
-                    "ok": True,
-                    "emperor": {"pid": os.getpid(), "uwsgi": str(self.uwsgi)},
-                    "vassals": [v.status() for v in self.vassals.values()],
-                }
-            )
-        elif command == "reload":
-            self.reload(chosen)
-            answer({"ok": True, "reloaded": [v.name for v in chosen]})
-        elif command == "stop" and name:
-            vassal = self.vassals[name]
-            vassal.when_stopped(lambda: answer({"ok": True, "stopped": [name]}))
-            vassal.request_stop("asked by `toolkit stop`")
-        elif command == "down":
-            answer({"ok": True})
-            self.shutdown("asked by `toolkit down`")
-        else:
-            answer({"ok": False, "error": f"unknown command {command!r}"})
+        command(self, chosen, answer)
+
+    def _status_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
+        vassals = [v.status().as_json() for v in chosen]
+        answer({"ok": True, "pid": os.getpid(), "vassals": vassals})
+
+    def _reload_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
+        self.reload(chosen)
+        answer({"ok": True, "reloaded": [v.name for v in chosen]})
+
+    def _stop_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
+        if len(chosen) != 1:
+            answer({"ok": False, "error": "name one vassal to stop"})
+            return
+        vassal = chosen[0]
+        vassal.when_stopped(lambda: answer({"ok": True, "stopped": [vassal.name]}))
+        vassal.request_stop("asked by `toolkit stop`")
+
+    def _down_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
+        answer({"ok": True, "pid": os.getpid(), "stop_timeout": self.options.stop_timeout})
+        self.shutdown("asked by `toolkit down`")
+
+
+Command = Callable[[Emperor, list[Vassal], control.Answer], None]
+COMMANDS: dict[str, Command] = {
+    "status": Emperor._status_command,
+    "reload": Emperor._reload_command,
+    "stop": Emperor._stop_command,
+    "down": Emperor._down_command,
+}
+"""What the control socket answers to: `toolkit status`, `reload`, `stop` and `down`."""

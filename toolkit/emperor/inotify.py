@@ -34,7 +34,7 @@ _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint
 
 
 @dataclass(frozen=True)
-class Event:
+class InotifyEvent:
     wd: int
     mask: int
     name: str
@@ -60,7 +60,7 @@ class INotify:
             raise OSError(error, os.strerror(error), path)
         return int(wd)
 
-    def read(self) -> list[Event]:
+    def read(self) -> list[InotifyEvent]:
         """Every event waiting now; none when there is nothing to read."""
         try:
             data = os.read(self.fd, _READ_SIZE)
@@ -72,7 +72,7 @@ class INotify:
             offset += _HEADER.size
             name = data[offset : offset + length].rstrip(b"\0")
             offset += length
-            events.append(Event(wd, mask, os.fsdecode(name)))
+            events.append(InotifyEvent(wd, mask, os.fsdecode(name)))
         return events
 
     def close(self) -> None:

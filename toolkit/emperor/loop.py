@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass(order=True)
-class Timer:
+class Scheduled:
     when: float
     order: int
     callback: Callable[[], None] = field(compare=False)
@@ -37,7 +37,7 @@ class Loop:
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
-        self._timers: list[Timer] = []
+        self._timers: list[Scheduled] = []
         self._order = itertools.count()
         self._stopped = False
         self._signals: dict[int, Callable[[], None]] = {}
@@ -46,8 +46,8 @@ class Loop:
     def now(self) -> float:
         return time.monotonic()
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer(self.now() + max(0.0, delay), next(self._order), callback)
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Scheduled:
+        timer = Scheduled(self.now() + max(0.0, delay), next(self._order), callback)
         heapq.heappush(self._timers, timer)
         return timer
 

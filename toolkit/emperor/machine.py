@@ -13,13 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from toolkit.emperor.config import Config, Stamp
+from toolkit.emperor.config import Stamp, VassalConfig
 from toolkit.emperor.events import Kind
+from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.protocol import FromVassal, ToVassal
-from toolkit.emperor.throttle import Throttle
 
-# uWSGI's own `emperor-required-heartbeat` default.
-HEARTBEAT_TOLERANCE = 30.0
 # How long to wait for the master to say it took message 2 (one whose output goes
 # elsewhere never does) before nudging it.
 GRACEFUL_ACK_BOUND = 2.0
@@ -95,7 +93,7 @@ class Input:
     """The exit code (EXITED), negative for a signal."""
     stamp: Stamp | None = None
     """The config file's stamp now, None if it is gone (CONFIG_READ, EXITED)."""
-    config: Config | None = None
+    config: VassalConfig | None = None
     """A newer read of its config (RELOAD)."""
 
 
@@ -250,20 +248,19 @@ class Machine:
 
     def __init__(
         self,
-        config: Config,
+        config: VassalConfig,
+        options: EmperorOptions,
         *,
-        throttle: Throttle,
         clock: Callable[[], float],
         holds_sockets: bool = False,
-        stop_timeout: float = 5.0,
-        heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
     ) -> None:
         self.config = config
-        self.throttle = throttle
+        self.options = options
+        self.throttle = options.throttle()
         self.clock = clock
         self.holds_sockets = holds_sockets
-        self.stop_timeout = stop_timeout
-        self.heartbeat_tolerance = heartbeat_tolerance
+        self.stop_timeout = options.stop_timeout
+        self.heartbeat_tolerance = options.heartbeat_tolerance
         self.state = State.PENDING
         self.guard = ReadGuard()
         self.spawns = 0

@@ -28,9 +28,3 @@ def channel() -> tuple[socket.socket, socket.socket]:
     emperor_end.setblocking(False)
     vassal_end.set_inheritable(True)
     return emperor_end, vassal_end
-
-
-def decode(data: bytes) -> list[FromVassal | int]:
-    """Known messages as FromVassal; unknown bytes are passed through as ints."""
-    known = {m.value for m in FromVassal}
-    return [FromVassal(b) if b in known else b for b in data]

@@ -8,12 +8,11 @@ from collections.abc import Callable
 
 from toolkit.emperor.child import Child, Spawner
 from toolkit.emperor.clock import Cancellable, Timers
-from toolkit.emperor.config import Config, stamp_of
+from toolkit.emperor.config import VassalConfig, stamp_of
 from toolkit.emperor.events import Event, Kind
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.machine import (
     FIRES,
-    HEARTBEAT_TOLERANCE,
     RUNNING,
     Action,
     CancelTimer,
@@ -31,7 +30,8 @@ from toolkit.emperor.machine import (
     Timer,
     input_for,
 )
-from toolkit.emperor.throttle import Throttle
+from toolkit.emperor.options import EmperorOptions
+from toolkit.emperor.status import VassalStatus
 
 # Printed by uWSGI once it has read its config; the protocol's first message comes later.
 CONFIG_READ_LINE = b"*** Starting uWSGI "
@@ -45,24 +45,17 @@ class Vassal:
 
     def __init__(
         self,
-        config: Config,
+        config: VassalConfig,
         *,
         spawner: Spawner,
         timers: Timers,
         publish: Callable[[Event], None],
-        throttle: Throttle,
-        stop_timeout: float = 5.0,
-        heartbeat_tolerance: float = HEARTBEAT_TOLERANCE,
+        options: EmperorOptions,
         listeners: Listeners | None = None,
         after: Vassal | None = None,
     ) -> None:
         self.machine = Machine(
-            config,
-            throttle=throttle,
-            clock=timers.now,
-            holds_sockets=listeners is not None,
-            stop_timeout=stop_timeout,
-            heartbeat_tolerance=heartbeat_tolerance,
+            config, options, clock=timers.now, holds_sockets=listeners is not None
         )
         self.spawner = spawner
         self.timers = timers
@@ -82,7 +75,7 @@ class Vassal:
         return self.config.name
 
     @property
-    def config(self) -> Config:
+    def config(self) -> VassalConfig:
         return self.machine.config
 
     @property
@@ -93,21 +86,21 @@ class Vassal:
     def pid(self) -> int | None:
         return self.child.pid if self.child is not None else None
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> VassalStatus:
         machine = self.machine
         uptime = None
         if machine.spawned_at is not None and machine.state in RUNNING:
             uptime = round(self.timers.now() - machine.spawned_at, 3)
-        return {
-            "name": self.name,
-            "pid": self.pid,
-            "state": machine.state.value,
-            "restarts": machine.restarts,
-            "uptime": uptime,
-            "last_exit": machine.last_exit,
-            "config": str(self.config.path),
-            "digest": self.config.digest,
-        }
+        return VassalStatus(
+            name=self.name,
+            state=machine.state,
+            pid=self.pid,
+            restarts=machine.restarts,
+            uptime=uptime,
+            last_exit=machine.last_exit,
+            config=str(self.config.path),
+            digest=self.config.digest,
+        )
 
     def start(self) -> None:
         if self.after is not None and not self.after.done:
@@ -115,7 +108,7 @@ class Vassal:
         else:
             self.feed(Input(On.BEGIN))
 
-    def reload(self, config: Config | None = None, reason: str = "") -> None:
+    def reload(self, config: VassalConfig | None = None, reason: str = "") -> None:
         """Graceful reload of a running vassal; a waiting (backoff, throttled) one spawns now."""
         self.feed(Input(On.RELOAD, reason, config=config))
 

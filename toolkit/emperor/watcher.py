@@ -14,7 +14,7 @@ from pathlib import Path
 from toolkit import seal, uwsgi_ini
 from toolkit.emperor import inotify
 from toolkit.emperor.clock import Cancellable
-from toolkit.emperor.config import Config, Stamp, file_stamp
+from toolkit.emperor.config import Stamp, VassalConfig, file_stamp
 from toolkit.emperor.loop import Loop
 from toolkit.errors import ToolkitError
 
@@ -43,7 +43,7 @@ def glob_root(pattern: str) -> Path:
 
 @dataclass(frozen=True)
 class Scan:
-    configs: dict[str, Config]
+    configs: dict[str, VassalConfig]
     not_vassals: dict[Path, str]
     waiting: dict[Path, float]
     """Files that may be mid-write: seconds until a second look can tell."""
@@ -189,7 +189,7 @@ class Scanner:
                 name = f"{path.parent.name}/{path.stem}"
             found.configs.setdefault(
                 name,
-                Config(
+                VassalConfig(
                     name,
                     path,
                     contents.digest,

@@ -1,0 +1,95 @@
+"""Rules on app vassals under an Emperor: workers where none can run, need-app, a module that does
+not import, output hidden from the Emperor."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from toolkit.check.keys import APP_KEYS, OUTPUT_REDIRECT_KEYS, VIRTUALENV_KEYS, inline_comment
+from toolkit.check.model import Context, Finding, at
+from toolkit.check.paths import base_folder, join
+from toolkit.uwsgi_config import Config, Setting, atoi
+from toolkit.uwsgi_ini import WORKER_KEYS
+
+
+def _app(config: Config) -> Setting | None:
+    return next((s for s in config.settings if s.key in APP_KEYS[:5]), None)
+
+
+# Options that bind a socket for the instance's own workers. Without one, uWSGI runs no
+# workers whatever `processes` says (core/uwsgi.c: `if (!uwsgi.sockets) uwsgi.numproc = 0`).
+WORKER_SOCKET_KEYS = frozenset(
+    {"socket", "uwsgi-socket", "suwsgi-socket", "ssl-socket", "http-socket", "http11-socket",
+     "https-socket", "fastcgi-socket", "fastcgi-nph-socket", "scgi-socket", "scgi-nph-socket",
+     "raw-socket", "puwsgi-socket", "zeromq", "zmq", "zeromq-socket", "zmq-socket"}
+)  # fmt: skip
+
+
+def router_with_workers(config: Config, context: Context) -> Iterator[Finding]:
+    keys = {s.key for s in config.settings}
+    processes = config.last(*WORKER_KEYS)
+    has_router = bool(keys & {"http", "https"}) and "http-to" in keys
+    has_workers = bool(keys & WORKER_SOCKET_KEYS) and (
+        processes is None or atoi(processes.value) != 0
+    )
+    if has_router and has_workers and _app(config) is None:
+        yield at(
+            config.all("http-to")[0],
+            "a router-only vassal still starts workers",
+            "add `processes = 0`",
+        )
+
+
+def app_without_need_app(config: Config, context: Context) -> Iterator[Finding]:
+    app = _app(config)
+    if app is not None and config.last("need-app") is None:
+        yield at(
+            app,
+            "an app vassal without need-app keeps running when its app fails to load",
+            "add `need-app = true`",
+        )
+
+
+def module_not_found(config: Config, context: Context) -> Iterator[Finding]:
+    app = config.last("module", "wsgi")
+    if app is None or not app.resolved or inline_comment(app):
+        return
+    base = base_folder(config, context.machine.cwd)
+    module = app.value.split(":")[0].strip()
+    first = module.split(".")[0]
+    pythonpath = [s.value for s in config.all("pythonpath", "python-path", "pp") if s.resolved]
+    for folder in [*[join(base, p) for p in pythonpath], base]:
+        if os.path.exists(f"{folder}/{first}.py") or os.path.exists(
+            f"{folder}/{first}/__init__.py"
+        ):
+            return
+    if _virtualenv_has(config, base, first):
+        return
+    yield at(
+        app,
+        f"module {module!r} not found in the pythonpath folders",
+        "check `pythonpath` and `module`; it may still import from site-packages",
+    )
+
+
+def _virtualenv_has(config: Config, base: str, package: str) -> bool:
+    home = config.last(*VIRTUALENV_KEYS)
+    if home is None or not home.resolved:
+        return False
+    lib = Path(join(base, home.value)) / "lib"
+    return any(lib.glob(f"python3*/site-packages/{package}"))
+
+
+def output_hidden(config: Config, context: Context) -> Iterator[Finding]:
+    """Under an Emperor these only redirect the output, away from the Emperor's log."""
+    if config.all("emperor"):
+        return
+    for setting in config.all(*OUTPUT_REDIRECT_KEYS):
+        yield at(
+            setting,
+            f"{setting.key} sends this vassal's output to {setting.value}: the Emperor shows "
+            "none of it, nor sees uWSGI say it has read its config",
+            "use `logger = file:PATH` and `logger = stdio` to have both",
+        )

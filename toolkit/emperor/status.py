@@ -1,0 +1,41 @@
+"""What the Emperor says of a vassal over its control socket: one value type, made by the
+Emperor and read by `toolkit status`, `up --detach` and releases."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from toolkit.emperor.machine import SERVING, State
+
+FAILED = frozenset({State.THROTTLED, State.BACKOFF})
+
+
+@dataclass(frozen=True)
+class VassalStatus:
+    name: str
+    state: State
+    pid: int | None
+    restarts: int
+    uptime: float | None
+    last_exit: str | None
+    config: str
+    digest: str
+
+    @property
+    def serving(self) -> bool:
+        return self.state in SERVING
+
+    @property
+    def failed(self) -> bool:
+        return self.state in FAILED
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "state": self.state.value}
+
+    @classmethod
+    def from_json(cls, data: Any) -> VassalStatus:
+        """Raises ValueError for anything that is not a vassal's status."""
+        if not isinstance(data, dict) or set(data) != {f.name for f in fields(cls)}:
+            raise ValueError(f"not a vassal status: {str(data)[:80]}")
+        return cls(**{**data, "state": State(data["state"])})
