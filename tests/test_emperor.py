@@ -290,7 +290,7 @@ def test_status_json_lists_every_field(emperor: RunningEmperor) -> None:
     for vassal in vassals.values():
         assert set(vassal) == {
             "name", "pid", "state", "restarts", "uptime", "last_exit", "config", "digest",
-            "config_changed",
+            "log_problem", "config_changed",
         }  # fmt: skip
         assert vassal["config_changed"] is False
 

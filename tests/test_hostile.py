@@ -66,7 +66,7 @@ CASES: list[tuple[list[str], int]] = [
     (["check", "/no/such/file.ini"], 2),
     (["check", "BAD/binary.ini"], 1),
     (["check", "BAD/self-including.ini"], 1),
-    (["check", "BAD/huge.ini"], 0),
+    (["check", "BAD/huge.ini"], 2),
     (["check", "BAD/self-including.ini:nosection"], 1),
     (["check", "/no/such/file.ini:uwsgi"], 2),
     (["check", "--format", "xml", "BAD/binary.ini"], 2),

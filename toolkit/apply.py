@@ -51,9 +51,12 @@ class FileChange:
         )
 
 
-def _read(path: Path) -> str | None:
+def read(path: Path) -> str | None:
+    """A vassal file's text; None when it is not there."""
+    from toolkit.files import read_regular
+
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular(path, "vassal file").decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as error:
@@ -63,9 +66,9 @@ def _read(path: Path) -> str | None:
 def plan(target: Path, rendered: Mapping[str, str], stale: list[Path]) -> list[FileChange]:
     """Changes to write `rendered` into `target`, and to remove the `stale` files."""
     changes = [
-        FileChange(target / name, _read(target / name), text) for name, text in rendered.items()
+        FileChange(target / name, read(target / name), text) for name, text in rendered.items()
     ]
-    return changes + [FileChange(path, _read(path), None) for path in stale]
+    return changes + [FileChange(path, read(path), None) for path in stale]
 
 
 def write_atomically(path: Path, text: str, mode: int = FILE_MODE) -> None:

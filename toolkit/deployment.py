@@ -172,6 +172,9 @@ def files_to_check(paths: list[Path]) -> CheckTargets:
     deployment = False
     for path in paths:
         if path.is_file():
+            from toolkit.files import read_regular
+
+            read_regular(path, "config")  # refused here, in one line, if it is too large
             found.append((path, uwsgi_ini.SECTION))
         elif (path / "deploy.ini").is_file():
             deployment = True
@@ -180,6 +183,10 @@ def files_to_check(paths: list[Path]) -> CheckTargets:
         elif path.is_dir():
             files = sorted([*path.glob("*.ini"), *path.glob("*/uwsgi.ini")])
             found += [(p, uwsgi_ini.SECTION) for p in files]
+        elif path.exists():
+            from toolkit.files import regular_problem
+
+            raise ToolkitError(f"this config {regular_problem(path.stat())}", file=path)
         else:
             name, section = uwsgi_config.split_target(str(path))
             if section is None or not Path(name).is_file():

@@ -35,6 +35,13 @@ class Detected:
         self.how[name] = how
 
 
+def _source(path: Path) -> str:
+    """An app's Python file, read as text (a FIFO or a huge file is an error naming it)."""
+    from toolkit.files import read_regular
+
+    return read_regular(path, "source file").decode(errors="replace")
+
+
 def relative(path: Path, root: Path) -> str:
     """`path` as deploy.ini writes it: relative to the deployment folder when it can be."""
     return os.path.relpath(path.resolve(), root.resolve())
@@ -61,7 +68,7 @@ def detect(app: Path, deployment: Path, module: str | None = None) -> Detected:
 def _django(app: Path, deployment: Path) -> Detected:
     found = Detected("django")
     manage = app / "manage.py"
-    text = manage.read_text(errors="replace")
+    text = _source(manage)
     match = SETTINGS_DEFAULT.search(text)
     if match is None:
         raise ToolkitError(
@@ -122,7 +129,7 @@ def _settings(path: Path, app: Path) -> dict[str, object]:
     """Top-level `NAME = ...` of a settings file whose value is a string or a path built
     from BASE_DIR, __file__, Path(), os.path.join or `/`; other values are left out."""
     try:
-        tree = ast.parse(path.read_text(errors="replace"))
+        tree = ast.parse(_source(path))
     except SyntaxError:
         return {}
     names: dict[str, object] = {}
@@ -179,7 +186,7 @@ def _evaluate(node: ast.expr, names: dict[str, object], file: Path) -> object:
 def _flask(app: Path, deployment: Path) -> Detected:
     for module, path in _python_modules(app):
         try:
-            tree = ast.parse(path.read_text(errors="replace"))
+            tree = ast.parse(_source(path))
         except SyntaxError:
             continue
         for node in tree.body:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ToolkitError
-from toolkit.settings import RawValue, key_lines, parse_ini, raw_values
+from toolkit.settings import RawValue, is_name, raw_values, read_ini
 
 FILE_NAME = "inventory.ini"
 
@@ -66,8 +66,7 @@ def read_inventory(path: Path) -> Inventory:
         raise ToolkitError(
             "no inventory", file=path, hint=f"create {FILE_NAME} with [groups] and [hosts]"
         )
-    parsed = parse_ini(path, FILE_NAME)
-    lines = key_lines(path)
+    parsed, lines = read_ini(path, FILE_NAME)
     unknown = [key for key in parsed if key not in {"groups", "hosts"}]
     if unknown:
         raise ToolkitError(f"unexpected [{unknown[0]}]", file=path, line=lines.get((unknown[0],)),
@@ -82,4 +81,13 @@ def read_inventory(path: Path) -> Inventory:
         name: raw_values(section, path, lines, ("hosts", name))
         for name, section in _section(parsed, "hosts").items()
     }
+    named = [(h, ("groups", g)) for g, group in groups.items() for h in group.hosts]
+    for host, where in [*named, *((h, ("hosts", h)) for h in hosts)]:
+        if not is_name(host):
+            raise ToolkitError(
+                f"host name {host!r}: a host's vassals go into hosts/NAME/, so a name is "
+                "letters, digits, '.', '_' and '-' (no '/', no '..')",
+                file=path,
+                line=lines.get(where),
+            )
     return Inventory(path, groups, hosts)

@@ -61,6 +61,7 @@ def plan(
     """What rendering would write into vassals/ (or `target`), compared with what is there;
     a file toolkit rendered that the variables no longer name is planned for removal."""
     from toolkit.apply import plan as compare
+    from toolkit.apply import read as compare_read
 
     target = target or deployment.vassals_dir
     rendered = _rendered(deployment, variables)
@@ -68,7 +69,7 @@ def plan(
     stale = [
         path
         for path in deployment.vassal_files(variables.recipe, target)
-        if path not in wanted and RENDERED_MARK in path.read_text(errors="replace")
+        if path not in wanted and RENDERED_MARK in (compare_read(path) or "")
     ]
     return compare(target, rendered, stale)
 
@@ -156,7 +157,7 @@ def stage(deployment: Deployment, variables: Variables, release_id: str, uwsgi: 
     path = deployment.run_dir / f"{STAGING_PREFIX}{release_id}.ini"
     context = checking_context(uwsgi)
     refuse_errors(check_configs([uwsgi_config.load(path, context.machine, text=text)], context))
-    write_atomically(path, text)
+    write_atomically(path, text, mode=0o600)
     return path
 
 

@@ -62,9 +62,10 @@ class Outcome:
 @contextlib.contextmanager
 def locked(deployment: Deployment) -> Iterator[None]:
     """One release at a time per deployment."""
-    deployment.run_dir.mkdir(parents=True, exist_ok=True)
+    control.own_run_dir(deployment.run_dir)
     path = deployment.run_dir / "release.lock"
-    with path.open("a+") as stream:
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(path, flags, 0o600), "a+") as stream:
         try:
             fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

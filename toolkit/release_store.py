@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
+from toolkit.files import read_regular
 
 if TYPE_CHECKING:
     from toolkit.settings import RawValue
@@ -89,7 +90,7 @@ class Store:
     def live_id(self) -> str | None:
         """The ID `live` names; None when no release was ever made live."""
         try:
-            text = self.live_file.read_text(encoding="utf-8")
+            text = read_regular(self.live_file, "release pointer").decode("utf-8")
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as error:
@@ -109,7 +110,7 @@ class Store:
     def read(self, release_id: str) -> Release:
         path = self._record_file(release_id)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_regular(path, "release record"))
         except FileNotFoundError:
             raise ToolkitError(
                 f"no release {release_id!r}", file=path, hint="`toolkit releases DIR` lists them"

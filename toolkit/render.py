@@ -14,6 +14,7 @@ import jinja2
 from toolkit.catalog import cache_dir
 from toolkit.errors import ToolkitError
 from toolkit.recipes import Recipe, data_dir
+from toolkit.settings import uwsgi_magic
 
 TEMPLATE_SUFFIX = ".j2"
 # Blocks left empty by their variables leave blank lines behind; one is enough.
@@ -38,13 +39,41 @@ def environment(recipe: Recipe, overrides: Path | None = None) -> jinja2.Environ
             jinja2.PrefixLoader({"base": jinja2.FileSystemLoader(base)}),
         ]
     )
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
         bytecode_cache=_bytecode_cache(),
     )
+    environment.globals["toolkit_env_loader"] = as_uwsgi_text(env_loader_path())
+    return environment
+
+
+def env_loader_path() -> str:
+    """toolkit's env-file loader, which uWSGI imports by path into the app's Python."""
+    from toolkit import env_loader
+
+    path = str(Path(env_loader.__file__).resolve())
+    magic = uwsgi_magic(path)
+    if magic is not None:
+        raise ToolkitError(
+            f"toolkit is installed under a path holding {magic!r}, which uWSGI would expand",
+            file=path,
+            hint="install toolkit under another folder to use env_file",
+        )
+    return path
+
+
+def as_uwsgi_text(value: Any) -> Any:
+    """A value as uWSGI must read it to get it back as written: every `%` doubled, since
+    uWSGI turns `%X` into one of its magic variables (magic_sub(), core/utils.c) and `%%`
+    into `%`. The other magic (`$(`, `@(`, `%(`) never reaches here (settings refuses it)."""
+    if isinstance(value, str):
+        return value.replace("%", "%%")
+    if isinstance(value, list | tuple):
+        return [as_uwsgi_text(item) for item in value]
+    return value
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
@@ -78,7 +107,8 @@ def render(
     for vassal, (output, extra) in ((v, o) for v in recipe.vassals for o in v.outputs(values)):
         name = vassal.path + TEMPLATE_SUFFIX
         try:
-            text = env.get_template(name).render({**values, **extra})
+            context = {key: as_uwsgi_text(value) for key, value in {**values, **extra}.items()}
+            text = env.get_template(name).render(context)
             rendered[output] = BLANK_RUNS.sub("\n\n", text)
         except jinja2.TemplateSyntaxError as error:
             raise ToolkitError(

@@ -18,6 +18,7 @@ from pathlib import Path
 from toolkit import __version__
 from toolkit.catalog import cache_dir
 from toolkit.errors import ToolkitError
+from toolkit.files import read_regular
 from toolkit.recipes import data_dir
 
 RECIPE_LINE = re.compile(rb"^\s*recipe\s*=\s*([\w.-]+)\s*$", re.MULTILINE)
@@ -34,8 +35,8 @@ def _record(root: Path) -> Path:
 def inputs_key(root: Path, overrides: list[str]) -> str | None:
     """The digest of everything a render of `root` reads; None when it cannot be told."""
     try:
-        deploy_ini = (root / "deploy.ini").read_bytes()
-    except OSError:
+        deploy_ini = read_regular(root / "deploy.ini", "deploy.ini")
+    except (OSError, ToolkitError):
         return None
     recipe = RECIPE_LINE.search(deploy_ini)
     recipe_dir = data_dir("recipes") / (recipe.group(1).decode() if recipe else "ground-up")
@@ -45,7 +46,10 @@ def inputs_key(root: Path, overrides: list[str]) -> str | None:
         for name in sorted(glob.glob(f"{folder}/**", recursive=True)):
             path = Path(name)
             if path.is_file():
-                parts += [name.encode(), path.read_bytes()]
+                try:
+                    parts += [name.encode(), read_regular(path, "template")]
+                except (OSError, ToolkitError):
+                    return None
     return _digest(b"\0".join(parts))
 
 
@@ -53,8 +57,8 @@ def _outputs(root: Path, names: list[str]) -> list[list[str]] | None:
     digests = []
     for name in names:
         try:
-            digests.append([name, _digest((root / name).read_bytes())])
-        except OSError:
+            digests.append([name, _digest(read_regular(root / name, "vassal file"))])
+        except (OSError, ToolkitError):
             return None
     return digests
 

@@ -19,6 +19,24 @@ from toolkit.recipes import Recipe
 SET_SOURCE = "--set"
 MAX_VALUE_LENGTH = 4096
 _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w]*(\(\))?)?$")
+# A URL prefix for a static map: it is also written into a route (`startswith:...;PREFIX`),
+# where a blank, `;` or `$` would add an argument, an action or a variable.
+_URL_PREFIX = re.compile(r"^/[A-Za-z0-9._~/@+-]*$")
+# A user or group: a name or a number.
+_ACCOUNT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*\$?|[0-9]+)$")
+# A program uWSGI runs through the shell (`attach-daemon`): one word, no shell syntax.
+_PROGRAM = re.compile(r"^[A-Za-z0-9_./+-]+$")
+# A name that becomes a path (a release ID, an inventory host): no separator, no `..`.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# A path that uWSGI would read as a URL or a command (`exec://`, `http://`, `data://`...).
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# uWSGI expands these in every option value, in this order (core/uwsgi.c:2262-2268): the
+# environment, a file's content (or a command's output: `@(exec://...)`), a placeholder.
+MAGIC = {
+    "$(": "reads an environment variable",
+    "@(": "reads a file or runs a command (`@(exec://...)`)",
+    "%(": "reads another option or placeholder",
+}
 _CHECK = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
 _ENV_ITEM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -29,6 +47,18 @@ def unsafe_character(text: str) -> str | None:
         if unicodedata.category(char) in {"Cc", "Zl", "Zp"}:
             return char
     return None
+
+
+def uwsgi_magic(text: str) -> str | None:
+    """The first sequence of uWSGI's config language in `text`, which would make a value
+    code; None when it is data. (A lone `%` is data: render writes it as `%%`.)"""
+    found = [(text.index(seq), seq) for seq in MAGIC if seq in text]
+    return min(found)[1] if found else None
+
+
+def is_name(text: str) -> bool:
+    """A name that is safe as one path component."""
+    return bool(_NAME.match(text)) and ".." not in text
 
 
 def _host(value: Any) -> str:
@@ -50,7 +80,30 @@ def _module(value: Any) -> str:
 
 def _path(value: Any) -> str:
     text = _string(value)
-    if not text or text.startswith("-"):
+    if not text or text.startswith("-") or _SCHEME.match(text):
+        raise VdtValueError(value)
+    return text
+
+
+def _account(value: Any) -> str:
+    """A user or group name or number, or empty for none."""
+    text = _string(value)
+    if text and not _ACCOUNT.match(text):
+        raise VdtValueError(value)
+    return text
+
+
+def _program(value: Any) -> str:
+    text = _string(value)
+    if not _PROGRAM.match(text) or text.startswith("-"):
+        raise VdtValueError(value)
+    return text
+
+
+def _name(value: Any) -> str:
+    """A name that becomes a path, or empty for none."""
+    text = _string(value)
+    if text and not is_name(text):
         raise VdtValueError(value)
     return text
 
@@ -89,8 +142,9 @@ def _url_map_list(value: Any) -> list[str]:
     items = _items(value)
     for item in items:
         prefix, equal, folder = item.partition("=")
-        if not equal or not prefix.startswith("/") or not folder.strip() or folder.startswith("-"):
+        if not equal or not _URL_PREFIX.match(prefix):
             raise VdtValueError(item)
+        _path(folder.strip())
     return items
 
 
@@ -102,6 +156,9 @@ VALIDATOR = Validator(
         "optional_path": _optional_path,
         "env_list": _env_list,
         "url_map_list": _url_map_list,
+        "account": _account,
+        "name": _name,
+        "program": _program,
     }
 )
 LIST_CHECKS = ("env_list", "url_map_list", "string_list")
@@ -112,11 +169,15 @@ _EXPECTED = {
     "string": "a string",
     "host": "an IP address or localhost",
     "module": "a Python module name like app or pkg.app:application",
-    "path": "a path (not starting with '-')",
-    "optional_path": "a path (not starting with '-'), or empty for none",
+    "path": "a path (not starting with '-', not a URL)",
+    "optional_path": "a path (not starting with '-', not a URL), or empty for none",
+    "account": "a user or group name or number, or empty",
+    "name": "letters, digits, '.', '_' and '-' (no '/', no '..'), or empty",
+    "program": "a program name or path, one word without shell syntax",
     "option": "one of",
     "env_list": "NAME=value items, comma-separated",
-    "url_map_list": "/prefix=folder items, comma-separated",
+    "url_map_list": "/prefix=folder items, comma-separated (a prefix of letters, digits and "
+    "/._~@+-)",
 }
 
 
@@ -160,11 +221,11 @@ def defaults(recipe: Recipe) -> dict[str, Any]:
     return {v.name: VALIDATOR.get_default_value(v.check) for v in recipe.variables}
 
 
-def key_lines(path: Path) -> dict[tuple[str, ...], int]:
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Line of each `key =` and `[section]`, by section path; configobj keeps no line numbers."""
     lines: dict[tuple[str, ...], int] = {}
     sections: list[str] = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         header = re.match(r"^\s*(\[+)\s*([^\]]+?)\s*\]+", line)
         if header:
             sections = [*sections[: len(header.group(1)) - 1], header.group(2)]
@@ -176,12 +237,20 @@ def key_lines(path: Path) -> dict[tuple[str, ...], int]:
     return lines
 
 
-def parse_ini(path: Path, what: str) -> ConfigObj:
-    """A configobj file, or one error line naming the file and the line that broke it."""
+def read_ini(path: Path, what: str) -> tuple[ConfigObj, dict[tuple[str, ...], int]]:
+    """A configobj file and the line of each key, or one error line naming the file and the
+    line that broke it. Read once, as a regular file of bounded size."""
+    from toolkit.files import read_regular
+
     try:
-        return ConfigObj(str(path), file_error=True, encoding="utf-8")
+        text = read_regular(path, what).decode("utf-8")
     except OSError as error:
         raise ToolkitError(f"cannot read: {error.strerror}", file=path) from error
+    except UnicodeDecodeError as error:
+        raise ToolkitError("not UTF-8 text", file=path, hint="save the file as UTF-8") from error
+    try:
+        # No interpolation: `%(name)s` in a value is those characters, not another value.
+        parsed = ConfigObj(text.splitlines(), encoding="utf-8", interpolation=False)
     except ConfigObjError as error:
         line = getattr(error, "line_number", None)
         raise ToolkitError(
@@ -190,8 +259,7 @@ def parse_ini(path: Path, what: str) -> ConfigObj:
             line=line,
             hint="each line is `name = value`; quote a value that contains a comma",
         ) from error
-    except UnicodeDecodeError as error:
-        raise ToolkitError("not UTF-8 text", file=path, hint="save the file as UTF-8") from error
+    return parsed, key_lines(text)
 
 
 def raw_values(
@@ -224,7 +292,8 @@ def raw_values(
 
 def read_deploy_ini(path: Path) -> tuple[str | None, dict[str, RawValue]]:
     """The recipe a deployment names and its raw values, each with file:line."""
-    values = raw_values(parse_ini(path, "deploy.ini"), path, key_lines(path))
+    parsed, lines = read_ini(path, "deploy.ini")
+    values = raw_values(parsed, path, lines)
     recipe = values.pop("recipe", None)
     return (recipe.text if recipe else None), values
 
@@ -272,6 +341,15 @@ def resolve(recipe: Recipe, *layers: Mapping[str, RawValue]) -> Variables:
             )
         if len(raw.text) > MAX_VALUE_LENGTH:
             raise _fail(name, raw, f"value longer than {MAX_VALUE_LENGTH} characters")
+        magic = uwsgi_magic(raw.text)
+        if magic is not None:
+            raise _fail(
+                name,
+                raw,
+                f"{magic!r} is uWSGI's config language (it {MAGIC[magic]}), not data",
+                "a value is written as data; put a secret or any value holding it in env_file, "
+                "which reaches the app as written",
+            )
         is_list = variable.check.split("(")[0].strip() in LIST_CHECKS
         if raw.items is not None and not is_list:
             raise _fail(

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit import seal, uwsgi_ini
+from toolkit.errors import ToolkitError
+from toolkit.files import read_regular
 from toolkit.uwsgi_options import OptionTable, ValueKind, option_table
 
 # Keys that close a logic block (core/config.c, add_exported_option_do).
@@ -220,10 +222,13 @@ class _Reader:
             return
         if text is None:
             try:
-                text = path.read_bytes().decode("utf-8", errors="replace")
+                text = read_regular(path, "config").decode("utf-8", errors="replace")
             except OSError as error:
                 reason = error.strerror or str(error)
                 self.config.issues.append(Issue(MISSING_INCLUDE, *where, reason))
+                return
+            except ToolkitError as error:
+                self.config.issues.append(Issue(MISSING_INCLUDE, *where, error.message))
                 return
         self.last_file = path
         table = magic_table(path, section, self.first_magic)
@@ -344,9 +349,10 @@ def _for_times(reader: _Reader, argument: str, value: str) -> list[str]:
 
 def _for_readline(reader: _Reader, argument: str, value: str) -> list[str]:
     try:
-        lines = _path(reader, argument).read_text(errors="replace").splitlines()
-    except OSError:
+        data = read_regular(_path(reader, argument), "file")
+    except (OSError, ToolkitError):
         return []
+    lines = data.decode(errors="replace").splitlines()
     return [_fill(value, line) for line in lines]
 
 

@@ -18,6 +18,8 @@ from toolkit.check.keys import (
 )
 from toolkit.check.model import Context, Finding, at
 from toolkit.check.reading import AddressError, read_address
+from toolkit.errors import ToolkitError
+from toolkit.files import read_regular
 from toolkit.uwsgi_config import Config, Setting
 from toolkit.uwsgi_options import ValueKind
 
@@ -87,35 +89,56 @@ def missing_path(config: Config, context: Context) -> Iterator[Finding]:
             )
 
 
+# How toolkit's templates name the env file its loader reads (toolkit/env_loader.py).
+ENV_FILE_VARIABLE = "TOOLKIT_ENV_FILE="
+
+
+def env_files(config: Config, context: Context) -> Iterator[tuple[Setting, str, bool]]:
+    """(setting, path, expanded) for each env file: one read by toolkit's loader (as data),
+    or by `for-readline` fed to `env = %(_)` (each line through uWSGI's config language)."""
+    for setting in config.all("env"):
+        if setting.resolved and setting.value.startswith(ENV_FILE_VARIABLE):
+            yield setting, join(context.machine.cwd, setting.value[len(ENV_FILE_VARIABLE) :]), False
+    if any(s.key == "env" and s.written == "%(_)" for s in config.settings):
+        for setting in config.all("for-readline"):
+            if setting.resolved:
+                yield setting, join(context.machine.cwd, setting.value), True
+
+
+def env_lines(path: str) -> list[str]:
+    from toolkit.files import read_regular
+
+    try:
+        return read_regular(Path(path), "env file").decode(errors="replace").splitlines()
+    except (OSError, ToolkitError):
+        return []
+
+
 def missing_env_file(config: Config, context: Context) -> Iterator[Finding]:
-    """for-readline on a missing file: uWSGI logs the error and adds nothing (no exit)."""
-    for setting in config.all("for-readline"):
-        path = join(context.machine.cwd, setting.value)
-        if setting.resolved and not os.path.isfile(path):
+    """An env file that is not there: `for-readline` logs the error and adds nothing (no
+    exit); toolkit's loader stops the app with the reason."""
+    for setting, path, expanded in env_files(config, context):
+        if not os.path.isfile(path):
+            what = "uWSGI starts without its lines" if expanded else "the app will not start"
             yield at(
                 setting,
-                f"for-readline: {path} does not exist: uWSGI starts without its lines",
+                f"env file {path} does not exist: {what}",
                 "create it (an env file holds NAME=value lines)",
             )
 
 
 def env_file_lines(config: Config, context: Context) -> Iterator[Finding]:
-    """An env file read with `for-readline` + `env = %(_)`: every line becomes an `env`."""
-    if not any(s.key == "env" and s.written == "%(_)" for s in config.settings):
-        return
-    for setting in config.all("for-readline"):
-        path = join(context.machine.cwd, setting.value)
-        try:
-            lines = Path(path).read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        for number, line in enumerate(lines, start=1):
+    """Every line of an env file becomes a variable: one that is not NAME=value is set as
+    written by uWSGI (for-readline), or skipped by toolkit's loader."""
+    for _, path, expanded in env_files(config, context):
+        for number, line in enumerate(env_lines(path), start=1):
             text = line.strip()
             if text and not text.startswith("#") and not ENV_LINE.match(text):
+                what = "uWSGI sets it as written" if expanded else "it is skipped"
                 yield Finding(
                     Path(path),
                     number,
-                    f"{text.split('=')[0]!r} is not NAME=value: uWSGI sets it as written",
+                    f"{text.split('=')[0]!r} is not NAME=value: {what}",
                     "write NAME=value (no `export`, no spaces around =)",
                 )
 
@@ -230,8 +253,8 @@ def virtualenv_python(config: Config, context: Context) -> Iterator[Finding]:
 def _venv_version(folder: str) -> str:
     """major.minor from pyvenv.cfg (`version = 3.11.7` or `version_info = 3.11.7.final.0`)."""
     try:
-        text = Path(folder, "pyvenv.cfg").read_text(errors="replace")
-    except OSError:
+        text = read_regular(Path(folder, "pyvenv.cfg"), "pyvenv.cfg").decode(errors="replace")
+    except (OSError, ToolkitError):
         return ""
     match = re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", text, re.MULTILINE)
     return match.group(1) if match else ""

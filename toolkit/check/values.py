@@ -4,11 +4,14 @@ seems to say (core/uwsgi.c uwsgi_opt_* handlers, core/socket.c)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from toolkit.check.keys import APP_KEYS, PATH_KEYS, VIRTUALENV_KEYS, inline_comment, valued
 from toolkit.check.model import Context, Finding, at
+from toolkit.check.paths import env_files, env_lines
 from toolkit.check.reading import AddressError, Verdict, read_address, read_flag, read_number
-from toolkit.uwsgi_config import Config, atoi
+from toolkit.settings import uwsgi_magic
+from toolkit.uwsgi_config import FILE_REFERENCE, Config, atoi
 from toolkit.uwsgi_ini import WORKER_KEYS
 from toolkit.uwsgi_options import ValueKind
 
@@ -121,3 +124,40 @@ def comment_in_value(config: Config, context: Context) -> Iterator[Finding]:
                 "in the value",
                 "put the comment on its own line",
             )
+
+
+# `@(scheme://...)` readers that run something (core/io.c uwsgi_open_and_read, plugins).
+RUNS = ("exec://", "call://", "callint://")
+
+
+def _magic(text: str) -> Iterator[str]:
+    """What each `@(...)` in a value does, in words."""
+    for match in FILE_REFERENCE.finditer(text):
+        target = match.group(1)
+        if target.startswith(RUNS):
+            yield f"`@({target})` runs {target.partition('://')[2]!r}"
+        else:
+            yield f"`@({target})` reads {target!r}"
+
+
+def magic_that_runs(config: Config, context: Context) -> Iterator[Finding]:
+    """uWSGI expands `@(...)` in every value (core/uwsgi.c:2265): `@(exec://CMD)` runs CMD
+    and puts its output in the value, when the file is read. An env file fed to `env = %(_)`
+    goes through the same passes, line by line."""
+    for setting in config.settings:
+        for what in _magic(setting.written):
+            yield at(setting, f"{what} when uWSGI reads this file", "write the value itself")
+    for _, path, expanded in env_files(config, context):
+        if not expanded:
+            continue
+        for number, line in enumerate(env_lines(path), start=1):
+            magic = uwsgi_magic(line)
+            if magic is not None:
+                yield Finding(
+                    Path(path),
+                    number,
+                    f"{magic!r} in an env file read with for-readline is uWSGI's config "
+                    "language: the app gets the line rewritten"
+                    + "".join(f"; {what}" for what in _magic(line)),
+                    "use toolkit's env_file, which the app reads as written",
+                )

@@ -7,11 +7,12 @@ import json
 import os
 import select
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from toolkit.emperor.loop import Loop
+from toolkit.emperor.loop import Loop, Scheduled
 from toolkit.emperor.status import VassalStatus
 from toolkit.errors import ExitCode, ToolkitError
 
@@ -23,6 +24,8 @@ Handler = Callable[[dict[str, Any], Answer], None]
 REQUEST_LIMIT = 1 << 20
 # How long a client waits for an answer; `stop` answers once the vassal has stopped.
 ANSWER_TIMEOUT = 30.0
+# How long accepting waits after the open-file limit refused a connection.
+ACCEPT_AGAIN = 0.5
 # What `down` allows beyond the Emperor's own stop timeout before it says so.
 STOP_MARGIN = 10.0
 
@@ -41,26 +44,55 @@ def _alive(path: Path) -> bool:
 
 
 def prepare_run_dir(run_dir: Path) -> None:
-    """Create the run folder 0700; replace a dead Emperor's socket, refuse a live one's."""
+    """The run folder, for a new Emperor: replace a dead Emperor's socket, refuse a live
+    one's."""
+    own_run_dir(run_dir)
+    path = socket_path(run_dir)
+    if path.exists() or path.is_symlink():
+        if _alive(path):
+            raise ToolkitError(
+                f"an Emperor already runs here (pid {_pid(run_dir) or '?'})",
+                file=path,
+                hint=f"stop it with `toolkit down {run_dir.parent}`, or use another run folder",
+            )
+        path.unlink()
+
+
+def own_run_dir(run_dir: Path) -> None:
+    """Make the run folder 0700, or take one that is this user's own real folder (never a
+    link, never someone else's: what is written in it is not followed elsewhere)."""
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(run_dir, 0o700)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(run_dir)
     except OSError as error:
         raise ToolkitError(
             f"cannot make the run folder: {error.strerror}",
             file=run_dir,
             hint="choose a folder this user can write (--run-dir)",
         ) from None
-    path = socket_path(run_dir)
-    if path.exists() or path.is_symlink():
-        if _alive(path):
-            pid = (run_dir / PID_NAME).read_text().strip() if (run_dir / PID_NAME).exists() else "?"
-            raise ToolkitError(
-                f"an Emperor already runs here (pid {pid})",
-                file=path,
-                hint=f"stop it with `toolkit down {run_dir.parent}`, or use another run folder",
-            )
-        path.unlink()
+    if not stat.S_ISDIR(info.st_mode):
+        raise ToolkitError(
+            "the run folder is a link or not a folder",
+            file=run_dir,
+            hint="remove it: toolkit makes its own",
+        )
+    if info.st_uid != os.getuid():
+        raise ToolkitError(
+            f"the run folder belongs to uid {info.st_uid}, not to this user ({os.getuid()})",
+            file=run_dir,
+            hint="remove it, or use another run folder",
+        )
+    os.chmod(run_dir, 0o700)
+
+
+def write_run_file(path: Path, text: str) -> None:
+    """A file of the run folder, 0600, never through a link planted where it goes."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_symlink():
+            path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        stream.write(text)
 
 
 class Server:
@@ -81,13 +113,20 @@ class Server:
         os.chmod(self.path, 0o600)
         self._socket.listen(64)
         self._socket.setblocking(False)
-        loop.add_reader(self._socket.fileno(), self._accept)
-        (run_dir / PID_NAME).write_text(f"{os.getpid()}\n")
+        self._paused: Scheduled | None = None
+        self._listen()
+        write_run_file(run_dir / PID_NAME, f"{os.getpid()}\n")
 
     def _accept(self) -> None:
         try:
             client, _ = self._socket.accept()
+        except BlockingIOError:
+            return
         except OSError:
+            # At the open-file limit the connection stays queued and the socket readable:
+            # listen again in a while rather than spin on it.
+            self.loop.remove_reader(self._socket.fileno())
+            self._paused = self.loop.call_later(ACCEPT_AGAIN, self._listen)
             return
         client.setblocking(False)
         self._clients[client.fileno()] = (client, bytearray())
@@ -123,7 +162,13 @@ class Server:
             client.sendall(json.dumps(answer).encode() + b"\n")
         client.close()
 
+    def _listen(self) -> None:
+        self._paused = None
+        self.loop.add_reader(self._socket.fileno(), self._accept)
+
     def close(self) -> None:
+        if self._paused is not None:
+            self._paused.cancel()
         self.loop.remove_reader(self._socket.fileno())
         self._socket.close()
         for client, _ in list(self._clients.values()):

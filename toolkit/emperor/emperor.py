@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ class Emperor:
         self._server: control.Server | None = None
         self._rescan_soon: tuple[float, Cancellable] | None = None
         self.scanner = watcher.Scanner()
+        self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def emit(self, kind: Kind, text: str) -> None:
         self.show(Event(EMPEROR, kind, text))
@@ -93,6 +96,8 @@ class Emperor:
         try:
             self.loop.run()
         finally:
+            if self._reserve is not None:
+                os.close(self._reserve)
             control.cleanup(self.run_dir)
             self.emit(Kind.INFO, "bye")
             self.printer.close()
@@ -128,7 +133,8 @@ class Emperor:
 
     def reconcile(self) -> None:
         """Start, reload or stop whatever differs between the files and the running vassals."""
-        found = self.scanner.scan(self.patterns, trust=self.options.trust_any_config)
+        with self._spare_fd():
+            found = self.scanner.scan(self.patterns, trust=self.options.trust_any_config)
         for config in found.configs.values():
             self._warned.pop(config.path, None)
         for path, digest in found.not_vassals.items():
@@ -138,6 +144,12 @@ class Emperor:
         for path, reason in found.refused.items():
             self._warn_once(
                 path, reason, f"{path} refused: {reason}; --trust-any-config runs it anyway"
+            )
+        for path, reason in found.rejected.items():
+            self._warn_once(path, reason, f"{path} not run: {reason}")
+        for path, reason in {**found.unreadable, **found.unlisted}.items():
+            self._warn_once(
+                path, reason, f"cannot read {path} now ({reason}): what runs keeps running"
             )
         running = {v.config.path for v in self.vassals.values()}
         for path, reason in found.held.items():
@@ -150,7 +162,8 @@ class Emperor:
             )
         for name, vassal in list(self.vassals.items()):
             if name not in found.configs and not found.keeps(vassal.config.path):
-                refusal = found.refused.get(vassal.config.path)
+                path = vassal.config.path
+                refusal = found.refused.get(path) or found.rejected.get(path)
                 self._retire(
                     name, f"config refused: {refusal}" if refusal else "config file removed"
                 )
@@ -170,6 +183,19 @@ class Emperor:
                 current.reload(config, "config touched")
         if found.look_again_in is not None:
             self._look_again(found.look_again_in)
+
+    @contextlib.contextmanager
+    def _spare_fd(self) -> Iterator[None]:
+        """One fd kept in reserve and given back for a scan, so that at the open-file limit
+        the Emperor can still list and read its configs, and keeps what it runs."""
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def _warn_once(self, path: Path, why: str, text: str) -> None:
         """Say it once per file and reason, again only after the file was fine in between."""
@@ -242,7 +268,10 @@ class Emperor:
         command(self, chosen, answer)
 
     def _status_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
-        vassals = [v.status().as_json() for v in chosen]
+        vassals = [
+            replace(v.status(), log_problem=self.printer.logs.problem(v.name)).as_json()
+            for v in chosen
+        ]
         answer({"ok": True, "pid": os.getpid(), "vassals": vassals})
 
     def _reload_command(self, chosen: list[Vassal], answer: control.Answer) -> None:

@@ -113,8 +113,9 @@ class Loop:
         except Exception:
             import traceback  # only on a bug: 1.7 MB the Emperor does not carry otherwise
 
-            sys.stderr.write("toolkit emperor: internal error in a callback (a bug):\n")
-            traceback.print_exc()
+            with contextlib.suppress(OSError, ValueError):  # a full disk under stderr
+                sys.stderr.write("toolkit emperor: internal error in a callback (a bug):\n")
+                traceback.print_exc()
 
     def close(self) -> None:
         for number in self._signals:

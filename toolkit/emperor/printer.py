@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from toolkit.emperor.events import EMPEROR, Event, Kind
+from toolkit.emperor.logfiles import LogFiles
 
 # Foreground colours, one per vassal in turn (cyan, magenta, green, yellow, blue, bright...).
 PALETTE = ("36", "35", "32", "33", "34", "91", "96", "95")
@@ -45,10 +46,9 @@ class Printer:
             else self.stream.isatty() and not os.environ.get("NO_COLOR")
         )
         self.quiet = quiet
-        self.logs_dir = logs_dir
         self._colours: dict[str, str] = {EMPEROR: BOLD}
         self._width = len(EMPEROR)
-        self._logs: dict[str, TextIO] = {}
+        self.logs = LogFiles(logs_dir, self._warn)
 
     def _paint(self, text: str, style: str) -> str:
         return f"\033[{style}m{text}\033[0m" if self.colour else text
@@ -58,7 +58,9 @@ class Printer:
             self.stream.write(line + "\n")
             self.stream.flush()
         except (OSError, ValueError):
-            pass  # a closed terminal must not stop the Emperor; the logs keep everything
+            # A closed terminal, or a full disk under the Emperor's own log (`up --detach`),
+            # must not stop it: the line is lost, the vassals go on.
+            pass
 
     def show(self, event: Event) -> None:
         colour = self._colour(event.vassal)
@@ -80,25 +82,16 @@ class Printer:
         return self._colours[name]
 
     def _log(self, event: Event) -> None:
-        if self.logs_dir is None or event.vassal == EMPEROR:
+        if event.vassal == EMPEROR:
             return
-        stream = self._logs.get(event.vassal)
-        if stream is None:
-            try:
-                self.logs_dir.mkdir(parents=True, exist_ok=True)
-                path = self.logs_dir / f"{event.vassal.replace('/', '_')}.log"
-                stream = self._logs[event.vassal] = path.open("a", encoding="utf-8", buffering=1)
-            except OSError as error:
-                self.logs_dir = None
-                self._write(f"{EMPEROR} ▸ warning: cannot write logs: {error}")
-                return
         if event.kind is Kind.OUTPUT:
-            stream.write(event.text + "\n")
+            self.logs.write(event.vassal, event.text)
         else:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
-            stream.write(f"[toolkit {stamp}] {event.kind.value} {event.text}\n")
+            self.logs.write(event.vassal, f"[toolkit {stamp}] {event.kind.value} {event.text}")
+
+    def _warn(self, text: str) -> None:
+        self._write(f"{EMPEROR} ▸ " + self._paint(f"warning: {text}", EVENT_STYLES[Kind.WARNING]))
 
     def close(self) -> None:
-        for stream in self._logs.values():
-            stream.close()
-        self._logs.clear()
+        self.logs.close()

@@ -21,6 +21,8 @@ class VassalStatus:
     last_exit: str | None
     config: str
     digest: str
+    log_problem: str | None = None
+    """Why its log file is not written now (a full disk...), and how many lines were lost."""
 
     @property
     def serving(self) -> bool:

@@ -8,7 +8,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit import seal, uwsgi_ini
@@ -17,12 +17,15 @@ from toolkit.emperor.clock import Cancellable
 from toolkit.emperor.config import Stamp, VassalConfig, file_stamp
 from toolkit.emperor.loop import Loop
 from toolkit.errors import ToolkitError
+from toolkit.files import LIMIT, regular_problem
 
 # A safety net only: inotify says what changed, and a removed root is looked for each second.
 RESCAN_EVERY = 60.0
 ROOT_GONE_CHECK = 1.0
 SETTLE_SECONDS = 0.02
 PATIENCE_SECONDS = 1.0
+# A file there but unreadable now (the fd limit, a permission) is read again this soon.
+UNREADABLE_AGAIN = 1.0
 
 
 def vassal_name(path: Path, pattern: str) -> str:
@@ -50,14 +53,29 @@ class Scan:
     held: dict[Path, str]
     """Sealed files whose content does not match their seal, long enough to say so: why."""
     refused: dict[Path, str]
+    """Files anyone could have written (--trust-any-config runs them): why."""
+    rejected: dict[Path, str] = field(default_factory=dict)
+    """Files that can never run as vassals (not a file, too large, a name uWSGI splits)."""
+    unreadable: dict[Path, str] = field(default_factory=dict)
+    """Files there but not readable now (the fd limit, a permission): looked at again."""
+    unlisted: dict[Path, str] = field(default_factory=dict)
+    """Folders that could not be listed now: their vassals are not taken for removed."""
 
     @property
     def look_again_in(self) -> float | None:
-        return min(self.waiting.values(), default=None)
+        trouble = self.unreadable or self.unlisted
+        again = [*self.waiting.values(), *([UNREADABLE_AGAIN] if trouble else [])]
+        return min(again, default=None)
 
     def keeps(self, path: Path) -> bool:
-        """A vassal whose file is in flux or broken keeps running what it was given last."""
-        return path in self.waiting or path in self.held
+        """A vassal whose file is in flux, broken or unreadable for now keeps running what it
+        was given last."""
+        return (
+            path in self.waiting
+            or path in self.held
+            or path in self.unreadable
+            or any(path.is_relative_to(folder) for folder in self.unlisted)
+        )
 
 
 def distrust(info: os.stat_result) -> str | None:
@@ -96,18 +114,30 @@ def contents_of(content: bytes, path: Path) -> Contents:
     )
 
 
-def read(path: Path) -> tuple[os.stat_result, bytes] | None:
-    """The file's bytes and its stat after reading them; None for what is not a regular file.
+def name_problem(path: Path) -> str | None:
+    """Why uWSGI would not read this file as named: `--ini site:v2.ini` is the file `site`,
+    section `v2.ini` (core/ini.c uwsgi_ini_config(), the last `:`)."""
+    if ":" in path.name:
+        return f"uWSGI reads {path.name!r} as a file and a section (the part after ':'): rename it"
+    return None
 
-    Non-blocking, so a FIFO that matches the glob cannot hang the Emperor."""
-    try:
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
-            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                return None
-            content = stream.read()
-            return os.fstat(stream.fileno()), content
-    except OSError:
-        return None
+
+def read(path: Path) -> tuple[os.stat_result, bytes]:
+    """The file's bytes and its stat after reading them. Non-blocking, and only a regular
+    file of at most LIMIT bytes: a FIFO or a huge sparse file that matches the glob cannot
+    hang the Emperor or fill its memory (Rejected says why)."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as stream:
+        problem = regular_problem(os.fstat(stream.fileno()))
+        if problem is not None:
+            raise Rejected(f"it {problem}")
+        content = stream.read(LIMIT + 1)
+        if len(content) > LIMIT:
+            raise Rejected(f"it grew past {LIMIT:,} bytes while read")
+        return os.fstat(stream.fileno()), content
+
+
+class Rejected(Exception):
+    """A file that matches the glob but can never be a vassal."""
 
 
 class Scanner:
@@ -126,18 +156,31 @@ class Scanner:
     def __init__(self) -> None:
         self._known: dict[Path, tuple[Stamp, Contents]] = {}
 
-    def _contents(self, path: Path, now: float) -> tuple[os.stat_result, Contents] | None:
+    def _contents(
+        self, path: Path, now: float, found: Scan
+    ) -> tuple[os.stat_result, Contents] | None:
+        """What the file holds; None, with the reason filed in `found`, when it cannot tell
+        (and nothing at all when the file is gone)."""
         try:
             info = path.stat()
-        except OSError:
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            found.unreadable[path] = error.strerror or str(error)
             return None
         known = self._known.get(path)
         if known is not None and known[0] == file_stamp(info):
             return info, known[1]
-        found = read(path)
-        if found is None:
+        try:
+            info, content = read(path)
+        except FileNotFoundError:
             return None
-        info, content = found
+        except Rejected as error:
+            found.rejected[path] = str(error)
+            return None
+        except OSError as error:
+            found.unreadable[path] = error.strerror or str(error)
+            return None
         contents = contents_of(content, path)
         if now - info.st_mtime >= SETTLE_SECONDS:
             self._known[path] = (file_stamp(info), contents)
@@ -147,10 +190,21 @@ class Scanner:
         found = Scan({}, {}, {}, {}, {})
         seen: set[Path] = set()
         for pattern in patterns:
+            root = glob_root(pattern)
+            try:
+                os.scandir(root).close()
+            except FileNotFoundError:
+                pass  # gone: its vassals are removed
+            except OSError as error:
+                # glob() would say "no file" for what it could not list (the fd limit)
+                found.unlisted[root] = error.strerror or str(error)
+                continue
             for path in map(Path, sorted(glob.glob(pattern, recursive=True))):
                 seen.add(path)
                 clock = time.time() if now is None else now
-                if (facts := self._contents(path, clock)) is not None:
+                if (problem := name_problem(path)) is not None:
+                    found.rejected[path] = problem
+                elif (facts := self._contents(path, clock, found)) is not None:
                     info, contents = facts
                     age = clock - info.st_mtime
                     self._sort(found, pattern, path, info, contents, age=age, trust=trust)
