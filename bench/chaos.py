@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -37,15 +38,30 @@ def application(environ, start_response):
     return [os.environ.get("CHECKSUM", "none").encode()]
 """
 CRASHER = "raise SystemExit('crashing on purpose')\n"
+# An app that, when imported, leaves a daemon behind: double fork, new session, a port held.
+DAEMONIZING = """import os, socket, time
+
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        held = socket.socket()
+        held.bind(("127.0.0.1", int(os.environ["DAEMON_PORT"])))
+        held.listen(1)
+        while True:
+            time.sleep(1)
+    os._exit(0)
+
+from app import application
+"""
 
 
-def config(code: Path, port: int, version: str, module: str = "app") -> str:
+def config(code: Path, port: int, version: str, module: str = "app", extra: str = "") -> str:
     """A sealed vassal config whose last line carries a checksum of the lines between the seal
     and it; the app echoes it, so what is served tells which content was started."""
     body = (
         "[uwsgi]\nstrict = true\nmaster = true\n"
         f"http-socket = 127.0.0.1:{port}\nprocesses = 1\npythonpath = {code}\n"
-        f"module = {module}\nneed-app = true\n; version {version}\n"
+        f"module = {module}\nneed-app = true\n; version {version}\n{extra}"
     )
     return seal(body + f"env = CHECKSUM={hashlib.sha256(body.encode()).hexdigest()[:16]}\n")
 
@@ -92,23 +108,30 @@ class Site:
     def code(self) -> Path:
         return self.root / "code"
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, files: int | None = None, logs: Path | None = None) -> None:
+        """The Emperor on this folder; `files` limits its open files, `logs` moves its logs."""
         self.vassals.mkdir(parents=True, exist_ok=True)
         self.code.mkdir(exist_ok=True)
         (self.code / "app.py").write_text(APP)
         (self.code / "crasher.py").write_text(CRASHER)
+        (self.code / "daemonizing.py").write_text(DAEMONIZING)
+
+        def limit() -> None:
+            if files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
         with (self.root / "emperor.out").open("ab") as stream:
             self.emperor = subprocess.Popen(
                 [str(BIN / "python"), "-m", "toolkit.emperor", str(self.vassals / "*.ini"),
-                 "--run-dir", str(self.root / "run"), "--logs-dir", str(self.root / "logs"),
-                 "--quiet", *extra],
+                 "--run-dir", str(self.root / "run"),
+                 "--logs-dir", str(logs or self.root / "logs"), "--quiet", *extra],
                 stdout=stream, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, "NO_COLOR": "1"},
+                start_new_session=True, env={**os.environ, "NO_COLOR": "1"}, preexec_fn=limit,
             )  # fmt: skip
 
-    def add(self, name: str, version: str = "1", module: str = "app") -> None:
+    def add(self, name: str, version: str = "1", module: str = "app", extra: str = "") -> None:
         port = self.ports.setdefault(name, free_port())
-        write(self.vassals / f"{name}.ini", config(self.code, port, version, module))
+        write(self.vassals / f"{name}.ini", config(self.code, port, version, module, extra))
 
     def masters(self) -> dict[str, list[int]]:
         """Each config's uwsgi masters: processes whose parent is the Emperor."""
@@ -120,7 +143,7 @@ class Site:
                     if child.status() == psutil.STATUS_ZOMBIE:
                         continue
                     arguments = child.cmdline()
-                    ini = arguments[arguments.index("--ini") + 1]
+                    ini = arguments[arguments.index("--ini") + 1].rpartition(":uwsgi")[0]
                     found.setdefault(Path(ini).stem, []).append(child.pid)
         return found
 
@@ -331,6 +354,172 @@ def emperor_death(work: Path, figures: Figures, vassals: int = 5) -> None:
         figures.record("emperor SIGKILL + restart", orphans=site.stop())
 
 
+@dataclass
+class Traffic:
+    """Requests to every vassal, one after another, from a thread, until stopped."""
+
+    site: Site
+    answers: int = 0
+    failed: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for port in list(self.site.ports.values()):
+                if answer(port) is None:
+                    self.failed += 1
+                else:
+                    self.answers += 1
+
+    @contextlib.contextmanager
+    def flowing(self) -> Iterator[Traffic]:
+        thread = threading.Thread(target=self.run)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stop.set()
+            thread.join(30)
+
+
+def status(site: Site) -> list[dict[str, object]]:
+    """The Emperor's own answer over its control socket, or [] if it gives none."""
+    from toolkit.emperor import control
+
+    with contextlib.suppress(Exception):
+        return [v.as_json() for v in control.status(site.root / "run", timeout=5)]
+    return []
+
+
+def full_logs_disk(work: Path, figures: Figures, seconds: float, vassals: int = 3) -> None:
+    """The logs folder on a small tmpfs, filled while vassals serve and print: log lines are
+    lost (and counted), no vassal and not the Emperor. Needs root to mount."""
+    disk = work / "full-disk" / "logs"
+    disk.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)])
+    if mounted.returncode != 0:
+        figures.record("full logs disk", skipped="cannot mount a tmpfs (needs root)")
+        return
+    site = Site(work / "full-disk")
+    site.start(logs=disk)
+    try:
+        for index in range(vassals):
+            site.add(f"f{index}")
+        until(lambda: serving_all(site), 60)
+        with Traffic(site).flowing() as traffic:
+            with (disk / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * 65536)
+            time.sleep(seconds)  # every request is a line uWSGI prints, for the Emperor to log
+            problems = [v for v in status(site) if v["log_problem"]]
+        (disk / "filler").unlink()
+        figures.record("full logs disk", vassals=vassals, **{
+            "answers": traffic.answers, "failed": traffic.failed,
+            "emperor alive": site.emperor is not None and site.emperor.poll() is None,
+            "status names the log problem": f"{len(problems)}/{vassals}",
+            "serving after": f"{sum(answer(p) is not None for p in site.ports.values())}/{vassals}",
+        })  # fmt: skip
+    finally:
+        figures.record("full logs disk", orphans=site.stop())
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+def fd_limit(work: Path, figures: Figures, vassals: int = 12, files: int = 48) -> None:
+    """The Emperor with few file descriptors and more vassals than fit: those that start
+    keep serving, the others are throttled saying why, the control socket answers."""
+    site = Site(work / "fd-limit")
+    site.start(files=files)
+    try:
+        for index in range(vassals):
+            site.add(f"n{index}")
+
+        def settled() -> bool:
+            states = [v["state"] for v in status(site)]
+            return len(states) == vassals and set(states) <= {"ready", "loyal", "throttled"}
+
+        until(settled, 90)
+        listed = status(site)
+        throttled = [v for v in listed if v["state"] == "throttled"]
+        with Traffic(site).flowing() as traffic:
+            time.sleep(5)
+        started = time.monotonic()
+        status(site)
+        figures.record(f"open-file limit ({files})", vassals=vassals, **{
+            "serving": len(listed) - len(throttled),
+            "throttled, saying why": sum("open-file limit" in str(v["last_exit"])
+                                         for v in throttled),
+            "answers": traffic.answers,
+            "failed (throttled ones)": traffic.failed,
+            "status answered in (ms)": f"{(time.monotonic() - started) * 1000:.0f}",
+            "emperor alive": site.emperor is not None and site.emperor.poll() is None,
+        })  # fmt: skip
+    finally:
+        figures.record(f"open-file limit ({files})", orphans=site.stop())
+
+
+def long_pause(work: Path, figures: Figures, seconds: float, vassals: int = 3) -> None:
+    """SIGSTOP the Emperor and every vassal (a frozen machine) for longer than the heartbeat
+    tolerance, then SIGCONT: no vassal is killed for the heartbeats it could not send."""
+    site = Site(work / "pause")
+    tolerance = max(1.0, seconds / 3)
+    site.start("--heartbeat-tolerance", f"{tolerance:g}")
+    try:
+        for index in range(vassals):
+            site.add(f"p{index}", extra="heartbeat = 1\n")
+        until(lambda: serving_all(site), 60)
+        until(lambda: {v["state"] for v in status(site)} == {"loyal"}, 30)
+        before = {v["name"]: v["pid"] for v in status(site)}
+        assert site.emperor is not None
+        groups = [site.emperor.pid, *(int(str(pid)) for pid in before.values())]
+        for group in groups:
+            os.killpg(group, signal.SIGSTOP)
+        time.sleep(seconds)
+        for group in reversed(groups):
+            os.killpg(group, signal.SIGCONT)
+        back = until(lambda: serving_all(site), 30)
+        time.sleep(tolerance * 2)
+        after = {v["name"]: v["pid"] for v in status(site)}
+        text = (site.root / "emperor.out").read_text()
+        figures.record(f"SIGSTOP {seconds:g} s (tolerance {tolerance:g} s)", vassals=vassals, **{
+            "serving again (s)": f"{back:.2f}" if back is not None else "no",
+            "killed for missed heartbeats": text.count("killing it to respawn it"),
+            "same masters": f"{sum(before[n] == after.get(n) for n in before)}/{vassals}",
+        })  # fmt: skip
+    finally:
+        figures.record(f"SIGSTOP {seconds:g} s (tolerance {tolerance:g} s)", orphans=site.stop())
+
+
+def daemonizing_app(work: Path, figures: Figures, rounds: int = 5) -> None:
+    """An app that leaves a daemon holding a port at each start: removed, reloaded or
+    brought down, the daemon ends with its vassal; with cgroups and by the process tree."""
+    for mode, extra in (("cgroup", ()), ("process tree", ("--no-cgroups",))):
+        site = Site(work / f"daemonizing-{mode.replace(' ', '-')}")
+        site.start(*extra)
+        left = 0
+        try:
+            for index in range(rounds):
+                daemon = free_port()
+                site.add("d", version=str(index), module="daemonizing",
+                         extra=f"env = DAEMON_PORT={daemon}\n")  # fmt: skip
+                until(lambda d=daemon: answer_or_listening(d), 30)  # type: ignore[misc]
+                (site.vassals / "d.ini").unlink()
+                until(lambda d=daemon: not answer_or_listening(d), 10)  # type: ignore[misc]
+                left += answer_or_listening(daemon)
+            kind = "cgroup v2" if "cgroup v2" in (site.root / "emperor.out").read_text() else mode
+            figures.record(f"daemonizing app ({kind})", **{
+                "daemons started": rounds, "left after their vassal": left,
+            })  # fmt: skip
+        finally:
+            figures.record(f"daemonizing app ({kind})", orphans=site.stop())
+
+
+def answer_or_listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 HOSTILE = [
     "\n",
     "\r",
@@ -467,6 +656,17 @@ How to read it:
 - *fuzz*: hostile `deploy.ini`, `--set`, uWSGI INI, inventory and template inputs
   through the real CLI; *options injected* counts rendered options (as uWSGI reads
   them) that no template wrote.
+- *full logs disk*: the logs folder on a 512 kB tmpfs, filled while every vassal serves
+  (uWSGI prints a line per request, which the Emperor logs): *answers* and *failed* are
+  requests during that time; the lost lines are counted in each vassal's log once the
+  disk has room again.
+- *open-file limit*: the Emperor started with that many file descriptors and more
+  vassals than fit; those that fail say which limit to raise; *failed* are requests to
+  the throttled ones.
+- *SIGSTOP*: the Emperor and every vassal stopped together (a frozen machine) for longer
+  than the heartbeat tolerance, then continued.
+- *daemonizing app*: an app that double-forks a daemon holding a port at each start;
+  *left* counts daemons still there after their vassal was removed.
 """
 
 
@@ -481,6 +681,10 @@ def main() -> int:
         crash_loop(work, figures)
         emperor_death(work, figures)
         fuzz(work, figures, cases=300 if options.short else 3000)
+        full_logs_disk(work, figures, seconds=5 if options.short else 20)
+        fd_limit(work, figures)
+        long_pause(work, figures, seconds=5 if options.short else 30)
+        daemonizing_app(work, figures)
     report = figures.table()
     print(report)
     if not options.short:

@@ -87,6 +87,34 @@ CASES: list[tuple[list[str], int]] = [
     (["emperor", "x/*.ini", "--run-dir", "BAD/a-file/run"], 2),
     (["emperor", "x/*.ini", "--uwsgi", "/no/such/uwsgi"], 2),
     (["nosuchcommand"], 2),
+    # Names that would become paths.
+    (["render", SITE, "--set", "release=/../.."], 2),
+    (["render", SITE, "--set", "release=../x"], 2),
+    (["render", SITE, "--set", "release=a/b"], 2),
+    (["rollback", SITE, "../../x"], 2),
+    (["rollback", SITE, "a:b"], 2),
+    (["new", "elsewhere", "--recipe", "../recipes/ground-up"], 2),
+    (["new", "elsewhere", "--recipe", "/etc"], 2),
+    (["render", "BAD/evil-host", "--all-hosts"], 2),
+    (["render", "BAD/evil-host-section", "--all-hosts"], 2),
+    (["render", "BAD/linked-vassals"], 2),
+    # Files that are not what they seem.
+    (["render", "BAD/fifo-deploy"], 2),
+    (["render", "BAD/zero-deploy"], 2),
+    (["render", "BAD/folder-deploy"], 2),
+    (["check", "BAD/fifo.ini"], 2),
+    (["check", "BAD/zero.ini"], 2),
+    (["new", "elsewhere", "--app", "BAD/fifo-app"], 2),
+    (["render", "BAD/fifo-env-file"], 1),
+    (["render", "BAD/fifo-inventory", "--all-hosts"], 2),
+    (["render", "BAD/huge-deploy"], 2),
+    # Values that are uWSGI's language.
+    (["render", SITE, "--set", "env=A=@(exec://touch ran)"], 2),
+    (["render", SITE, "--set", "env=A=$(HOME)"], 2),
+    (["render", SITE, "--set", "app_module=%(x)"], 2),
+    (["render", SITE, "--set", "log_dir=exec://touch ran"], 2),
+    (["render", SITE, "--set", "uid=root;x"], 2),
+    (["render", "BAD/interpolated"], 2),
 ]
 
 
@@ -119,6 +147,40 @@ def make_bad_files(root: Path) -> None:
         (bad / name / "templates").mkdir()
         (bad / name / "templates" / "uwsgi.ini.j2").write_text(text)
     (bad / "binary-inventory" / "inventory.ini").write_bytes(b"\x00\xff[groups\n")
+    for name, inventory in {
+        "evil-host": "[groups]\n[[web]]\nhosts = ../../x\n",
+        "evil-host-section": "[hosts]\n[[../x]]\nhttp_port = 8080\n",
+        "fifo-inventory": None,
+    }.items():
+        (bad / name).mkdir()
+        (bad / name / "deploy.ini").write_text("recipe = ground-up\n")
+        if inventory is None:
+            os.mkfifo(bad / name / "inventory.ini")
+        else:
+            (bad / name / "inventory.ini").write_text(inventory)
+    (bad / "fifo-deploy").mkdir()
+    os.mkfifo(bad / "fifo-deploy" / "deploy.ini")
+    (bad / "zero-deploy").mkdir()
+    (bad / "zero-deploy" / "deploy.ini").symlink_to("/dev/zero")
+    (bad / "folder-deploy" / "deploy.ini").mkdir(parents=True)
+    (bad / "huge-deploy").mkdir()
+    with (bad / "huge-deploy" / "deploy.ini").open("wb") as stream:
+        stream.truncate(1 << 30)  # sparse: 1 GB that costs nothing on disk
+    os.mkfifo(bad / "fifo.ini")
+    (bad / "zero.ini").symlink_to("/dev/zero")
+    (bad / "fifo-app").mkdir()
+    os.mkfifo(bad / "fifo-app" / "manage.py")
+    (bad / "interpolated").mkdir()
+    (bad / "interpolated" / "deploy.ini").write_text(
+        "recipe = ground-up\nstatic_dir = %(nothing)s\n"
+    )
+    subprocess.run([str(TOOLKIT), "new", bad / "fifo-env-file"], check=True, capture_output=True)
+    os.mkfifo(bad / "fifo-env-file" / "secrets.env")
+    with (bad / "fifo-env-file" / "deploy.ini").open("a") as stream:
+        stream.write("env_file = secrets.env\n")
+    subprocess.run([str(TOOLKIT), "new", bad / "linked-vassals"], check=True, capture_output=True)
+    (root / "elsewhere-vassals").mkdir()
+    (bad / "linked-vassals" / "vassals").symlink_to(root / "elsewhere-vassals")
     for name, folder in (("logs-is-a-file", "logs"), ("run-is-a-file", "run")):
         subprocess.run([str(TOOLKIT), "new", bad / name], check=True, capture_output=True)
         shutil.rmtree(bad / name / folder, ignore_errors=True)
@@ -166,3 +228,6 @@ def test_every_hostile_input_gives_its_exit_code_and_no_traceback(playground: Pa
     assert not wrong, "\n".join(wrong)
     assert (playground / SITE / "deploy.ini").is_file()
     assert not (playground / SITE / "vassals").exists(), "a refused render wrote files"
+    assert not (playground / "ran").exists(), "no value ran"
+    assert not list((playground / "elsewhere-vassals").iterdir()), "nothing written through"
+    assert not (playground.parent / "x").exists() and not (playground / "hosts").exists()

@@ -86,7 +86,7 @@ class Deployment:
         from toolkit.inventory import read_inventory
         from toolkit.recipes import DEFAULT_RECIPE, find_recipe
 
-        if not self.deploy_ini.is_file():
+        if not self.deploy_ini.exists():
             raise ToolkitError(
                 "not a deployment: no deploy.ini",
                 file=self.root,

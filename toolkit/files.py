@@ -46,3 +46,16 @@ def read_regular(path: Path, what: str, limit: int = LIMIT) -> bytes:
     if len(data) > limit:
         raise ToolkitError(f"this {what} grew past {limit:,} bytes while read", file=path)
     return data
+
+
+def inside(root: Path, path: Path) -> Path:
+    """`path`, once it is known to stay inside `root` with every link resolved: what toolkit
+    writes or makes live never lands elsewhere through a planted link or a name."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ToolkitError(
+            f"resolves to {resolved}, outside {root}",
+            file=path,
+            hint="toolkit writes only inside its deployment folder: remove the link",
+        )
+    return path

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from toolkit import seal
 from toolkit.apply import FileChange, Status, apply, write_atomically
 from toolkit.errors import ExitCode, ToolkitError
+from toolkit.files import inside
 from toolkit.installed import uwsgi_executable
 
 if TYPE_CHECKING:
@@ -121,9 +122,11 @@ def prepare(deployment: Deployment, variables: Variables, uwsgi: Path) -> list[F
     return changes
 
 
-def write(changes: list[FileChange]) -> list[tuple[Path, Path]]:
+def write(deployment: Deployment, changes: list[FileChange]) -> list[tuple[Path, Path]]:
     """Write the planned changes, keeping any file edited by hand beside it first; returns
-    (file, kept copy) for each one kept."""
+    (file, kept copy) for each one kept. Every path stays inside the deployment."""
+    for change in changes:
+        inside(deployment.root, change.path)
     kept = keep_hand_edits(changes)
     apply(changes)
     return kept
@@ -154,7 +157,7 @@ def stage(deployment: Deployment, variables: Variables, release_id: str, uwsgi: 
 
     rendered = _rendered(deployment, variables)
     text = rendered.get(f"app-{release_id}.ini") or rendered[RELEASE_VASSAL]
-    path = deployment.run_dir / f"{STAGING_PREFIX}{release_id}.ini"
+    path = inside(deployment.root, deployment.run_dir / f"{STAGING_PREFIX}{release_id}.ini")
     context = checking_context(uwsgi)
     refuse_errors(check_configs([uwsgi_config.load(path, context.machine, text=text)], context))
     write_atomically(path, text, mode=0o600)
@@ -227,7 +230,7 @@ def _render_targets(
         report.changes += planned
     refuse_errors(report.problems)
     if write_files:
-        report.kept = write(report.changes)
+        report.kept = write(deployment, report.changes)
     return report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
 
 DEFAULT_RECIPE = "ground-up"
+RECIPE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # Scaffold folders that hold the example app: left out when the user brings an app.
 EXAMPLE_FOLDERS = ("code", "static")
 _PACKAGE_DATA = Path(__file__).parent / "_data"
@@ -136,8 +138,9 @@ def list_recipes() -> list[Recipe]:
 
 
 def find_recipe(name: str) -> Recipe:
+    """A shipped recipe by name; a name is never a path (`../x` names no recipe)."""
     path = data_dir("recipes") / name
-    if not (path / "recipe.ini").is_file():
+    if not RECIPE_NAME.match(name) or not (path / "recipe.ini").is_file():
         known = ", ".join(r.name for r in list_recipes())
         raise ToolkitError(f"no recipe named {name!r}", hint=f"known recipes: {known}")
     return load_recipe(path)

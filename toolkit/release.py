@@ -33,11 +33,11 @@ from toolkit import pipeline, uwsgi_packet
 from toolkit.apply import FileChange
 from toolkit.deployment import Deployment, Sources
 from toolkit.emperor import control
-from toolkit.emperor.child import die_with, kill_group
+from toolkit.emperor.child import die_with, ini_argument, kill_group
 from toolkit.emperor.machine import describe_exit
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.installed import uwsgi_executable
-from toolkit.release_store import Release, Store
+from toolkit.release_store import Release, Store, check_id
 from toolkit.release_store import layer as release_layer
 from toolkit.settings import RawValue, Variables
 
@@ -189,7 +189,7 @@ def _stage(site: Site, release: Release) -> Staging:
     log = site.store.log(release.id)
     with log.open("wb") as stream:
         process = subprocess.Popen(
-            [str(site.uwsgi), "--ini", str(config), "--no-orphans"],
+            [str(site.uwsgi), "--ini", ini_argument(config), "--no-orphans"],
             stdin=subprocess.DEVNULL,
             stdout=stream,
             stderr=subprocess.STDOUT,
@@ -252,12 +252,15 @@ def _switch(site: Site, release: Release, changes: list[FileChange]) -> float:
     values = site.values
     previous = site.store.live()
     site.store.set_live(release.id)
-    pipeline.write([c for c in changes if c.new is not None])
+    pipeline.write(site.deployment, [c for c in changes if c.new is not None])
     started = time.monotonic()
     waited = _through_router(values, release.id, float(values["health_timeout"]))
     if waited is None:
         site.store.set_live(previous.id if previous else None)
-        pipeline.write(pipeline.prepare(site.deployment, site.variables(previous), site.uwsgi))
+        pipeline.write(
+            site.deployment,
+            pipeline.prepare(site.deployment, site.variables(previous), site.uwsgi),
+        )
         raise ToolkitError(
             f"release {release.id} passed its health check but the router never sent it a "
             "request; the previous release still serves",
@@ -267,7 +270,7 @@ def _switch(site: Site, release: Release, changes: list[FileChange]) -> float:
     server = (str(values["app_address"]), int(values["subscription_port"]))
     uwsgi_packet.unsubscribe(server, KEY, f"{values['app_address']}:{values['app_port']}")
     time.sleep(0.1)  # the router reads the packet before the old vassal begins to stop
-    pipeline.write([c for c in changes if c.new is None])
+    pipeline.write(site.deployment, [c for c in changes if c.new is None])
     return time.monotonic() - started
 
 
@@ -360,6 +363,8 @@ def rollback(
 ) -> Outcome:
     """`toolkit rollback`: the release before the live one (or the named one) serves again,
     verified and switched in the same way as a new release."""
+    if release_id is not None:
+        check_id(release_id)
     site = _site(root, host, uwsgi)
     store = site.store
     with locked(site.deployment):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
-from toolkit.files import read_regular
+from toolkit.files import inside, read_regular
 
 if TYPE_CHECKING:
     from toolkit.settings import RawValue
@@ -78,14 +78,17 @@ class Store:
     def live_file(self) -> Path:
         return self.folder / LIVE
 
+    def _within(self, name: str) -> Path:
+        return inside(self.root, self.folder / name)
+
     def code(self, release_id: str) -> Path:
-        return self.folder / check_id(release_id)
+        return self._within(check_id(release_id))
 
     def log(self, release_id: str) -> Path:
-        return self.folder / f"{check_id(release_id)}.log"
+        return self._within(f"{check_id(release_id)}.log")
 
     def _record_file(self, release_id: str) -> Path:
-        return self.folder / f"{check_id(release_id)}.json"
+        return self._within(f"{check_id(release_id)}.json")
 
     def live_id(self) -> str | None:
         """The ID `live` names; None when no release was ever made live."""
@@ -166,7 +169,7 @@ class Store:
         if release_id is None:
             self.live_file.unlink(missing_ok=True)
         else:
-            write_atomically(self.live_file, check_id(release_id) + "\n")
+            write_atomically(inside(self.root, self.live_file), check_id(release_id) + "\n")
 
     def remove(self, release_id: str) -> None:
         """Its code, record and log."""

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from toolkit.emperor import protocol
 from toolkit.emperor.config import VassalConfig
+from toolkit.emperor.containment import Containment
 from toolkit.emperor.loop import Loop, Scheduled
 from toolkit.emperor.protocol import ToVassal
 
@@ -102,23 +103,36 @@ def pdeathsig_wrapper() -> list[str]:
     return wrapper if works else []
 
 
+def ini_argument(path: Path) -> str:
+    """`--ini PATH:uwsgi`: uWSGI splits the argument at its last `:` into file and section
+    (core/ini.c uwsgi_ini_config()), so a `:` anywhere in the path (a folder `site:v2`)
+    would make it read another file; naming the section makes the last `:` ours."""
+    return f"{path}:uwsgi"
+
+
 class UwsgiSpawner:
-    def __init__(self, uwsgi: Path, loop: Loop) -> None:
+    def __init__(self, uwsgi: Path, loop: Loop, containment: Containment) -> None:
         self.uwsgi = uwsgi
         self.loop = loop
+        self.containment = containment
         self._wrapper = pdeathsig_wrapper()
         self._die_with_me = None if self._wrapper else die_with(os.getpid())
 
     def spawn(self, config: VassalConfig, fds: list[int], parent: Parent) -> Child:
         emperor_end, vassal_end = protocol.channel()
-        env = {**os.environ, protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno())}
+        contained = self.containment.environment()
+        env = {
+            **os.environ,
+            **contained,
+            protocol.ENVIRONMENT_VARIABLE: str(vassal_end.fileno()),
+        }
         try:
             process = subprocess.Popen(
                 [
                     *self._wrapper,
                     str(self.uwsgi),
                     "--ini",
-                    str(config.path),
+                    ini_argument(config.path),
                     # Workers and gateways die with their master, even when it is SIGKILLed;
                     # without it a worker blocked in accept() outlives a killed Emperor.
                     "--no-orphans",
@@ -139,7 +153,8 @@ class UwsgiSpawner:
             raise
         finally:
             vassal_end.close()
-        return UwsgiChild(process, emperor_end, parent, self.loop)
+        self.containment.adopt(process.pid, contained)
+        return UwsgiChild(process, emperor_end, parent, self.loop, self.containment)
 
 
 class UwsgiChild:
@@ -152,8 +167,10 @@ class UwsgiChild:
         channel: socket.socket,
         parent: Parent,
         loop: Loop,
+        containment: Containment,
     ) -> None:
         assert process.stdout is not None
+        self._containment = containment
         self.pid = process.pid
         self._process = process
         self._channel = channel
@@ -169,8 +186,10 @@ class UwsgiChild:
         try:
             self._pidfd = os.pidfd_open(self.pid)
         except OSError:
-            # Linux before 5.3: not a vassal this Emperor could follow; leave nothing behind.
+            # Linux before 5.3, or the open-file limit: not a vassal this Emperor could
+            # follow; leave nothing behind.
             kill_group(self.pid, signal.SIGKILL)
+            containment.end(self.pid)
             process.wait()
             channel.close()
             self._stdout.close()
@@ -234,8 +253,10 @@ class UwsgiChild:
         self._code = code
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
-        # Workers or gateways that outlived their master would hold the sockets.
+        # Workers or gateways that outlived their master would hold the sockets, and a
+        # process that left the group (a daemonized app) would hold anything.
         kill_group(self.pid, signal.SIGKILL)
+        self._containment.end(self.pid)
         if self._output_done:
             self._finish()
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import select
@@ -114,6 +115,8 @@ class Server:
         self._socket.listen(64)
         self._socket.setblocking(False)
         self._paused: Scheduled | None = None
+        self._reserve: int | None = None
+        self._keep_reserve()
         self._listen()
         write_run_file(run_dir / PID_NAME, f"{os.getpid()}\n")
 
@@ -122,8 +125,15 @@ class Server:
             client, _ = self._socket.accept()
         except BlockingIOError:
             return
-        except OSError:
-            # At the open-file limit the connection stays queued and the socket readable:
+        except OSError as error:
+            if error.errno in {errno.EMFILE, errno.ENFILE} and self._reserve is not None:
+                # At the open-file limit: the fd kept in reserve serves this one client
+                # (`toolkit status` still answers), and is taken back once it is done.
+                os.close(self._reserve)
+                self._reserve = None
+                self._accept()
+                return
+            # Still nothing free: the connection stays queued and the socket readable;
             # listen again in a while rather than spin on it.
             self.loop.remove_reader(self._socket.fileno())
             self._paused = self.loop.call_later(ACCEPT_AGAIN, self._listen)
@@ -161,6 +171,12 @@ class Server:
             client.settimeout(1.0)
             client.sendall(json.dumps(answer).encode() + b"\n")
         client.close()
+        self._keep_reserve()
+
+    def _keep_reserve(self) -> None:
+        if self._reserve is None:
+            with contextlib.suppress(OSError):
+                self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def _listen(self) -> None:
         self._paused = None
@@ -169,6 +185,9 @@ class Server:
     def close(self) -> None:
         if self._paused is not None:
             self._paused.cancel()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
         self.loop.remove_reader(self._socket.fileno())
         self._socket.close()
         for client, _ in list(self._clients.values()):

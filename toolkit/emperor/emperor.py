@@ -15,6 +15,7 @@ from toolkit.emperor import control, watcher
 from toolkit.emperor.child import Spawner, UwsgiSpawner
 from toolkit.emperor.clock import Cancellable, Timers
 from toolkit.emperor.config import VassalConfig
+from toolkit.emperor.containment import ProcessTree, containment
 from toolkit.emperor.events import EMPEROR, Event, Kind
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.loop import Loop
@@ -48,7 +49,8 @@ class Emperor:
         # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
         self.listeners = Listeners() if options.hold_sockets else None
         self.loop = Loop()
-        self.spawner = spawner or UwsgiSpawner(self.uwsgi, self.loop)
+        self.containment = containment() if options.cgroups and spawner is None else ProcessTree()
+        self.spawner = spawner or UwsgiSpawner(self.uwsgi, self.loop, self.containment)
         self.timers = timers or self.loop
         self.vassals: dict[str, Vassal] = {}
         # Vassals removed from `vassals` and not stopped yet: their successor waits.
@@ -82,6 +84,7 @@ class Emperor:
             self.loop.add_signal_handler(number, partial(self.shutdown, reason))
         self._server = control.Server(self.run_dir, self._handle, self.loop)
         self.emit(Kind.INFO, f"pid {os.getpid()}, uwsgi {self.uwsgi}")
+        self.emit(Kind.INFO, f"what a vassal leaves behind ends with it: {self.containment.kind}")
         self.emit(Kind.INFO, f"watching {', '.join(self.patterns)}")
         try:
             self._watching = watcher.Watching(
@@ -98,6 +101,7 @@ class Emperor:
         finally:
             if self._reserve is not None:
                 os.close(self._reserve)
+            self.containment.close()
             control.cleanup(self.run_dir)
             self.emit(Kind.INFO, "bye")
             self.printer.close()
@@ -135,6 +139,8 @@ class Emperor:
         """Start, reload or stop whatever differs between the files and the running vassals."""
         with self._spare_fd():
             found = self.scanner.scan(self.patterns, trust=self.options.trust_any_config)
+            if self._watching is not None:
+                self._watching.watch.follow(config.path for config in found.configs.values())
         for config in found.configs.values():
             self._warned.pop(config.path, None)
         for path, digest in found.not_vassals.items():

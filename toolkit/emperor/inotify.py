@@ -31,6 +31,7 @@ _READ_SIZE = 64 * 1024
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.inotify_init1.argtypes = [ctypes.c_int]
 _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+_libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class INotify:
             error = ctypes.get_errno()
             raise OSError(error, os.strerror(error), path)
         return int(wd)
+
+    def rm_watch(self, wd: int) -> None:
+        """Stop a watch (an IGNORED event follows); one already gone is fine."""
+        _libc.inotify_rm_watch(self.fd, wd)
 
     def read(self) -> list[InotifyEvent]:
         """Every event waiting now; none when there is nothing to read."""

@@ -26,6 +26,8 @@ NUDGE_EVERY = 0.05
 IDLE_STOP = (
     "idle, it asked to be stopped (die-on-idle); a config change or `toolkit reload` starts it"
 )
+# A timer that fires this much after its due time means the Emperor was not running then.
+PAUSE_BOUND = 1.0
 # uWSGI's exit code for "no app loaded" under need-app (UWSGI_FAILED_APP_CODE, uwsgi.h).
 FAILED_APP_CODE = 22
 
@@ -95,6 +97,9 @@ class Input:
     """The config file's stamp now, None if it is gone (CONFIG_READ, EXITED)."""
     config: VassalConfig | None = None
     """A newer read of its config (RELOAD)."""
+    late: float = 0.0
+    """Seconds after its due time a timer fired: more than PAUSE_BOUND means the Emperor
+    was not running (SIGSTOP, a frozen machine) when it was due."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +372,18 @@ class Machine:
         return self.state, [StartTimer(Timer.HEARTBEAT, self.heartbeat_tolerance)]
 
     def _on_heartbeat_missed(self, event: Input) -> Moved:
+        """Silence means a stuck vassal, unless the Emperor itself was paused past the
+        deadline: then the heartbeats it did not hear are not counted, and the vassal gets
+        a fresh tolerance from now (its next beat arrives within it if it is alive)."""
+        if event.late > PAUSE_BOUND:
+            paused = (
+                f"the Emperor was paused for {event.late:.0f} s or more: heartbeats are "
+                f"awaited for another {self.heartbeat_tolerance:g} s"
+            )
+            return self.state, [
+                Emit(Kind.WARNING, paused),
+                StartTimer(Timer.HEARTBEAT, self.heartbeat_tolerance),
+            ]
         silence = f"no heartbeat for {self.heartbeat_tolerance:g} s"
         return self.state, [Emit(Kind.WARNING, f"{silence}: killing it to respawn it"), KillGroup()]
 

@@ -88,6 +88,14 @@ class EmperorOptions:
             flag="--no-hold-sockets",
         ),
     )
+    cgroups: bool = field(
+        default=True,
+        metadata=_about(
+            "end what a vassal leaves behind by its process tree (TOOLKIT_VASSAL_ID), even "
+            "where the Emperor may make cgroups (by default: a cgroup per vassal there)",
+            flag="--no-cgroups",
+        ),
+    )
     serving: tuple[str, ...] = field(
         default=(), metadata=_about("address to announce once all serve", str)
     )

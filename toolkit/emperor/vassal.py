@@ -3,6 +3,8 @@ actions are carried out here, with a spawner and timers that tests can replace."
 
 from __future__ import annotations
 
+import errno
+import resource
 from collections import deque
 from collections.abc import Callable
 
@@ -38,6 +40,17 @@ CONFIG_READ_LINE = b"*** Starting uWSGI "
 # What the master prints once it has taken message 2 (gracefully_kill_them_all(),
 # core/uwsgi.c): from then on a SIGINT only wakes it; before, SIGINT is a brutal stop.
 GRACEFUL_STOP_LINE = b"graceful shutdown triggered"
+
+
+def why(error: OSError) -> str:
+    """A spawn's failure in words; the open-file limit says which limit to raise."""
+    if error.errno in {errno.EMFILE, errno.ENFILE}:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return (
+            f"[Errno {error.errno}] Too many open files: the Emperor is at its open-file limit "
+            f"({limit}; raise it with `ulimit -n` or systemd's LimitNOFILE=)"
+        )
+    return str(error)
 
 
 class Vassal:
@@ -158,7 +171,8 @@ class Vassal:
                 self.child.kill_group()
             case StartTimer(timer, delay):
                 self._cancel(timer)
-                self._timers[timer] = self.timers.call_later(delay, lambda: self._fire(timer))
+                due = self.timers.now() + delay
+                self._timers[timer] = self.timers.call_later(delay, lambda: self._fire(timer, due))
             case CancelTimer(timer):
                 self._cancel(timer)
             case ReleaseSockets() if self.listeners is not None:
@@ -171,9 +185,10 @@ class Vassal:
         if handle is not None:
             handle.cancel()
 
-    def _fire(self, timer: Timer) -> None:
+    def _fire(self, timer: Timer, due: float) -> None:
+        """A timer is due; how late it fires tells whether the Emperor was paused."""
         self._timers.pop(timer, None)
-        self.feed(Input(FIRES[timer]))
+        self.feed(Input(FIRES[timer], late=self.timers.now() - due))
 
     def _spawn(self) -> None:
         config = self.config
@@ -181,7 +196,7 @@ class Vassal:
         try:
             self.child = self.spawner.spawn(config, held, self)
         except OSError as error:
-            self._inbox.append(Input(On.SPAWN_FAILED, f"cannot start uwsgi: {error}"))
+            self._inbox.append(Input(On.SPAWN_FAILED, f"cannot start uwsgi: {why(error)}"))
             return
         self.publish(Event(self.name, Kind.SPAWNED, f"pid {self.child.pid}, {config.path}"))
 

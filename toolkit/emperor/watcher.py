@@ -273,14 +273,28 @@ WATCH_MASK = (
 MAX_WATCHED_FOLDERS = 10_000
 
 
+# What, in a root's parent folder, replaces or removes the root itself.
+PARENT_MASK = inotify.CREATE | inotify.DELETE | inotify.MOVED_FROM | inotify.MOVED_TO
+
+
 class Watch:
     """inotify watches on the roots and their subfolders, read on the event loop: no thread,
-    no timer; the Emperor sleeps until the kernel says a file changed."""
+    no timer; the Emperor sleeps until the kernel says a file changed.
+
+    A watch follows an inode, not a name: a root replaced (a link swapped with `ln -sfn`, a
+    folder moved into place) would leave it on the old folder. So each root's parent folder
+    is watched for that name, and every root is watched anew when it changes. Configs that
+    are links are followed to the folder of their target, where their edits happen."""
 
     def __init__(self, roots: list[Path]) -> None:
         self.roots = roots
         self.inotify = inotify.INotify()
         self.folders: dict[int, Path] = {}
+        self.parents: dict[int, Path] = {}
+        self.targets: dict[int, Path] = {}
+        for parent in {root.parent for root in roots}:
+            with contextlib.suppress(OSError):
+                self.parents[self.inotify.add_watch(str(parent), PARENT_MASK)] = parent
 
     @property
     def complete(self) -> bool:
@@ -308,17 +322,48 @@ class Watch:
         with contextlib.suppress(OSError):
             self.folders[self.inotify.add_watch(str(folder), WATCH_MASK)] = folder
 
+    def renew(self) -> None:
+        """A root was replaced: drop every folder watch and watch what the roots are now."""
+        for wd in list(self.folders):
+            self.inotify.rm_watch(wd)
+        self.folders.clear()
+        self.add_all()
+
+    def follow(self, configs: Iterable[Path]) -> None:
+        """Watch the folders where the configs that are links point, and only those."""
+        wanted = set()
+        for path in configs:
+            if path.is_symlink():
+                with contextlib.suppress(OSError):
+                    wanted.add(path.resolve().parent)
+        for wd, folder in list(self.targets.items()):
+            if folder not in wanted:
+                self.inotify.rm_watch(wd)
+                del self.targets[wd]
+        for folder in wanted - set(self.targets.values()):
+            with contextlib.suppress(OSError):
+                self.targets[self.inotify.add_watch(str(folder), WATCH_MASK)] = folder
+
     def drain(self) -> None:
         """Read what arrived; watch folders made meanwhile (a new `*/uwsgi.ini` service)."""
+        renew = False
         for event in self.inotify.read():
+            parent = self.parents.get(event.wd)
+            if parent is not None and any(
+                root.parent == parent and root.name == event.name for root in self.roots
+            ):
+                renew = True
             if event.mask & inotify.ISDIR and event.mask & (inotify.CREATE | inotify.MOVED_TO):
                 parent = self.folders.get(event.wd)
                 if parent is not None:
                     self._add(parent / event.name)
             if event.mask & inotify.IGNORED:
                 self.folders.pop(event.wd, None)
+                self.targets.pop(event.wd, None)
             if event.mask & inotify.Q_OVERFLOW:
                 self.add_all()  # events were lost: the scan that follows reads everything
+        if renew:
+            self.renew()
 
     def close(self) -> None:
         self.inotify.close()
@@ -338,7 +383,7 @@ class Watching:
         changed: Callable[[], None],
         rescan_every: float = RESCAN_EVERY,
     ) -> None:
-        roots = sorted({glob_root(p).resolve() for p in patterns})
+        roots = sorted({Path(os.path.abspath(glob_root(p))) for p in patterns})
         for root in roots:
             if not root.is_dir():
                 raise ToolkitError(
