@@ -57,6 +57,11 @@ class FakeClock:
                 timer.callback()
         self.time = until
 
+    def pause(self, seconds: float) -> None:
+        """Time passes while the process does not run (SIGSTOP): timers fire late, after."""
+        self.time += seconds
+        self.advance(0)
+
     def pending(self) -> list[FakeTimer]:
         return sorted(t for t in self._due if not t.cancelled)
 

@@ -451,6 +451,26 @@ def a_silent_heartbeat_kills_and_respawns(folder: Path, moves: set[Move]) -> Non
     assert len(rig.spawner.spawned) == 3, "a starting vassal that stops beating is killed too"
 
 
+def a_pause_of_the_emperor_is_not_counted_against_heartbeats(
+    folder: Path, moves: set[Move]
+) -> None:
+    """The Emperor stopped for 45 s past the deadline: a fresh tolerance, then a kill only
+    if the vassal stays silent through it."""
+    rig = Rig(folder, moves=moves).serve()
+    rig.child.say(FromVassal.HEARTBEAT)
+    first = rig.child
+    rig.clock.pause(75)
+    assert first.alive
+    assert rig.texts(Kind.WARNING) == [
+        "the Emperor was paused for 45 s or more: heartbeats are awaited for another 30 s"
+    ]
+    rig.child.say(FromVassal.HEARTBEAT)
+    rig.clock.advance(29)
+    assert first.alive
+    rig.clock.advance(1 + KILL_LATENCY)
+    assert not first.alive, "silent through the fresh tolerance: killed"
+
+
 def heartbeats_while_reloading_and_loyal(folder: Path, moves: set[Move]) -> None:
     rig = Rig(folder, moves=moves).serve()
     rig.child.say(FromVassal.LOYAL)
@@ -563,6 +583,7 @@ HISTORIES: list[Callable[[Path, set[Move]], None]] = [
     a_vassal_at_rest_stops_at_once,
     new_sockets_restart_the_process,
     a_silent_heartbeat_kills_and_respawns,
+    a_pause_of_the_emperor_is_not_counted_against_heartbeats,
     heartbeats_while_reloading_and_loyal,
     an_idle_vassal_is_stopped_until_reload,
     every_running_state_stops_gracefully,
