@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -144,3 +145,15 @@ def run_toolkit(*args: str | Path, cwd: Path | None = None) -> subprocess.Comple
     return subprocess.run(
         [str(TOOLKIT), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
     )
+
+
+def own_virtualenv(app: Path) -> Path:
+    """An app's own virtualenv (.venv), made by the Python uWSGI embeds; its packages come
+    from this test environment through a .pth file, not from a download. Its python."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(app / ".venv")],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    site = next((app / ".venv" / "lib").glob("python3*/site-packages"))
+    (site / "test-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return app / ".venv" / "bin" / "python"

@@ -289,7 +289,7 @@ def test_status_json_lists_every_field(emperor: RunningEmperor) -> None:
     assert sorted(vassals) == ["one", "two"]
     for vassal in vassals.values():
         assert set(vassal) == {
-            "name", "pid", "state", "restarts", "uptime", "last_exit", "config", "digest",
+            "name", "release", "pid", "state", "restarts", "uptime", "last_exit", "config", "digest",
             "log_problem", "config_changed",
         }  # fmt: skip
         assert vassal["config_changed"] is False

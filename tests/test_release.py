@@ -8,8 +8,10 @@ import fcntl
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +22,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import TOOLKIT, free_ports, get, port_closed, run_toolkit, serving, wait_for
+from tests.support import (
+    TOOLKIT,
+    free_ports,
+    get,
+    own_virtualenv,
+    port_closed,
+    run_toolkit,
+    serving,
+    wait_for,
+)
 
 HEADER = "x-toolkit-release"
 
@@ -61,6 +72,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
     with (root / "deploy.ini").open("a") as stream:
         stream.write(
             f"http_port = {port}\napp_port = {app_port}\nsubscription_port = {subscriptions}\n"
+            "release_header = true\n"  # the load below counts answers by release
         )
     started = run_toolkit("up", root, "--detach")
     assert started.returncode == 0, started.stderr + started.stdout
@@ -136,10 +148,10 @@ def test_a_release_serves_new_code_with_no_failed_request(site: Site) -> None:
     assert b"Hello from two" in answer.body and answer.headers[HEADER] == live
     assert not load.failures, load.failures[:5]
     assert load.answers.get(live, 0) > 0
-    assert site.vassals() == [f"app-{live}.ini", "http.ini"]
+    assert site.vassals() == ["http.ini", f"uwsgi@{live}.ini"]
     assert (site.root / "releases" / live / "app.py").is_file()
     status = run_toolkit("status", site.root)
-    assert f"app-{live}" in status.stdout and "uwsgi " not in status.stdout
+    assert f"uwsgi  {live}" in status.stdout and status.stdout.count("uwsgi ") == 1
 
 
 @pytest.mark.parametrize(
@@ -269,10 +281,12 @@ def test_a_release_killed_half_way_leaves_the_old_one_serving(site: Site) -> Non
 def test_releases_need_a_running_emperor_and_the_subscription_server(tmp_path: Path) -> None:
     root = tmp_path / "plain"
     assert run_toolkit("new", root).returncode == 0
-    refused = run_toolkit("release", root, "--from", root / "code")
-    assert refused.returncode == 2 and "subscription_port" in refused.stderr
     with (root / "deploy.ini").open("a") as stream:
-        stream.write("subscription_port = 9\n")
+        stream.write("subscription_port = 0\n")
+    refused = run_toolkit("release", root, "--from", root / "code")
+    assert refused.returncode == 2 and "subscription_port is 0" in refused.stderr
+    (root / "deploy.ini").write_text((root / "deploy.ini").read_text().replace(
+        "subscription_port = 0\n", ""))  # fmt: skip
     stopped = run_toolkit("release", root, "--from", root / "code")
     assert stopped.returncode == 2 and "no Emperor is running" in stopped.stderr
     assert run_toolkit("releases", root).stdout.strip() == "no releases yet"
@@ -284,13 +298,14 @@ def test_a_django_project_is_released(tmp_path: Path) -> None:
         [sys.executable, "-m", "django", "startproject", "mysite"], cwd=tmp_path, check=True
     )
     project = tmp_path / "mysite"
+    own_virtualenv(project)
     port, app_port, subscriptions = free_ports(3)
     root = tmp_path / "deploy"
     assert run_toolkit("new", root, "--app", project).returncode == 0
     with (root / "deploy.ini").open("a") as stream:
         stream.write(
             f"http_port = {port}\napp_port = {app_port}\nsubscription_port = {subscriptions}\n"
-            "health_path = /admin/login/\n"
+            "health_path = /admin/login/\nrelease_header = true\n"
         )
     assert run_toolkit("up", root, "--detach").returncode == 0
     try:
@@ -372,3 +387,103 @@ def test_the_ansible_playbook_ships_a_release_on_each_host(tmp_path: Path) -> No
     finally:
         os.killpg(emperor.pid, signal.SIGINT)
         emperor.wait(15)
+
+
+def scaffold_ports() -> tuple[int, int]:
+    """http_port and app_port free, and http_port + 2 too (the derived subscription port)."""
+    while True:
+        port, app_port = free_ports(2)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 2))
+            except OSError:
+                continue
+        return port, app_port
+
+
+def test_a_fresh_scaffold_releases_with_nothing_else_set(tmp_path: Path) -> None:
+    """`new`, `up`, `release --from`: the router's subscription server is on by default
+    (http_port + 2), and no client sees which release answered."""
+    port, app_port = scaffold_ports()
+    root = tmp_path / "x"
+    assert run_toolkit("new", root).returncode == 0
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(f"http_port = {port}\napp_port = {app_port}\n")
+    assert run_toolkit("up", root, "--detach").returncode == 0
+    try:
+        code = tmp_path / "code"
+        shutil.copytree(root / "code", code)
+        app = code / "app.py"
+        app.write_text(app.read_text().replace("Hello from uWSGI", "Hello again"))
+        for _ in range(3):
+            shipped = run_toolkit("release", root, "--from", code)
+            assert shipped.returncode == 0, shipped.stderr
+        answer = get(port)
+        assert b"Hello again" in answer.body
+        assert HEADER not in answer.headers, "no release header without release_header"
+        live = json.loads(run_toolkit("releases", root, "--json").stdout)[-1]["id"]
+        status = run_toolkit("status", root)
+        assert f"uwsgi  {live}" in status.stdout and f"live release: {live}" in status.stdout
+        reloaded = run_toolkit("reload", root, "uwsgi")
+        assert reloaded.returncode == 0 and reloaded.stdout.strip() == "reloading uwsgi"
+        wait_for(serving(port), what="the site serving after the reload")
+        logs = run_toolkit("logs", root, "uwsgi", "-n", "200")
+        assert logs.returncode == 0, logs.stderr
+        assert f"(release {live})" in logs.stdout, "the log marks where the live release began"
+    finally:
+        run_toolkit("down", root)
+
+
+def test_a_failing_release_command_stops_the_release(site: Site) -> None:
+    """The release phase runs in the new release's folder; the first command that fails
+    stops it, with its output and exit code, and the live release serves on."""
+    with (site.root / "deploy.ini").open("a") as stream:
+        stream.write("release_commands = python3 where.py, python3 migrate.py --fail\n")
+    two = site.version("two")
+    (two / "where.py").write_text("import os\nprint(os.getcwd())\n")
+    (two / "migrate.py").write_text("import sys\nprint('no migration today')\nsys.exit(3)\n")
+    before = site.vassals()
+    with Load(site.port) as load:
+        result = run_toolkit("release", site.root, "--from", two)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "release | $ python3 migrate.py --fail" in result.stdout
+    assert "release | no migration today" in result.stdout
+    assert re.search(r"release \| /.*/releases/\d{8}T\d+-dir", result.stdout), result.stdout
+    assert "`python3 migrate.py --fail` failed (exit code 3); the live release still serves" in (
+        result.stderr
+    )
+    assert not load.failures and set(load.answers) == {"first"}
+    assert site.vassals() == before and site.releases() == []
+
+
+HANGING = """
+import time
+
+
+def application(environ, start_response):
+    time.sleep(60)
+"""
+DJANGO_LIKE = """
+def application(environ, start_response):
+    start_response("500 Internal Server Error", [("Content-Type", "text/html")])
+    return [b"<!doctype html><title>Server Error (500)</title><h1>Server Error (500)</h1>"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (HANGING, "it accepted the connection but did not answer within 1 s (a hang)"),
+        (DJANGO_LIKE, "Django answered its plain 500 page and logged nothing"),
+    ],
+    ids=["hang", "django-500"],
+)
+def test_a_failed_health_check_says_why(site: Site, code: str, said: str) -> None:
+    with (site.root / "deploy.ini").open("a") as stream:
+        stream.write("health_timeout = 1\nhealth_tries = 1\n")
+    bad = site.version("bad")
+    (bad / "app.py").write_text(code)
+    result = run_toolkit("release", site.root, "--from", bad)
+    assert result.returncode == 1
+    assert said in result.stderr
+    assert "Its own output:" in result.stderr and "uWSGI" in result.stderr

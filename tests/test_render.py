@@ -100,7 +100,7 @@ def test_deployment_template_overrides_one_block(deployment: Path) -> None:
     assert run_toolkit("render", deployment).returncode == 0
     text = (deployment / "vassals" / "http.ini").read_text()
     assert "req-logger" not in text
-    assert "http-to = 127.0.0.1:8001" in text
+    assert "http-subscription-server = 127.0.0.1:8002" in text, "the rest of the router is kept"
 
 
 def test_no_temporary_file_is_left_behind(deployment: Path) -> None:

@@ -340,24 +340,30 @@ def status(
             on_disk = hashlib.sha256(Path(vassal.config).read_bytes()).hexdigest()
         except OSError:
             on_disk = None
-        changed[vassal.name] = on_disk != vassal.digest
+        changed[vassal.config] = on_disk != vassal.digest
     if as_json:
-        entries = [{**v.as_json(), "config_changed": changed[v.name]} for v in vassals]
+        entries = [{**v.as_json(), "config_changed": changed[v.config]} for v in vassals]
         sys.stdout.write(json.dumps(entries, indent=2) + "\n")
         return
+    releases = any(v.release for v in vassals)
     rows = [
         [
             v.name,
+            *([v.release or "-"] if releases else []),
             v.state,
             str(v.pid or "-"),
             str(v.restarts),
             f"{v.uptime:.0f} s" if v.uptime is not None else "-",
             v.last_exit or "-",
-            v.config + ("  (changed on disk: not what runs)" if changed[v.name] else ""),
+            v.config + ("  (changed on disk: not what runs)" if changed[v.config] else ""),
         ]
         for v in vassals
     ]
-    say(table(["vassal", "state", "pid", "restarts", "uptime", "last exit", "config"], rows))
+    headers = ["vassal", *(["release"] if releases else []), "state", "pid", "restarts"]
+    say(table([*headers, "uptime", "last exit", "config"], rows))
+    for vassal in vassals:
+        if vassal.log_problem:
+            say(f"{vassal.name}: its log is not written: {vassal.log_problem}", "yellow")
     if live is not None:
         say(f"live release: {live.id} ({live.source})")
 
@@ -535,7 +541,7 @@ def release(
         raise ToolkitError("give one of --from FOLDER or --git REF", hint="toolkit release --help")
     deployment = _deployment(directory, dir_option)
     outcome = releases.ship(
-        deployment.root, source=source, git=git, repo=repo, uwsgi=uwsgi, host=host
+        deployment.root, source=source, git=git, repo=repo, uwsgi=uwsgi, host=host, say=say
     )
     show_outcome(outcome, deployment.root)
 
@@ -568,7 +574,7 @@ def rollback(
 
     folder, names = _split(arguments, dir_option, 1)
     deployment = _deployment(folder, dir_option)
-    outcome = releases.rollback(deployment.root, names[0] if names else None, uwsgi, host)
+    outcome = releases.rollback(deployment.root, names[0] if names else None, uwsgi, host, say=say)
     show_outcome(outcome, deployment.root)
 
 

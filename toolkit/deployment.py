@@ -97,9 +97,16 @@ class Deployment:
         found = read_inventory(self.root / INVENTORY) if inventory else None
         return Sources(recipe, values, found)
 
-    def live_layer(self, sources: Sources) -> Mapping[str, RawValue]:
+    def live_layer(
+        self,
+        sources: Sources,
+        host: str | None = None,
+        overrides: Mapping[str, RawValue] | None = None,
+    ) -> Mapping[str, RawValue]:
         """The live release's layer, for a recipe whose app vassal runs releases."""
-        return self.releases.live_layer() if sources.recipe.variable("release") else {}
+        if not sources.recipe.variable("release"):
+            return {}
+        return self.releases.live_layer(sources.variables(host, None, overrides).values)
 
     def load(
         self,
@@ -109,7 +116,7 @@ class Deployment:
     ) -> Variables:
         """The variables as they run here: with the live release unless `live` is false."""
         sources = self.sources(inventory=host is not None)
-        release = self.live_layer(sources) if live else {}
+        release = self.live_layer(sources, host, overrides) if live else {}
         return sources.variables(host, release, overrides)
 
     def logs_dir(self, variables: Variables) -> Path:

@@ -92,14 +92,15 @@ def _django(app: Path, deployment: Path) -> Detected:
     if settings_file is None:
         found.notes.append(f"settings module {settings_module} not found: no static maps")
         return found
-    names = _settings(settings_file, app)
+    names = _settings(settings_file, app, settings_module)
+    where = relative(settings_file, app)
     maps, how = [], []
     for url_name, root_name in (("STATIC_URL", "STATIC_ROOT"), ("MEDIA_URL", "MEDIA_ROOT")):
         url, root = names.get(url_name), names.get(root_name)
         if isinstance(url, str) and isinstance(root, Path):
             prefix = "/" + url.strip("/") + "/"
             maps.append(f"{prefix}={relative(root, deployment)}")
-            how.append(f"{url_name} and {root_name} in {relative(settings_file, app)}")
+            how.append(f"{url_name} and {root_name} in {where}")
             if not root.is_dir():
                 found.notes.append(
                     f"{root_name} {root} does not exist yet: run `manage.py collectstatic`"
@@ -108,13 +109,61 @@ def _django(app: Path, deployment: Path) -> Detected:
                 )
         elif url_name == "STATIC_URL":
             found.notes.append(
-                f"{relative(settings_file, app)} sets no STATIC_ROOT: add "
+                f"{where} sets no STATIC_ROOT: add "
                 "STATIC_ROOT = BASE_DIR / 'staticfiles', run `manage.py collectstatic`, "
                 "then set static_maps"
             )
     if maps:
         found.set("static_maps", ", ".join(maps), "; ".join(how))
+    _django_releases(app, names, where, found)
     return found
+
+
+def _inside(path: object, app: Path) -> str | None:
+    """`path` relative to the app folder, when it is a path inside it."""
+    if not isinstance(path, Path):
+        return None
+    try:
+        return path.resolve().relative_to(app.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def _django_releases(app: Path, names: dict[str, object], where: str, found: Detected) -> None:
+    """What releases need: the state that is not code (a SQLite database, MEDIA_ROOT), the
+    release phase (migrate; collectstatic when there is a STATIC_ROOT, whose output is then
+    built by each release rather than copied) and a path that answers 200."""
+    shared, why = [], []
+    database = names.get("DATABASES")
+    default = database.get("default") if isinstance(database, dict) else None
+    sqlite = isinstance(default, dict) and "sqlite3" in str(default.get("ENGINE", ""))
+    if sqlite and isinstance(default, dict) and (name := _inside(default.get("NAME"), app)):
+        shared.append(name)
+        why.append(f"the SQLite database (DATABASES in {where})")
+    if (media := _inside(names.get("MEDIA_ROOT"), app)) is not None:
+        shared.append(media + "/")
+        why.append(f"uploads (MEDIA_ROOT in {where})")
+    if shared:
+        found.set("shared", ", ".join(shared), "; ".join(why))
+    commands = ["python manage.py migrate --noinput"]
+    static_root = _inside(names.get("STATIC_ROOT"), app)
+    if static_root is not None:
+        commands.append("python manage.py collectstatic --noinput")
+        found.set(
+            "release_exclude",
+            static_root + "/",
+            f"STATIC_ROOT in {where}: collectstatic builds it in each release",
+        )
+    found.set("release_commands", ", ".join(commands), "Django's migrations and static files")
+    urls = app.joinpath(*str(names.get("ROOT_URLCONF", "")).split(".")).with_suffix(".py")
+    if urls.is_file():
+        text = _source(urls)
+        if not re.search(r"""path\(\s*["']["']|wagtail_urls""", text) and "admin/" in text:
+            found.set(
+                "health_path",
+                "/admin/login/",
+                f"{relative(urls, app)} routes nothing at /, and the admin at /admin/",
+            )
 
 
 def _module_file(app: Path, dotted: str) -> Path | None:
@@ -125,16 +174,23 @@ def _module_file(app: Path, dotted: str) -> Path | None:
     return None
 
 
-def _settings(path: Path, app: Path) -> dict[str, object]:
-    """Top-level `NAME = ...` of a settings file whose value is a string or a path built
-    from BASE_DIR, __file__, Path(), os.path.join or `/`; other values are left out."""
+def _settings(
+    path: Path, app: Path, module: str, seen: frozenset[str] = frozenset()
+) -> dict[str, object]:
+    """Top-level `NAME = ...` of a settings module whose value is a string, a path built from
+    BASE_DIR, __file__, Path(), os.path.join or `/`, or a dict of those; `from .base import *`
+    brings the names of that module first (a settings package: base, dev, production)."""
     try:
         tree = ast.parse(_source(path))
     except SyntaxError:
         return {}
     names: dict[str, object] = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        if isinstance(node, ast.ImportFrom) and [a.name for a in node.names] == ["*"]:
+            dotted = _absolute(module, path, node)
+            if dotted and dotted not in seen and (imported := _module_file(app, dotted)):
+                names.update(_settings(imported, app, dotted, seen | {module}))
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
             target = node.targets[0]
             if isinstance(target, ast.Name):
                 value = _evaluate(node.value, names, path)
@@ -143,10 +199,25 @@ def _settings(path: Path, app: Path) -> dict[str, object]:
     return names
 
 
+def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str | None:
+    """The dotted name `from X import *` names, relative imports resolved."""
+    if not node.level:
+        return node.module
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+    return ".".join([*base, *([node.module] if node.module else [])]) or None
+
+
 def _evaluate(node: ast.expr, names: dict[str, object], file: Path) -> object:
-    """Just enough of Python for the ways settings files spell paths."""
+    """Just enough of Python for the ways settings files spell paths (and DATABASES)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.Dict):
+        return {
+            key.value: _evaluate(value, names, file)
+            for key, value in zip(node.keys, node.values, strict=True)
+            if isinstance(key, ast.Constant) and isinstance(key.value, str)
+        }
     if isinstance(node, ast.Name):
         return file if node.id == "__file__" else names.get(node.id)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
@@ -200,6 +271,7 @@ def _flask(app: Path, deployment: Path) -> Detected:
                         f"{relative(path, app)} line {node.lineno}: {target.id} = Flask(...)",
                     )
                     _flask_static(path.parent, deployment, found)
+                    _flask_instance(app, path, found)
                     return found
             if isinstance(node, ast.FunctionDef) and node.name == "create_app":
                 found = Detected("flask")
@@ -209,6 +281,7 @@ def _flask(app: Path, deployment: Path) -> Detected:
                     f"{relative(path, app)} line {node.lineno}: def create_app()",
                 )
                 _flask_static(path.parent, deployment, found)
+                _flask_instance(app, path, found)
                 return found
     raise ToolkitError(
         "found neither a Django project (manage.py) nor a Flask app in it",
@@ -243,6 +316,14 @@ def _flask_static(folder: Path, deployment: Path, found: Detected) -> None:
             "Flask serves its static/ at /static/",
         )
     found.set("static_dir", "", "a Flask app serves no folder at /")
+
+
+def _flask_instance(app: Path, module_file: Path, found: Detected) -> None:
+    """Flask's instance folder (`instance/` beside the package, app.instance_path) holds
+    what the app writes (the tutorial's SQLite database): state, not code."""
+    source = _source(module_file)
+    if (app / "instance").is_dir() or "instance_path" in source or "instance_relative" in source:
+        found.set("shared", "instance/", "Flask's instance folder (app.instance_path)")
 
 
 # --- its virtualenv -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ The jobs behind `render` and `up` return what happened; the CLI only prints the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from toolkit.settings import RawValue, Variables
 
 EDITED_SUFFIX = ".edited"
-# The app vassal a release replaces: it is rendered as app-ID.ini for release ID.
+# The app vassal a release replaces: it is rendered as uwsgi@ID.ini for release ID.
 RELEASE_VASSAL = "uwsgi.ini"
 # The first line of every base template: files with it are toolkit's to remove when stale.
 RENDERED_MARK = "# Rendered by toolkit"
@@ -52,8 +53,14 @@ def _rendered(deployment: Deployment, variables: Variables) -> dict[str, str]:
     templates = render_templates(variables.recipe, variables.values, deployment.templates_dir)
     release = variables.values.get("release")
     if release and RELEASE_VASSAL in templates:
-        templates[f"app-{release}.ini"] = templates.pop(RELEASE_VASSAL)
+        templates[release_vassal(release)] = templates.pop(RELEASE_VASSAL)
     return {name: seal.seal(text) for name, text in templates.items()}
+
+
+def release_vassal(release_id: str) -> str:
+    """`uwsgi@ID.ini`: the same vassal to users (`uwsgi`), beside the one it replaces."""
+    stem, _, suffix = RELEASE_VASSAL.rpartition(".")
+    return f"{stem}@{release_id}.{suffix}"
 
 
 def plan(
@@ -115,10 +122,14 @@ def checking_context(uwsgi: Path) -> Context:
     return context_for(uwsgi, here=True)
 
 
-def prepare(deployment: Deployment, variables: Variables, uwsgi: Path) -> list[FileChange]:
-    """Plan vassals/ for these variables and check it: the changes, or CheckFailed."""
+def prepare(
+    deployment: Deployment, variables: Variables, uwsgi: Path, building: Path | None = None
+) -> list[FileChange]:
+    """Plan vassals/ for these variables and check it: the changes, or CheckFailed. With
+    `building`, paths a release phase will make in that folder are not missing yet."""
     changes = plan(deployment, variables)
-    refuse_errors(check(deployment, variables.recipe, changes, checking_context(uwsgi)))
+    context = dataclasses.replace(checking_context(uwsgi), building=building)
+    refuse_errors(check(deployment, variables.recipe, changes, context))
     return changes
 
 
@@ -156,7 +167,7 @@ def stage(deployment: Deployment, variables: Variables, release_id: str, uwsgi: 
     from toolkit.check import check as check_configs
 
     rendered = _rendered(deployment, variables)
-    text = rendered.get(f"app-{release_id}.ini") or rendered[RELEASE_VASSAL]
+    text = rendered.get(release_vassal(release_id)) or rendered[RELEASE_VASSAL]
     path = inside(deployment.root, deployment.run_dir / f"{STAGING_PREFIX}{release_id}.ini")
     context = checking_context(uwsgi)
     refuse_errors(check_configs([uwsgi_config.load(path, context.machine, text=text)], context))
@@ -206,7 +217,7 @@ def render(
             for name in sources.inventory.host_names()
         ]
     else:
-        live = deployment.live_layer(sources)
+        live = deployment.live_layer(sources, host, overrides)
         targets = [(None, sources.variables(host, live, overrides))]
     executable = uwsgi_executable(uwsgi) if check else None
     return _render_targets(deployment, targets, write, executable, check_unchanged=False)
@@ -257,7 +268,7 @@ def prepare_up(
     from toolkit.emperor.options import EmperorOptions
 
     sources = deployment.sources()
-    variables = sources.variables(None, deployment.live_layer(sources), overrides)
+    variables = sources.variables(None, deployment.live_layer(sources, None, overrides), overrides)
     logs_dir = deployment.logs_dir(variables)
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)
@@ -295,7 +306,7 @@ def up_detached(prepared: UpReport) -> UpReport:
     from toolkit.emperor.background import start_detached
 
     prepared.vassals = start_detached(
-        prepared.command, prepared.patterns, prepared.run_dir, prepared.logs_dir
+        prepared.command, prepared.patterns, prepared.run_dir, prepared.logs_dir, prepared.serving
     )
     return prepared
 

@@ -13,6 +13,8 @@ from toolkit.errors import ToolkitError
 
 DEFAULT_RECIPE = "ground-up"
 RECIPE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# Variables whose default (None in recipe.ini) follows another one: (that one, offset).
+DERIVED = {"subscription_port": ("http_port", 2)}
 # Scaffold folders that hold the example app: left out when the user brings an app.
 EXAMPLE_FOLDERS = ("code", "static")
 _PACKAGE_DATA = Path(__file__).parent / "_data"
@@ -166,6 +168,10 @@ def deploy_ini_text(
             lines.append(f"{variable.name} = {found}")
             continue
         default = defaults[variable.name]
+        if default is None:
+            base, offset = DERIVED.get(variable.name, ("?", 0))
+            lines += ["", f"# {variable.comment}", f"#{variable.name} = ({base} + {offset})"]
+            continue
         if isinstance(default, bool):
             shown = "true" if default else "false"
         elif isinstance(default, list):

@@ -1,14 +1,16 @@
-"""Releases: new code in releases/ID/, proved healthy before it takes traffic, switched in
-through the HTTP router's subscription server, the old one retired gracefully.
+"""Releases: new code in releases/ID/, built by its release phase, proved healthy before it
+takes traffic, switched in through the HTTP router's subscription server, the old one
+retired gracefully. State that is not code lives once in shared/ and every release sees it.
 
 The switch, and why it loses no request: the router sends each request to the app vassals
 that announced the key `toolkit` to its subscription server (`subscribe-to`). A release is
 first run on its own, beside the live one, by this process (a staging uwsgi that dies with
 it) and asked for the health-check path straight on its uwsgi socket; only if it answers
-is its vassal file written. The Emperor starts it, it announces itself, and the router
-spreads requests over old and new; once the new code has answered through the router, the
-old vassal is withdrawn from the router (an unsubscribe packet), then stopped gracefully:
-requests it holds finish, new ones already go to the new vassal.
+is its vassal file written (`uwsgi@ID.ini`, still the vassal `uwsgi` to every command). The
+Emperor starts it, it announces itself, and the router spreads requests over old and new;
+once the new code has answered through the router, the old vassal is withdrawn from the
+router (an unsubscribe packet), then stopped gracefully: requests it holds finish, new ones
+already go to the new vassal.
 
 What counts as live is `releases/live` (an ID); render reads it, so `toolkit up` and
 `toolkit render` keep running the live release."""
@@ -17,19 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit import pipeline, uwsgi_packet
+from toolkit import health, pipeline, release_code, release_phase, uwsgi_packet
 from toolkit.apply import FileChange
 from toolkit.deployment import Deployment, Sources
 from toolkit.emperor import control
@@ -43,10 +45,10 @@ from toolkit.settings import RawValue, Variables
 
 KEY = "toolkit"
 HEADER = "x-toolkit-release"
-COPY_IGNORE = shutil.ignore_patterns(
-    ".git", "__pycache__", "*.pyc", ".venv", "venv", "node_modules"
-)
+# Sent by `toolkit release` through the router: only the release it names answers with HEADER.
+PROBE = "X-Toolkit-Release-Probe"
 SOURCE = "toolkit release"
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -57,6 +59,8 @@ class Outcome:
     previous: str | None
     serving_after: float
     pruned: list[str]
+    copied: release_code.Copied | None = None
+    moved: list[release_code.Moved] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -85,11 +89,13 @@ def locked(deployment: Deployment) -> Iterator[None]:
 @dataclass(frozen=True)
 class Site:
     """What a release works with, read once: the deployment, its sources, the inventory
-    host it runs as, the variables that run now, and the uwsgi to run."""
+    host it runs as, its variables without a release (`base`) and as they run now
+    (`values`), and the uwsgi to run."""
 
     deployment: Deployment
     sources: Sources
     host: str | None
+    base: Mapping[str, Any]
     values: Mapping[str, Any]
     uwsgi: Path
 
@@ -97,8 +103,18 @@ class Site:
     def store(self) -> Store:
         return self.deployment.releases
 
+    @property
+    def app(self) -> Path:
+        """The app folder: deploy.ini's own code, where a release comes from by default."""
+        return Path(os.path.normpath(self.deployment.root / str(self.base["pythonpath"])))
+
+    @property
+    def shared(self) -> list[str]:
+        return list(self.base.get("shared") or [])
+
     def variables(self, release: Release | None, **overrides: str) -> Variables:
-        layer = {} if release is None else release_layer(release, SOURCE)
+        root = self.deployment.root
+        layer = {} if release is None else release_layer(release, self.base, root, SOURCE)
         given = {name: RawValue(value, SOURCE) for name, value in overrides.items()}
         return self.sources.variables(self.host, layer, given)
 
@@ -107,16 +123,17 @@ def _site(root: Path, host: str | None, uwsgi: Path | None) -> Site:
     """The running site; refused without the router's subscription server or an Emperor."""
     deployment = Deployment(root)
     sources = deployment.sources(inventory=host is not None)
-    values = sources.variables(host, deployment.live_layer(sources)).values
+    base = sources.variables(host).values
+    values = sources.variables(host, deployment.live_layer(sources, host)).values
     if not values.get("subscription_port"):
         raise ToolkitError(
-            "releases need the router's subscription server",
+            "releases need the router's subscription server, and subscription_port is 0",
             file=deployment.deploy_ini,
-            hint=f"set subscription_port (e.g. 8002) in deploy.ini, then `toolkit up "
-            f"{deployment.root}` once",
+            hint="remove `subscription_port = 0` from deploy.ini (it defaults to http_port "
+            f"+ 2), then `toolkit up {deployment.root}` once",
         )
     control.status(deployment.run_dir)  # refuses when no Emperor runs
-    return Site(deployment, sources, host, values, uwsgi_executable(uwsgi))
+    return Site(deployment, sources, host, base, values, uwsgi_executable(uwsgi))
 
 
 def _free_port(host: str) -> int:
@@ -125,33 +142,25 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def _copy(source: Path | None, git: str | None, repo: Path, target: Path) -> tuple[str, str]:
-    """Put the code in `target`; return (where it came from, its commit or "")."""
-    if git is not None:
-        try:
-            commit = subprocess.run(
-                ["git", "-C", str(repo), "rev-parse", "--verify", f"{git}^{{commit}}"],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip()  # fmt: skip
-            archive = subprocess.run(
-                ["git", "-C", str(repo), "archive", "--format=tar", commit],
-                capture_output=True, check=True,
-            ).stdout  # fmt: skip
-        except (OSError, subprocess.CalledProcessError) as error:
-            detail = getattr(error, "stderr", b"") or str(error)
-            detail = detail.decode() if isinstance(detail, bytes) else detail
-            raise ToolkitError(f"git cannot give {git!r}: {detail.strip()}", file=repo) from None
-        target.mkdir(parents=True)
-        import io
-
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(target, filter="data")
-        return f"git {repo}@{git}", commit
-    assert source is not None
-    if not source.is_dir():
-        raise ToolkitError("no such folder to release", file=source)
-    shutil.copytree(source, target, ignore=COPY_IGNORE, symlinks=True)
-    return str(source), ""
+def _from_git(git: str, repo: Path, target: Path) -> tuple[str, str]:
+    """The commit's tree in `target` (code only: what git tracks); (origin, commit)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--verify", f"{git}^{{commit}}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", commit],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", b"") or str(error)
+        detail = detail.decode() if isinstance(detail, bytes) else detail
+        raise ToolkitError(f"git cannot give {git!r}: {detail.strip()}", file=repo) from None
+    target.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return f"git {repo}@{git}", commit
 
 
 def _new_id(label: str) -> str:
@@ -167,6 +176,7 @@ class Staging:
 
     process: subprocess.Popen[bytes]
     log: Path
+    start: int
 
     def stop(self) -> None:
         """SIGKILL, to the group: it has answered its last request and holds nothing to
@@ -174,9 +184,12 @@ class Staging:
         kill_group(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
-    def last_lines(self, count: int = 15) -> str:
+    def output(self) -> str:
+        """What the release's uwsgi printed (the release phase's lines come before)."""
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-count:])
+            with self.log.open("rb") as stream:
+                stream.seek(self.start)
+                return stream.read().decode(errors="replace")
         except OSError:
             return ""
 
@@ -187,7 +200,8 @@ def _stage(site: Site, release: Release) -> Staging:
         site.deployment, site.variables(release, subscription_port="0"), release.id, site.uwsgi
     )
     log = site.store.log(release.id)
-    with log.open("wb") as stream:
+    with log.open("ab") as stream:
+        start = stream.tell()
         process = subprocess.Popen(
             [str(site.uwsgi), "--ini", ini_argument(config), "--no-orphans"],
             stdin=subprocess.DEVNULL,
@@ -197,34 +211,37 @@ def _stage(site: Site, release: Release) -> Staging:
             preexec_fn=die_with(os.getpid()),
             env={k: v for k, v in os.environ.items() if not k.startswith("UWSGI_")},
         )
-    return Staging(process, log)
+    return Staging(process, log, start)
 
 
 def _health(staging: Staging, values: Mapping[str, Any], port: int) -> str | None:
-    """None when the release answers its health check; otherwise why not."""
+    """None when the release answers its health check; otherwise why not, in words."""
     address = (str(values["app_address"]), port)
     host = f"{values['http_address']}:{values['http_port']}"
     path, want = str(values["health_path"]), int(values["health_status"])
-    deadline = time.monotonic() + float(values["health_timeout"])
-    tries, last = 0, "it never accepted a connection"
+    timeout = float(values["health_timeout"])
+    deadline = time.monotonic() + timeout
+    tries, last = 0, health.Probe(None, f"it never accepted a connection within {timeout:g} s")
     while time.monotonic() < deadline and tries < int(values["health_tries"]):
         if staging.process.poll() is not None:
             return f"it ended ({describe_exit(staging.process.returncode)}) before answering"
-        try:
-            answer = uwsgi_packet.request(address, path, host, timeout=5)
-        except OSError:
+        answered = health.probe(address, path, host, min(5.0, timeout))
+        if answered.refused:
             time.sleep(0.05)
             continue
         tries += 1
-        if answer.status == want:
+        last = answered
+        if answered.says(path, want) is None:
             return None
-        last = f"GET {path} answered {answer.status}, not {want}"
         time.sleep(0.2)
-    return last
+    said = last.says(path, want) or "no answer"
+    hint = health.django_logged_nothing(last.answer, staging.output())
+    return said + (f". {hint}" if hint else "")
 
 
 def _through_router(values: Mapping[str, Any], release_id: str, timeout: float) -> float | None:
-    """Seconds until a request through the router is answered by the new release."""
+    """Seconds until a request through the router is answered by the new release (asked
+    with the probe header: no client ever sees which release answered)."""
     import http.client
 
     start = time.monotonic()
@@ -233,7 +250,7 @@ def _through_router(values: Mapping[str, Any], release_id: str, timeout: float) 
             str(values["http_address"]), int(values["http_port"]), timeout=2
         )
         try:
-            connection.request("GET", str(values["health_path"]))
+            connection.request("GET", str(values["health_path"]), headers={PROBE: release_id})
             answer = connection.getresponse()
             answer.read()
             if answer.getheader(HEADER) == release_id:
@@ -274,12 +291,28 @@ def _switch(site: Site, release: Release, changes: list[FileChange]) -> float:
     return time.monotonic() - started
 
 
-def _verify_and_switch(site: Site, release: Release) -> Outcome:
-    """Run the release on a port free now (a release rolled back to gets a new one: its old
-    port may be anyone's by then), check it, record it, switch to it. Its vassal files are
-    checked before anything runs."""
+def _verify_and_switch(site: Site, release: Release, say: Say, build: bool) -> Outcome:
+    """Check its vassal files, run its release phase (`build`: a new release), run it on a
+    port free now (a release rolled back to gets a new one: its old port may be anyone's
+    by then), check its health, record it, switch to it."""
     release.port = _free_port(str(site.values["app_address"]))
-    changes = pipeline.prepare(site.deployment, site.variables(release), site.uwsgi)
+    variables = site.variables(release)
+    code = site.store.code(release.id)
+    commands = list(variables.values.get("release_commands") or []) if build else []
+    # Checked before anything runs; what the release phase builds is checked once it has.
+    changes = pipeline.prepare(
+        site.deployment, variables, site.uwsgi, building=code.resolve() if commands else None
+    )
+    if commands:
+        release_phase.run(
+            commands,
+            code,
+            release_phase.environment(variables.values, site.deployment.root),
+            float(variables.values["release_timeout"]),
+            site.store.log(release.id),
+            say,
+        )
+        changes = pipeline.prepare(site.deployment, variables, site.uwsgi)
     staging = _stage(site, release)
     try:
         failure = _health(staging, site.values, release.port)
@@ -287,11 +320,10 @@ def _verify_and_switch(site: Site, release: Release) -> Outcome:
         staging.stop()
         pipeline.unstage(site.deployment, release.id)
     if failure is not None:
-        lines = staging.last_lines()
-        staging.log.unlink(missing_ok=True)
+        lines = "\n".join(staging.output().splitlines()[-15:])
         raise ToolkitError(
             f"release {release.id} failed its health check: {failure}; the live release "
-            f"still serves. Its last lines:\n{lines}",
+            f"still serves. Its own output:\n{lines}",
             exit_code=ExitCode.PROBLEMS,
         )
     # A new release is recorded once it has proved healthy; the port is this run's.
@@ -307,6 +339,12 @@ def _clean_leftovers(site: Site) -> None:
     site.store.clean_leftovers()
 
 
+def _serving_code(site: Site) -> Path:
+    """The folder of the code that serves now: the live release's, or the app folder."""
+    live = site.store.live_id()
+    return site.store.code(live) if live else site.app
+
+
 def ship(
     root: Path,
     *,
@@ -315,29 +353,43 @@ def ship(
     repo: Path | None = None,
     uwsgi: Path | None = None,
     host: str | None = None,
+    say: Say = lambda line: None,
 ) -> Outcome:
-    """`toolkit release`: copy, verify, switch, prune; the live release serves throughout.
-    With `host`, the deployment's variables are that inventory host's (as rendered there)."""
+    """`toolkit release`: move state into shared/ (once), copy the code, run its release
+    phase, verify, switch, prune; the live release serves throughout. With `host`, the
+    deployment's variables are that inventory host's (as rendered there)."""
     site = _site(root, host, uwsgi)
     store = site.store
     with locked(site.deployment):
         _clean_leftovers(site)
+        moved = release_code.adopt_state(root, _serving_code(site), site.shared)
+        for item in moved:
+            say(f"moved {item.path} into {item.to} (state lives once, in shared/)")
         release_id = ""
         committed = False
-        code = root / str(site.variables(None).values["pythonpath"])
-        before = None if store.all() else _snapshot(site, code)
+        before = None if store.all() else _snapshot(site)
         try:
             probe_id = _new_id("dir")
             target = store.code(probe_id)
-            origin, commit = _copy(source, git, repo or code, target)
+            copied = None
+            if git is not None:
+                origin, commit = _from_git(git, repo or site.app, target)
+            else:
+                assert source is not None
+                excluded = list(site.base.get("release_exclude") or [])
+                copied = release_code.copy_code(source, target, site.shared, excluded)
+                origin, commit = str(source), ""
+                say(_copy_report(copied))
+            release_code.link_shared(root, target, site.shared)
             release_id = _new_id(commit[:8] or "dir")
             if release_id != probe_id:
                 target.rename(store.code(release_id))
             release = Release(release_id, origin, commit, time.time(), port=0)
-            outcome = _verify_and_switch(site, release)
+            outcome = _verify_and_switch(site, release, say, build=True)
             if before is not None:
                 store.record(before)
             committed = True
+            outcome.copied, outcome.moved = copied, moved
             return outcome
         finally:
             if not committed:
@@ -346,13 +398,37 @@ def ship(
                         store.remove(leftover)
 
 
-def _snapshot(site: Site, code: Path) -> Release:
-    """Before the first release, a copy of the code that runs now, recorded with it once it
-    succeeds, so that `rollback` can go back to that code like to any release."""
+def _copy_report(copied: release_code.Copied) -> str:
+    left = ", ".join(f"{path} ({why})" for path, why in sorted(copied.left_out.items()))
+    size = f"{copied.size / 1e6:.1f} MB" if copied.size >= 100_000 else f"{copied.size} bytes"
+    return f"copied {copied.files} files ({size})" + (f"; left out: {left}" if left else "")
+
+
+def _snapshot(site: Site) -> Release:
+    """Before the first release, a copy of the code that serves now, recorded with it once
+    it succeeds, so that `rollback` can go back to that code like to any release. It copies
+    what a release copies, and the static folders the site serves from the app folder (no
+    release phase rebuilds them for it)."""
+    code = site.app
     source = f"{code} (before the first release)"
-    release = Release(_new_id("before"), source, "", time.time(), int(site.values["app_port"]))
-    shutil.copytree(code, site.store.code(release.id), ignore=COPY_IGNORE, symlinks=True)
+    release = Release(_new_id("before"), source, "", time.time(), int(site.base["app_port"]))
+    target = site.store.code(release.id)
+    excluded = list(site.base.get("release_exclude") or [])
+    release_code.copy_code(code, target, site.shared, excluded)
+    root = site.deployment.root
+    for folder in _static_folders(site.base):
+        where = Path(os.path.normpath(root / folder))
+        if where.is_relative_to(code) and not (target / where.relative_to(code)).exists():
+            relative = where.relative_to(code).as_posix()
+            if not any(relative.startswith(p.rstrip("/")) for p in site.shared) and where.is_dir():
+                release_code.copy_code(where, target / relative, [], [])
+    release_code.link_shared(root, target, site.shared)
     return release
+
+
+def _static_folders(values: Mapping[str, Any]) -> list[str]:
+    folders = [str(item).partition("=")[2] for item in values.get("static_maps") or []]
+    return [*folders, *([str(values["static_dir"])] if values.get("static_dir") else [])]
 
 
 def rollback(
@@ -360,9 +436,12 @@ def rollback(
     release_id: str | None = None,
     uwsgi: Path | None = None,
     host: str | None = None,
+    say: Say = lambda line: None,
 ) -> Outcome:
     """`toolkit rollback`: the release before the live one (or the named one) serves again,
-    verified and switched in the same way as a new release."""
+    verified and switched in the same way as a new release. Its release phase does not run
+    again: the data stays as the newer code left it (README: "what rollback means for
+    data")."""
     if release_id is not None:
         check_id(release_id)
     site = _site(root, host, uwsgi)
@@ -381,4 +460,6 @@ def rollback(
             release_id = older[-1]
         if release_id == live:
             raise ToolkitError(f"release {release_id} is already live", exit_code=ExitCode.PROBLEMS)
-        return _verify_and_switch(site, store.read(release_id))
+        target = store.read(release_id)
+        release_code.link_shared(root, store.code(target.id), site.shared)
+        return _verify_and_switch(site, target, say, build=False)

@@ -8,12 +8,14 @@ One error policy: a record or `live` that cannot be read is an error naming the 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from toolkit.apply import write_atomically
 from toolkit.errors import ToolkitError
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from toolkit.settings import RawValue
 
 FOLDER = "releases"
+# Where state that is not code lives once (toolkit.release_code links it into each release).
+SHARED = "shared"
 LIVE = "live"
 # Letters, digits, dot, dash and underscore, not starting with a dot: never a separator,
 # never `..`, never anything uWSGI reads specially in a file name (`:`, `@`, `%`, `$`).
@@ -53,15 +57,44 @@ def check_id(release_id: str, where: Path | str | None = None) -> str:
     return release_id
 
 
-def layer(release: Release, source: str) -> dict[str, RawValue]:
-    """The release's code, port and ID, as a layer over deploy.ini's variables."""
+def layer(
+    release: Release, base: Mapping[str, Any], root: Path, source: str
+) -> dict[str, RawValue]:
+    """The release's code, port and ID, as a layer over the variables without it (`base`).
+
+    Static folders follow the code: one inside the app folder (deploy.ini's `pythonpath`)
+    is served from the release's own copy, so a stylesheet changes with a release and back
+    with a rollback; one inside a shared path (uploads) from shared/."""
     from toolkit.settings import RawValue
 
-    return {
+    code = Path(os.path.normpath(root / str(base["pythonpath"])))
+    own = f"{FOLDER}/{release.id}"
+    shared = [str(path).rstrip("/") for path in base.get("shared") or []]
+
+    def served_from(folder: str) -> str:
+        where = Path(os.path.normpath(root / folder))
+        if not where.is_relative_to(code):
+            return folder
+        relative = where.relative_to(code).as_posix()
+        for path in shared:
+            if relative == path or relative.startswith(path + "/"):
+                return f"{SHARED}/{relative}"
+        return f"{own}/{relative}" if relative != "." else own
+
+    found = {
         "release": RawValue(release.id, source),
-        "pythonpath": RawValue(f"{FOLDER}/{release.id}", source),
+        "pythonpath": RawValue(own, source),
         "app_port": RawValue(str(release.port), source),
     }
+    if base.get("static_dir"):
+        found["static_dir"] = RawValue(served_from(str(base["static_dir"])), source)
+    maps = [
+        f"{prefix}={served_from(folder)}"
+        for prefix, _, folder in (item.partition("=") for item in base.get("static_maps") or [])
+    ]
+    if maps:
+        found["static_maps"] = RawValue(", ".join(maps), source, tuple(maps))
+    return found
 
 
 @dataclass(frozen=True)
@@ -152,9 +185,10 @@ class Store:
                 f"the live release {release_id} cannot be read: {error}", file=self.live_file
             ) from None
 
-    def live_layer(self) -> dict[str, RawValue]:
+    def live_layer(self, base: Mapping[str, Any]) -> dict[str, RawValue]:
+        """The live release as a layer over `base` (the variables without it)."""
         release = self.live()
-        return {} if release is None else layer(release, str(self.live_file))
+        return {} if release is None else layer(release, base, self.root, str(self.live_file))
 
     def all(self) -> list[Release]:
         """Every recorded release, oldest first."""

@@ -14,7 +14,7 @@ from configobj import ConfigObj, ConfigObjError
 from validate import ValidateError, Validator, VdtTypeError, VdtValueError
 
 from toolkit.errors import ToolkitError, did_you_mean
-from toolkit.recipes import Recipe
+from toolkit.recipes import DERIVED, Recipe
 
 SET_SOURCE = "--set"
 MAX_VALUE_LENGTH = 4096
@@ -130,6 +130,31 @@ def _items(value: Any) -> list[str]:
     return [_string(item).strip() for item in value]
 
 
+def _path_list(value: Any) -> list[str]:
+    """Paths relative to the app folder: never absolute, never `..`, never a URL."""
+    items = _items(value)
+    for item in items:
+        _path(item)
+        if item.startswith("/") or ".." in Path(item).parts:
+            raise VdtValueError(item)
+    return items
+
+
+def _command_list(value: Any) -> list[str]:
+    """Commands, each split as a shell would (quotes honoured) but never run by one."""
+    import shlex
+
+    items = _items(value)
+    for item in items:
+        try:
+            words = shlex.split(item)
+        except ValueError:
+            raise VdtValueError(item) from None
+        if not words:
+            raise VdtValueError(item)
+    return items
+
+
 def _env_list(value: Any) -> list[str]:
     items = _items(value)
     for item in items:
@@ -156,12 +181,14 @@ VALIDATOR = Validator(
         "optional_path": _optional_path,
         "env_list": _env_list,
         "url_map_list": _url_map_list,
+        "path_list": _path_list,
+        "command_list": _command_list,
         "account": _account,
         "name": _name,
         "program": _program,
     }
 )
-LIST_CHECKS = ("env_list", "url_map_list", "string_list")
+LIST_CHECKS = ("env_list", "url_map_list", "string_list", "path_list", "command_list")
 
 _EXPECTED = {
     "integer": "an integer",
@@ -178,6 +205,8 @@ _EXPECTED = {
     "env_list": "NAME=value items, comma-separated",
     "url_map_list": "/prefix=folder items, comma-separated (a prefix of letters, digits and "
     "/._~@+-)",
+    "path_list": "paths relative to the app folder, comma-separated (no '..', not absolute)",
+    "command_list": "commands, comma-separated (quotes as in a shell; no shell runs them)",
 }
 
 
@@ -363,8 +392,18 @@ def resolve(recipe: Recipe, *layers: Mapping[str, RawValue]) -> Variables:
                 name, raw, f"got {raw.text!r}, expected {expected(variable.check)}"
             ) from None
         sources[name] = raw.source
+    _derive(values, sources)
     _check_relations(values, sources, merged)
     return Variables(recipe, values, sources)
+
+
+def _derive(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """A variable left unset whose default follows another one: `subscription_port` is
+    `http_port + 2`, so two deployments on other ports never share a subscription server."""
+    for name, (base, offset) in DERIVED.items():
+        if name in values and values[name] is None and isinstance(values.get(base), int):
+            values[name] = values[base] + offset
+            sources[name] = f"{base} + {offset}"
 
 
 def _check_relations(

@@ -56,6 +56,9 @@ class Context:
     table: OptionTable
     machine: LocalMachine
     here: bool = False
+    building: Path | None = None
+    """A release's folder that its release phase is about to fill (collectstatic): a path
+    under it that does not exist yet is not missing."""
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def missing_path(config: Config, context: Context) -> Iterator[Finding]:
         if setting.key in PATH_KEYS[1:4] and any(c in value for c in "*?["):
             continue
         target = join(cwd if setting.key == "chdir" else base, value)
-        if not os.path.exists(target):
+        building = context.building is not None and Path(target).is_relative_to(context.building)
+        if not os.path.exists(target) and not building:
             yield at(
                 setting,
                 f"{setting.key}: {target} does not exist",

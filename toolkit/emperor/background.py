@@ -23,14 +23,34 @@ def tail(path: Path, count: int = 15) -> str:
         return ""
 
 
+def answers(url: str) -> bool:
+    """An HTTP answer of any status at `url`: a router whose apps have not announced
+    themselves to its subscription server yet closes the connection without one."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=2)
+    try:
+        connection.request("GET", "/")
+        connection.getresponse().read()
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+    return True
+
+
 def start_detached(
     command: list[str],
     patterns: list[str],
     run_dir: Path,
     logs_dir: Path,
+    serving: list[str],
     timeout: float = READY_TIMEOUT,
 ) -> list[VassalStatus]:
-    """Every vassal's status once all serve; on a failing vassal, stop and explain."""
+    """Every vassal's status once all serve and every address in `serving` answers; on a
+    failing vassal, stop and explain."""
     log = logs_dir / LOG_NAME
     found = scan(patterns)
     expected = len(found.configs) + len(found.waiting)
@@ -62,10 +82,14 @@ def start_detached(
                 file=failed[0].config,
             )
         if len(vassals) >= expected and all(v.serving for v in vassals):
-            return vassals
+            silent = [url for url in serving if not answers(url)]
+            if not silent:
+                return vassals
         time.sleep(0.02)
     control.down(run_dir)
     waiting = [f"{v.name} ({v.state.value})" for v in vassals if not v.serving]
+    if not waiting and serving:
+        waiting = [f"an answer at {url}" for url in serving]
     raise ToolkitError(
         f"{expected} vassal(s) not all serving within {timeout:g} s"
         + (f": still waiting for {', '.join(waiting)}" if waiting else ""),

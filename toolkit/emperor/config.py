@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 Stamp = tuple[int, int, int]
+# `uwsgi@ID.ini`: the service `uwsgi`, instance (release) `ID`, as systemd names template units.
+INSTANCE_MARK = "@"
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,17 @@ class VassalConfig:
     has_workers: bool
     sockets: tuple[str, ...] = ()
     """Its `socket = IPv4:port` lines: what the Emperor binds and hands over (listeners)."""
+
+    @property
+    def service(self) -> str:
+        """What users call it: `uwsgi` for both `uwsgi.ini` and a release's `uwsgi@ID.ini`,
+        which run side by side while a release switches (the name is unique, this is not)."""
+        return self.name.partition(INSTANCE_MARK)[0]
+
+    @property
+    def instance(self) -> str:
+        """The part after `@`: the release a vassal runs; "" for none."""
+        return self.name.partition(INSTANCE_MARK)[2]
 
 
 def file_stamp(info: os.stat_result) -> Stamp:

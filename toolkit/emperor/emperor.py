@@ -266,31 +266,44 @@ class Emperor:
             answer({"ok": False, "error": f"unknown command {request.get('command')!r}"})
             return
         name = request.get("name")
-        if name is not None and name not in self.vassals:
-            known = ", ".join(sorted(self.vassals)) or "none"
-            answer({"ok": False, "error": f"no vassal named {name!r} (running: {known})"})
+        chosen = [
+            vassal
+            for key, vassal in self.vassals.items()
+            if name is None or name in {key, vassal.config.service}
+        ]
+        if name is not None and not chosen:
+            known = ", ".join(sorted({v.config.service for v in self.vassals.values()}))
+            answer({"ok": False, "error": f"no vassal named {name!r} (running: {known or 'none'})"})
             return
-        chosen = [self.vassals[name]] if name else list(self.vassals.values())
         command(self, chosen, answer)
 
     def _status_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
         vassals = [
-            replace(v.status(), log_problem=self.printer.logs.problem(v.name)).as_json()
+            replace(v.status(), log_problem=self.printer.logs.problem(v.config.service)).as_json()
             for v in chosen
         ]
         answer({"ok": True, "pid": os.getpid(), "vassals": vassals})
 
     def _reload_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
         self.reload(chosen)
-        answer({"ok": True, "reloaded": [v.name for v in chosen]})
+        answer({"ok": True, "reloaded": sorted({v.config.service for v in chosen})})
 
     def _stop_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
-        if len(chosen) != 1:
+        """Stop the named vassal (every instance of it); answer once all have stopped."""
+        if len({v.config.service for v in chosen}) != 1:
             answer({"ok": False, "error": "name one vassal to stop"})
             return
-        vassal = chosen[0]
-        vassal.when_stopped(lambda: answer({"ok": True, "stopped": [vassal.name]}))
-        vassal.request_stop("asked by `toolkit stop`")
+        remaining = set(map(id, chosen))
+        names = sorted({v.config.service for v in chosen})
+
+        def one_less(vassal: Vassal) -> None:
+            remaining.discard(id(vassal))
+            if not remaining:
+                answer({"ok": True, "stopped": names})
+
+        for vassal in chosen:
+            vassal.when_stopped(partial(one_less, vassal))
+            vassal.request_stop("asked by `toolkit stop`")
 
     def _down_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
         answer({"ok": True, "pid": os.getpid(), "stop_timeout": self.options.stop_timeout})

@@ -14,6 +14,9 @@ FAILED = frozenset({State.THROTTLED, State.BACKOFF})
 @dataclass(frozen=True)
 class VassalStatus:
     name: str
+    """The service (`uwsgi`), whatever the file (`uwsgi@ID.ini`) it runs."""
+    release: str
+    """The release it runs (the part of its file name after `@`); "" for none."""
     state: State
     pid: int | None
     restarts: int

@@ -105,7 +105,8 @@ class Vassal:
         if machine.spawned_at is not None and machine.state in RUNNING:
             uptime = round(self.timers.now() - machine.spawned_at, 3)
         return VassalStatus(
-            name=self.name,
+            name=self.config.service,
+            release=self.config.instance,
             state=machine.state,
             pid=self.pid,
             restarts=machine.restarts,
@@ -178,7 +179,7 @@ class Vassal:
             case ReleaseSockets() if self.listeners is not None:
                 self.listeners.release(self.name)
             case Emit(kind, text):
-                self.publish(Event(self.name, kind, text))
+                self.publish(Event(self.config.service, kind, text))
 
     def _cancel(self, timer: Timer) -> None:
         handle = self._timers.pop(timer, None)
@@ -198,7 +199,9 @@ class Vassal:
         except OSError as error:
             self._inbox.append(Input(On.SPAWN_FAILED, f"cannot start uwsgi: {why(error)}"))
             return
-        self.publish(Event(self.name, Kind.SPAWNED, f"pid {self.child.pid}, {config.path}"))
+        release = f" (release {config.instance})" if config.instance else ""
+        spawned = f"pid {self.child.pid}, {config.path}{release}"
+        self.publish(Event(config.service, Kind.SPAWNED, spawned))
 
     def _stamp_now(self) -> Input:
         return Input(On.CONFIG_READ, stamp=stamp_of(self.config.path))
@@ -210,7 +213,8 @@ class Vassal:
             self.feed(self._stamp_now())
         elif GRACEFUL_STOP_LINE in line:
             self.feed(Input(On.STOP_TAKEN))
-        self.publish(Event(self.name, Kind.OUTPUT, line.decode(errors="replace").rstrip("\r")))
+        text = line.decode(errors="replace").rstrip("\r")
+        self.publish(Event(self.config.service, Kind.OUTPUT, text))
 
     def message(self, message: int) -> None:
         # A fresh process speaks only once it has read its config; a reloading one may
