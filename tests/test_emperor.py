@@ -289,8 +289,8 @@ def test_status_json_lists_every_field(emperor: RunningEmperor) -> None:
     assert sorted(vassals) == ["one", "two"]
     for vassal in vassals.values():
         assert set(vassal) == {
-            "name", "release", "pid", "state", "restarts", "uptime", "last_exit", "config", "digest",
-            "log_problem", "config_changed",
+            "name", "release", "pid", "state", "restarts", "uptime", "last_exit", "config",
+            "digest", "log_problem", "config_changed",
         }  # fmt: skip
         assert vassal["config_changed"] is False
 
