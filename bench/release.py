@@ -134,7 +134,14 @@ class Site:
 
     def live(self) -> str:
         listed, _ = self.toolkit("releases", self.root)
-        return next(line.split()[1] for line in listed.stdout.splitlines() if line[:1] == "*")
+        live = (line.split()[1] for line in listed.stdout.splitlines() if line[:1] == "*")
+        return next(live, "-")
+
+    def live_next(self) -> str:
+        """The release after the live one (back to it after a rollback)."""
+        listed, _ = self.toolkit("releases", self.root, "--json")
+        ids = [entry["id"] for entry in json.loads(listed.stdout)]
+        return str(ids[ids.index(self.live()) + 1])
 
 
 @contextmanager
@@ -147,9 +154,8 @@ def site(subscriptions: bool = True, emperor_options: tuple[str, ...] = ()) -> I
     try:
         subprocess.run([str(TOOLKIT), "new", str(root)], check=True, capture_output=True)
         with (root / "deploy.ini").open("a") as stream:
-            stream.write(f"http_port = {port}\napp_port = {app_port}\n")
-            if subscriptions:
-                stream.write(f"subscription_port = {subscription_port}\n")
+            stream.write(f"http_port = {port}\napp_port = {app_port}\nrelease_header = true\n")
+            stream.write(f"subscription_port = {subscription_port if subscriptions else 0}\n")
         if emperor_options:
             subprocess.run([str(TOOLKIT), "render", str(root)], check=True, capture_output=True)
             glob = str(root / "vassals" / "*.ini")
@@ -197,6 +203,105 @@ def switch(site: Site, row: Row, *args: str | Path) -> None:
         row.to_new_code.append(load.first_seen[after] - started)
 
 
+WAGTAIL_MIGRATION = """from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("home", "{previous}")]
+    operations = [
+        migrations.AddField(
+            "homepage", "field_{number}", models.CharField(blank=True, max_length=9)
+        ),
+    ]
+"""
+FAILING_MIGRATION = """from django.db import migrations
+
+
+def fail(apps, schema_editor):
+    raise RuntimeError("a migration that fails")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("home", "{previous}")]
+    operations = [migrations.RunPython(fail)]
+"""
+
+
+@contextmanager
+def wagtail_site() -> Iterator[Site]:
+    """A Wagtail site (`wagtail start`, migrated, static collected, its own virtualenv),
+    deployed with `toolkit new --app`, which proposes the release phase (migrate,
+    collectstatic) and the shared state (the SQLite database, media/)."""
+    import sysconfig
+
+    work = Path(tempfile.mkdtemp(prefix=BENCH_MARK))
+    app, root = work / "mysite", work / "deploy"
+    port, app_port = free_ports(2)
+    try:
+        subprocess.run([str(TOOLKIT.parent / "wagtail"), "start", "mysite"], cwd=work,
+                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(app / ".venv")],
+                       check=True, capture_output=True)  # fmt: skip
+        packages = next((app / ".venv" / "lib").glob("python3*/site-packages"))
+        (packages / "bench.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        python = str(app / ".venv" / "bin" / "python")
+        for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+            subprocess.run([python, "manage.py", *command], cwd=app, check=True,
+                           capture_output=True)  # fmt: skip
+        (app / "media").mkdir()
+        subprocess.run([str(TOOLKIT), "new", str(root), "--app", str(app)], check=True,
+                       capture_output=True)  # fmt: skip
+        with (root / "deploy.ini").open("a") as stream:
+            stream.write(f"http_port = {port}\napp_port = {app_port}\nrelease_header = true\n")
+        subprocess.run([str(TOOLKIT), "up", str(root), "--detach"], check=True,
+                       capture_output=True)  # fmt: skip
+        yield Site(root, port)
+    finally:
+        subprocess.run([str(TOOLKIT), "down", str(root)], capture_output=True, timeout=60)
+        end_everything()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def wagtail_version(site: Site, number: int, migration: str) -> Path:
+    """The Wagtail app with one more migration (after 0002, 0003, ...) and a stylesheet
+    changed, as a user copies and edits it."""
+    app = site.root.parent / "mysite"
+    folder = site.root.parent / "versions" / f"v{number}"
+    shutil.copytree(app, folder, symlinks=True, ignore=shutil.ignore_patterns("media", "*.sqlite3"))
+    migrations = folder / "home" / "migrations"
+    previous = sorted(p.stem for p in migrations.glob("0*.py"))[-1]
+    (migrations / f"{number:04d}_bench.py").write_text(
+        migration.format(previous=previous, number=number)
+    )
+    with (folder / "mysite" / "static" / "css" / "mysite.css").open("a") as stream:
+        stream.write(f"\n/* version {number} */\n")
+    return folder
+
+
+WAGTAIL_ROWS = (
+    "Wagtail release (migrate, collectstatic)",
+    "Wagtail rollback",
+    "Wagtail release, migration fails",
+)
+
+
+def measure_wagtail(rounds: int, rows: dict[str, Row]) -> None:
+    release, rollback, failing = WAGTAIL_ROWS
+    rows.update({name: Row() for name in WAGTAIL_ROWS})
+    with wagtail_site() as deployment:
+        root = deployment.root
+        for number in range(3, 3 + rounds):
+            good = wagtail_version(deployment, number, WAGTAIL_MIGRATION)
+            switch(deployment, rows[release], "release", root, "--from", good)
+            # The next release builds on this one: its migration is in the app folder now.
+            app_migrations = root.parent / "mysite" / "home" / "migrations"
+            shutil.copytree(good / "home" / "migrations", app_migrations, dirs_exist_ok=True)
+            switch(deployment, rows[rollback], "rollback", root)
+            switch(deployment, rows[rollback], "rollback", root, deployment.live_next())
+            bad = wagtail_version(deployment, number + 100, FAILING_MIGRATION)
+            switch(deployment, rows[failing], "release", root, "--from", bad)
+
+
 def measure(rounds: int) -> dict[str, Row]:
     rows = {name: Row() for name in ("release", "rollback", *BROKEN, ROUTER_RELOAD)}
     with site() as deployment:
@@ -215,6 +320,7 @@ def measure(rounds: int) -> dict[str, Row]:
             recovered = Load(deployment.port)
             with recovered.running():  # the app announces itself to the new router
                 pass
+    measure_wagtail(rounds, rows)
     for name, options in KILLS.items():
         rows[name] = Row()
         with site(subscriptions=False, emperor_options=("--quiet", *options)) as deployment:

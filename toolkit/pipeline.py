@@ -138,6 +138,11 @@ def write(deployment: Deployment, changes: list[FileChange]) -> list[tuple[Path,
     (file, kept copy) for each one kept. Every path stays inside the deployment."""
     for change in changes:
         inside(deployment.root, change.path)
+    if any(change.new is not None for change in changes):
+        from toolkit.emperor import control
+
+        # Where the vassals' run files go (an app vassal's master FIFO): made with them.
+        control.own_run_dir(deployment.run_dir)
     kept = keep_hand_edits(changes)
     apply(changes)
     return kept

@@ -48,6 +48,9 @@ HEADER = "x-toolkit-release"
 # Sent by `toolkit release` through the router: only the release it names answers with HEADER.
 PROBE = "X-Toolkit-Release-Probe"
 SOURCE = "toolkit release"
+# After the old release is withdrawn from the router and before it stops: what it was sent
+# meanwhile is taken by its workers.
+DRAIN = 0.5
 Say = Callable[[str], None]
 
 
@@ -284,11 +287,30 @@ def _switch(site: Site, release: Release, changes: list[FileChange]) -> float:
             hint=f"see `toolkit logs {site.deployment.root} http`",
             exit_code=ExitCode.PROBLEMS,
         )
-    server = (str(values["app_address"]), int(values["subscription_port"]))
-    uwsgi_packet.unsubscribe(server, KEY, f"{values['app_address']}:{values['app_port']}")
-    time.sleep(0.1)  # the router reads the packet before the old vassal begins to stop
+    _withdraw(site, previous, values)
     pipeline.write(site.deployment, [c for c in changes if c.new is None])
     return time.monotonic() - started
+
+
+def _withdraw(site: Site, previous: Release | None, values: Mapping[str, Any]) -> None:
+    """Take the old release out of the router before it stops: block its announcements
+    (its master FIFO's "S"; it would announce itself again within a second), withdraw it
+    (an unsubscribe packet, sent a few times: it is UDP), and give the requests the router
+    sent it meanwhile time to be taken by its workers, which still accept. Its graceful
+    stop then finds nothing new in its backlog."""
+    stem = pipeline.release_vassal(previous.id) if previous else pipeline.RELEASE_VASSAL
+    fifo = site.deployment.run_dir / (stem.rpartition(".")[0] + ".fifo")
+    with contextlib.suppress(OSError):
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"S")
+        finally:
+            os.close(fd)
+    server = (str(values["app_address"]), int(values["subscription_port"]))
+    for _ in range(3):
+        uwsgi_packet.unsubscribe(server, KEY, f"{values['app_address']}:{values['app_port']}")
+        time.sleep(0.1)
+    time.sleep(DRAIN)
 
 
 def _verify_and_switch(site: Site, release: Release, say: Say, build: bool) -> Outcome:
