@@ -156,14 +156,35 @@ def _django_releases(app: Path, names: dict[str, object], where: str, found: Det
         )
     found.set("release_commands", ", ".join(commands), "Django's migrations and static files")
     urls = app.joinpath(*str(names.get("ROOT_URLCONF", "")).split(".")).with_suffix(".py")
-    if urls.is_file():
-        text = _source(urls)
-        if not re.search(r"""path\(\s*["']["']|wagtail_urls""", text) and "admin/" in text:
-            found.set(
-                "health_path",
-                "/admin/login/",
-                f"{relative(urls, app)} routes nothing at /, and the admin at /admin/",
-            )
+    routes = _routes(urls) if urls.is_file() else None
+    if routes is not None and "" not in routes and "admin/" in routes:
+        found.set(
+            "health_path",
+            "/admin/login/",
+            f"{relative(urls, app)} routes nothing at /, and the admin at /admin/",
+        )
+
+
+def _routes(urls: Path) -> set[str] | None:
+    """The first arguments of `path(...)`/`re_path(...)` in a URLconf ("" for the root,
+    which including `wagtail_urls` routes too); None when it does not parse."""
+    try:
+        tree = ast.parse(_source(urls))
+    except SyntaxError:
+        return None
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "wagtail_urls":
+            found.add("")
+        if (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func).rpartition(".")[2] in {"path", "re_path"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.add(node.args[0].value.strip("^$"))
+    return found
 
 
 def _module_file(app: Path, dotted: str) -> Path | None:

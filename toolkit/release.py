@@ -273,7 +273,6 @@ def _switch(site: Site, release: Release, changes: list[FileChange]) -> float:
     previous = site.store.live()
     site.store.set_live(release.id)
     pipeline.write(site.deployment, [c for c in changes if c.new is not None])
-    started = time.monotonic()
     waited = _through_router(values, release.id, float(values["health_timeout"]))
     if waited is None:
         site.store.set_live(previous.id if previous else None)
@@ -289,7 +288,7 @@ def _switch(site: Site, release: Release, changes: list[FileChange]) -> float:
         )
     _withdraw(site, previous, values)
     pipeline.write(site.deployment, [c for c in changes if c.new is None])
-    return time.monotonic() - started
+    return waited
 
 
 def _withdraw(site: Site, previous: Release | None, values: Mapping[str, Any]) -> None:
