@@ -301,11 +301,12 @@ def test_a_django_project_is_released(tmp_path: Path) -> None:
     own_virtualenv(project)
     port, app_port, subscriptions = free_ports(3)
     root = tmp_path / "deploy"
-    assert run_toolkit("new", root, "--app", project).returncode == 0
+    made = run_toolkit("new", root, "--app", project)
+    assert "health_path = /admin/login/  (mysite/urls.py routes nothing at /" in made.stdout
     with (root / "deploy.ini").open("a") as stream:
         stream.write(
             f"http_port = {port}\napp_port = {app_port}\nsubscription_port = {subscriptions}\n"
-            "health_path = /admin/login/\nrelease_header = true\n"
+            "release_header = true\n"
         )
     assert run_toolkit("up", root, "--detach").returncode == 0
     try:

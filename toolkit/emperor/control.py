@@ -83,7 +83,8 @@ def own_run_dir(run_dir: Path) -> None:
             file=run_dir,
             hint="remove it, or use another run folder",
         )
-    os.chmod(run_dir, 0o700)
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(run_dir, 0o700)
 
 
 def write_run_file(path: Path, text: str) -> None:
