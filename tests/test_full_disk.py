@@ -60,7 +60,10 @@ def test_read_only_folder_render_fails_in_one_line(small_disk: Path) -> None:
 def test_read_only_log_folder_is_an_error_before_anything_starts(small_disk: Path) -> None:
     root = deployment_on(small_disk)
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    result = run_toolkit("check", root)
-    assert result.returncode == 1
-    assert "P402 error: req-logger: log folder" in result.stdout
-    assert "is not writable" in result.stdout
+    result = run_toolkit("up", root, "--detach")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {root / 'logs'}: the logs folder is not writable: every vassal's lines would "
+        "be lost (hint: make it writable for this user, or set log_dir in deploy.ini)"
+    ]
+    assert not list((root / "run").glob("emperor.*")), "nothing started"

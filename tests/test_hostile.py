@@ -55,7 +55,7 @@ CASES: list[tuple[list[str], int]] = [
     (["up", "BAD/run-is-a-file"], 2),
     (["up", "/no/such/folder"], 2),
     (["status", "/no/such/folder"], 2),
-    (["status", SITE], 2),
+    (["status", SITE], 4),
     (["down", "-C", "/no/such/folder"], 2),
     (["reload", SITE, "uwsgi"], 2),
     (["stop"], 2),

@@ -125,4 +125,4 @@ def test_down_against_an_emperor_that_stopped_answering_returns_in_time(site: Pa
     assert took < 30, "bounded by its timeout, not by the Emperor"
     # Running again, it carries the queued `down` out.
     wait_for(lambda: not (site / "run" / "emperor.pid").exists(), what="the Emperor to end")
-    assert run_toolkit("status", site).returncode == ExitCode.USAGE
+    assert run_toolkit("status", site).returncode == ExitCode.NO_EMPEROR

@@ -230,8 +230,8 @@ def test_12_a_killed_vassal_comes_back_and_a_touched_one_reloads(
     wait_for(serving(site.port), what="serving(site.port)")
     os.utime(site.root / "vassals" / "uwsgi.ini")
     wait_for(
-        lambda: "reloading: config touched" in site.log("emperor.log"),
-        what='"reloading: config touched" in site.log("emperor.log")',
+        lambda: "[toolkit] reloading config touched" in site.log("uwsgi.log"),
+        what="the reload in the app vassal's log",
     )
 
 

@@ -22,6 +22,7 @@ from toolkit.output import paint, say, table, warn
 if TYPE_CHECKING:
     from toolkit.check import Problem
     from toolkit.deployment import Deployment
+    from toolkit.emperor.status import VassalStatus
     from toolkit.pipeline import RenderReport
     from toolkit.release import Outcome
 
@@ -75,7 +76,7 @@ def handled(function: Callable[..., None]) -> Callable[..., None]:
     def run(*args: Any, **kwargs: Any) -> None:
         try:
             function(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as error:
             fail(error)
@@ -84,11 +85,16 @@ def handled(function: Callable[..., None]) -> Callable[..., None]:
 
 
 def main() -> None:
-    """The console script."""
+    """The console script. Output into a pipe that closed (`toolkit logs | head -1`) ends
+    the command quietly, as it ends `cat`."""
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # Python would complain again while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(ExitCode.OK)
 
 
 DeploymentDir = Annotated[
@@ -184,8 +190,12 @@ def recipes() -> None:
 
 def show_render(report: RenderReport, diff: bool) -> None:
     from toolkit.apply import Status
+    from toolkit.pipeline import option_changes
 
     show_problems(report.problems)
+    if report.kept_values:
+        given = ", ".join(f"{k}={v}" for k, v in report.kept_values.items())
+        say(f"keeping what `up --set` gave the running Emperor: {given} (`down` forgets it)")
     for path, copy in report.kept:
         say(
             f"{path} was edited by hand: rendered over it, kept the edited copy as {copy}", "yellow"
@@ -196,6 +206,13 @@ def show_render(report: RenderReport, diff: bool) -> None:
         say(f"{paint(f'{change.status.value:<8}', colour, sys.stdout)}{change.path}{note}")
         if diff and change.status is Status.CHANGED:
             sys.stdout.write(change.diff())
+        if report.running and change.status is Status.CHANGED:
+            if change.old is None or change.new is None:
+                what = "starts it" if change.old is None else "stops it"
+                say(f"  the running Emperor {what}", "yellow")
+            else:
+                said = option_changes(change.old, change.new) or ["comments only"]
+                say(f"  the running Emperor reloads it: {'; '.join(said[:4])}", "yellow")
     say(f"changed={report.changed} ok={len(report.changes) - report.changed}")
 
 
@@ -284,18 +301,28 @@ def up(
     ] = False,
     uwsgi: UwsgiOption = None,
     quiet: QuietOption = False,
+    no_timestamps: Annotated[
+        bool, typer.Option("--no-timestamps", help="Print no time before each line.")
+    ] = False,
 ) -> None:
     """Render, check, then run the deployment's vassals under toolkit's Emperor."""
-    start_up(_deployment(directory, dir_option), set_ or [], detach, uwsgi, quiet)
+    start_up(
+        _deployment(directory, dir_option), set_ or [], detach, uwsgi, quiet, not no_timestamps
+    )
 
 
 def start_up(
-    deployment: Deployment, set_: list[str], detach: bool, uwsgi: Path | None, quiet: bool
+    deployment: Deployment,
+    set_: list[str],
+    detach: bool,
+    uwsgi: Path | None,
+    quiet: bool,
+    timestamps: bool = True,
 ) -> None:
     """Shared by `up` and `tutorial run`: render, check, write, then run or detach."""
     from toolkit import pipeline
 
-    prepared = pipeline.prepare_up(deployment, _overrides(set_), uwsgi, quiet)
+    prepared = pipeline.prepare_up(deployment, _overrides(set_), uwsgi, quiet, timestamps)
     show_render(prepared.render, diff=False)
     if not detach:
         pipeline.become_emperor(prepared.command)
@@ -307,12 +334,16 @@ def start_up(
     say(f"stop it with: toolkit down {deployment.root}")
 
 
-def _split(arguments: list[str] | None, option: Path | None, names: int) -> tuple[Path, list[str]]:
-    """`[DIR] NAME...`: a first argument that is a deployment folder is DIR."""
+def _split(
+    arguments: list[str] | None, option: Path | None, names: int | None
+) -> tuple[Path, list[str]]:
+    """`[DIR] NAME...`: a first argument that is a deployment folder, or a path (`/` in it:
+    vassal names have none), is DIR (with at most `names` names, None for any number)."""
     given = list(arguments or [])
-    if len(given) > names or (
-        given and option is None and (Path(given[0]) / "deploy.ini").is_file()
-    ):
+    looks_like_dir = bool(given) and (
+        (Path(given[0]) / "deploy.ini").is_file() or os.sep in given[0]
+    )
+    if (names is not None and len(given) > names) or (option is None and looks_like_dir):
         return Path(given[0]), given[1:]
     return Path("."), given
 
@@ -320,20 +351,36 @@ def _split(arguments: list[str] | None, option: Path | None, names: int) -> tupl
 @app.command()
 @handled
 def status(
-    directory: DeploymentDir = Path("."),
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(help="[DIR] [NAME...]: the vassals to show (default: every one)."),
+    ] = None,
     dir_option: DirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
-    """Show every vassal: state, pid, restarts, uptime, last exit, config (and when the file
-    on disk is no longer what runs)."""
+    """Show every vassal (or those named): state, pid, restarts, uptime, memory, CPU, last
+    exit, config. Exit 0 when all serve, 3 when one does not, 4 when no Emperor runs: a
+    health check, as `systemctl status` is."""
     import hashlib
     import json
 
     from toolkit.emperor import control
 
-    deployment = _deployment(directory, dir_option)
+    folder, names = _split(arguments, dir_option, None)
+    deployment = _deployment(folder, dir_option)
+    if not deployment.root.is_dir():
+        raise ToolkitError("no such folder", file=deployment.root)
     live = deployment.releases.live() if deployment.deploy_ini.is_file() else None
-    vassals = control.status(deployment.run_dir)
+    try:
+        asked: list[str | None] = [*names] if names else [None]
+        vassals = [v for name in asked for v in control.status(deployment.run_dir, name=name)]
+    except control.NoEmperor as error:
+        error.exit_code = ExitCode.NO_EMPEROR
+        raise
+    except ToolkitError as error:  # the Emperor knows no vassal by that name: not serving
+        if error.exit_code == ExitCode.PROBLEMS:
+            error.exit_code = ExitCode.NOT_SERVING
+        raise
     changed = {}
     for vassal in vassals:
         try:
@@ -341,10 +388,22 @@ def status(
         except OSError:
             on_disk = None
         changed[vassal.config] = on_disk != vassal.digest
+    down = [v for v in vassals if not v.answering]
     if as_json:
         entries = [{**v.as_json(), "config_changed": changed[v.config]} for v in vassals]
         sys.stdout.write(json.dumps(entries, indent=2) + "\n")
-        return
+    else:
+        say(status_table(vassals, changed))
+        for vassal in vassals:
+            if vassal.log_problem:
+                say(f"{vassal.name}: its log is not written: {vassal.log_problem}", "yellow")
+        if live is not None:
+            say(f"live release: {live.id} ({live.source})")
+    if down:
+        raise typer.Exit(ExitCode.NOT_SERVING)
+
+
+def status_table(vassals: list[VassalStatus], changed: dict[str, bool]) -> str:
     releases = any(v.release for v in vassals)
     rows = [
         [
@@ -354,18 +413,15 @@ def status(
             str(v.pid or "-"),
             str(v.restarts),
             f"{v.uptime:.0f} s" if v.uptime is not None else "-",
+            f"{v.rss / 1e6:.1f} MB" if v.rss is not None else "-",
+            f"{v.cpu:.1f} s" if v.cpu is not None else "-",
             v.last_exit or "-",
             v.config + ("  (changed on disk: not what runs)" if changed[v.config] else ""),
         ]
         for v in vassals
     ]
     headers = ["vassal", *(["release"] if releases else []), "state", "pid", "restarts"]
-    say(table([*headers, "uptime", "last exit", "config"], rows))
-    for vassal in vassals:
-        if vassal.log_problem:
-            say(f"{vassal.name}: its log is not written: {vassal.log_problem}", "yellow")
-    if live is not None:
-        say(f"live release: {live.id} ({live.source})")
+    return table([*headers, "uptime", "memory", "cpu", "last exit", "config"], rows)
 
 
 @app.command()
@@ -420,43 +476,42 @@ def down(
 @app.command()
 @handled
 def logs(
-    arguments: Annotated[list[str], typer.Argument(help="[DIR] NAME: whose output to show.")],
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(help="[DIR] [NAME...]: whose output to show (default: every vassal)."),
+    ] = None,
     dir_option: DirOption = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
-    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many last lines.")] = 50,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=0, help="How many last lines (0: none).")
+    ] = 50,
 ) -> None:
-    """Print a vassal's output, as the Emperor logged it."""
-    import time
+    """Print the vassals' output as the Emperor logged it, each line with its time: one
+    vassal's, or every vassal's merged in time order, prefixed with its name."""
+    from toolkit import logview
 
-    folder, names = _split(arguments, dir_option, 1)
-    if len(names) != 1:
-        raise ToolkitError("name one vassal", hint="toolkit logs [DIR] NAME")
+    folder, names = _split(arguments, dir_option, None)
     deployment = _deployment(folder, dir_option)
     logs_dir = (
         deployment.logs_dir(deployment.load())
         if deployment.deploy_ini.exists()
         else deployment.root / "logs"
     )
-    path = logs_dir / f"{names[0]}.log"
-    if not path.is_file():
-        raise ToolkitError(
-            f"no log for vassal {names[0]!r}",
-            file=path,
-            hint=f"see `toolkit status {deployment.root}`",
-        )
-    with path.open(errors="replace") as stream:
-        for line in stream.readlines()[-lines:] if lines else []:
-            sys.stdout.write(line)
-        sys.stdout.flush()
-        while follow:
-            line = stream.readline()
-            if line:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            else:
-                time.sleep(0.1)
+    files = logview.log_files(logs_dir, names)
+    width = max(map(len, files)) if len(files) > 1 else 0
+
+    def show(name: str, line: str) -> None:
+        sys.stdout.write(f"{name:<{width}} | {line}\n" if width else line + "\n")
+
+    for name, line in logview.merged(files, lines):
+        show(name, line)
+    sys.stdout.flush()
+    if follow:
+        for name, line in logview.follow(files):
+            show(name, line)
+            sys.stdout.flush()
 
 
 def show_problems(problems: list[Problem]) -> None:

@@ -97,6 +97,36 @@ class Deployment:
         found = read_inventory(self.root / INVENTORY) if inventory else None
         return Sources(recipe, values, found)
 
+    def kept(self) -> dict[str, RawValue]:
+        """What `up --set` gave the Emperor that runs now: kept, so that a later `render` or
+        `release` does not silently put the site back on deploy.ini's values. Nothing once
+        that Emperor has stopped."""
+        import json
+
+        from toolkit.emperor import control
+        from toolkit.settings import RawValue
+
+        path = self.run_dir / control.KEPT_NAME
+        if not path.is_file() or not control.running(self.run_dir):
+            return {}
+        from toolkit.files import read_regular
+
+        try:
+            data = json.loads(read_regular(path, "kept --set values"))
+        except (OSError, ValueError, ToolkitError):
+            return {}
+        source = f"--set given to `toolkit up` ({path})"
+        return {str(k): RawValue(str(v), source) for k, v in data.items() if isinstance(v, str)}
+
+    def keep(self, overrides: Mapping[str, RawValue]) -> None:
+        """Remember the `--set` values the Emperor is started with (0600, in run/)."""
+        import json
+
+        from toolkit.emperor import control
+
+        given = {name: raw.text for name, raw in overrides.items()}
+        control.write_run_file(self.run_dir / control.KEPT_NAME, json.dumps(given))
+
     def live_layer(
         self,
         sources: Sources,
@@ -116,6 +146,8 @@ class Deployment:
     ) -> Variables:
         """The variables as they run here: with the live release unless `live` is false."""
         sources = self.sources(inventory=host is not None)
+        if live:
+            overrides = {**self.kept(), **(overrides or {})}
         release = self.live_layer(sources, host, overrides) if live else {}
         return sources.variables(host, release, overrides)
 

@@ -15,6 +15,8 @@ class ExitCode(IntEnum):
     OK = 0
     PROBLEMS = 1  # check found errors, a change --check would make, a refused command
     USAGE = 2  # bad input, or it cannot be done: a missing file, no uwsgi, no Emperor
+    NOT_SERVING = 3  # `status`: a vassal (a named one, or any) is not serving
+    NO_EMPEROR = 4  # `status`: no Emperor runs here
     INTERNAL = 70  # sysexits EX_SOFTWARE: a bug in toolkit, not in the input
     INTERRUPTED = 130  # Ctrl-C, outside the Emperor
 

@@ -10,6 +10,7 @@ from toolkit import __version__
 from toolkit.deployment import Deployment
 from toolkit.emperor.options import EmperorOptions
 from toolkit.inventory import Inventory
+from toolkit.pipeline import log_rotation
 from toolkit.settings import Variables
 
 UNIT = """\
@@ -39,8 +40,14 @@ WantedBy=multi-user.target
 def systemd_unit(deployment: Deployment, variables: Variables, uwsgi: Path) -> str:
     root = deployment.root.resolve()
     resolved = Deployment(root)
+    max_bytes, backups = log_rotation(variables.values)
     options = EmperorOptions(
-        uwsgi=uwsgi, run_dir=resolved.run_dir, logs_dir=resolved.logs_dir(variables)
+        uwsgi=uwsgi,
+        run_dir=resolved.run_dir,
+        logs_dir=resolved.logs_dir(variables),
+        timestamps=False,  # the journal stamps every line
+        log_max_bytes=max_bytes,
+        log_backups=backups,
     )
     command = options.command(resolved.vassal_patterns(variables.recipe))
     command[0] = str(Path(sys.executable).absolute())

@@ -186,12 +186,36 @@ def unstage(deployment: Deployment, release_id: str | None = None) -> None:
         path.unlink(missing_ok=True)
 
 
+def option_changes(old: str, new: str) -> list[str]:
+    """What a vassal that runs will do differently, option by option: `key: a -> b` for an
+    option set once in both, `+key = v` and `-key = v` for the others."""
+    from toolkit import uwsgi_ini
+
+    def options(text: str) -> list[tuple[str, str]]:
+        return [(o.key, o.value) for o in uwsgi_ini.parse(text).in_section()]
+
+    before, after = options(old), options(new)
+    gone = [item for item in before if item not in after]
+    came = [item for item in after if item not in before]
+    once = {k for k, _ in gone if [x for x, _ in before].count(k) == 1} & {
+        k for k, _ in came if [x for x, _ in after].count(k) == 1
+    }
+    said = [f"{k}: {dict(gone)[k]} -> {dict(came)[k]}" for k in dict(came) if k in once]
+    said += [f"-{k} = {v}" for k, v in gone if k not in once]
+    said += [f"+{k} = {v}" for k, v in came if k not in once]
+    return said
+
+
 @dataclass
 class RenderReport:
     changes: list[FileChange] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     # (vassal file edited by hand, where its edited copy was kept) for each one re-rendered
     kept: list[tuple[Path, Path]] = field(default_factory=list)
+    # What `up --set` gave the running Emperor, used again for this render.
+    kept_values: dict[str, str] = field(default_factory=dict)
+    # An Emperor runs these vassals: what changes is reloaded.
+    running: bool = False
 
     @property
     def changed(self) -> int:
@@ -214,6 +238,8 @@ def render(
     `toolkit check` re-reads what is there."""
     sources = deployment.sources(inventory=host is not None or all_hosts)
     targets: list[tuple[Path | None, Variables]]
+    kept = {} if all_hosts else deployment.kept()
+    overrides = {**kept, **overrides}
     if all_hosts:
         assert sources.inventory is not None
         # A release here is this machine's; hosts rendered to be shipped run their own.
@@ -225,7 +251,16 @@ def render(
         live = deployment.live_layer(sources, host, overrides)
         targets = [(None, sources.variables(host, live, overrides))]
     executable = uwsgi_executable(uwsgi) if check else None
-    return _render_targets(deployment, targets, write, executable, check_unchanged=False)
+    report = _render_targets(deployment, targets, write, executable, check_unchanged=False)
+    report.kept_values = {name: raw.text for name, raw in kept.items() if name in overrides}
+    report.running = deployment.run_dir.is_dir() and control_running(deployment)
+    return report
+
+
+def control_running(deployment: Deployment) -> bool:
+    from toolkit.emperor import control
+
+    return control.running(deployment.run_dir)
 
 
 def _render_targets(
@@ -265,7 +300,11 @@ class UpReport:
 
 
 def prepare_up(
-    deployment: Deployment, overrides: Mapping[str, RawValue], uwsgi: Path | None, quiet: bool
+    deployment: Deployment,
+    overrides: Mapping[str, RawValue],
+    uwsgi: Path | None,
+    quiet: bool,
+    timestamps: bool = True,
 ) -> UpReport:
     """Render and check every vassal (changed or not: `up` runs them all), make the logs and
     run folders, and build the Emperor's command."""
@@ -273,6 +312,7 @@ def prepare_up(
     from toolkit.emperor.options import EmperorOptions
 
     sources = deployment.sources()
+    control.prepare_run_dir(deployment.run_dir)  # refused here if an Emperor runs already
     variables = sources.variables(None, deployment.live_layer(sources, None, overrides), overrides)
     logs_dir = deployment.logs_dir(variables)
     try:
@@ -283,20 +323,36 @@ def prepare_up(
             file=logs_dir,
             hint="move what is in the way, or set log_dir in deploy.ini",
         ) from None
+    if not os.access(logs_dir, os.W_OK):
+        raise ToolkitError(
+            "the logs folder is not writable: every vassal's lines would be lost",
+            file=logs_dir,
+            hint="make it writable for this user, or set log_dir in deploy.ini",
+        )
     executable = uwsgi_executable(uwsgi)
     report = _render_targets(deployment, [(None, variables)], True, executable, True)
-    control.prepare_run_dir(deployment.run_dir)
+    deployment.keep(overrides)
     patterns = deployment.vassal_patterns(variables.recipe)
     serving = serving_addresses(variables.values)
+    max_bytes, backups = log_rotation(variables.values)
     options = EmperorOptions(
         uwsgi=executable,
         run_dir=deployment.run_dir,
         logs_dir=logs_dir,
         quiet=quiet,
+        timestamps=timestamps,
         serving=tuple(serving),
+        log_max_bytes=max_bytes,
+        log_backups=backups,
     )
     command = options.command(patterns)
     return UpReport(report, command, patterns, deployment.run_dir, logs_dir, serving)
+
+
+def log_rotation(values: Mapping[str, Any]) -> tuple[int, int]:
+    """(bytes, backups) for the Emperor's logs, from the recipe's `log_max_size` (MB) and
+    `log_backups`."""
+    return int(values.get("log_max_size", 50)) << 20, int(values.get("log_backups", 10))
 
 
 def serving_addresses(values: Mapping[str, Any]) -> list[str]:

@@ -98,6 +98,8 @@ class Site:
     deployment: Deployment
     sources: Sources
     host: str | None
+    kept: Mapping[str, RawValue]
+    """What `up --set` gave the running Emperor."""
     base: Mapping[str, Any]
     values: Mapping[str, Any]
     uwsgi: Path
@@ -119,15 +121,16 @@ class Site:
         root = self.deployment.root
         layer = {} if release is None else release_layer(release, self.base, root, SOURCE)
         given = {name: RawValue(value, SOURCE) for name, value in overrides.items()}
-        return self.sources.variables(self.host, layer, given)
+        return self.sources.variables(self.host, layer, {**self.kept, **given})
 
 
 def _site(root: Path, host: str | None, uwsgi: Path | None) -> Site:
     """The running site; refused without the router's subscription server or an Emperor."""
     deployment = Deployment(root)
     sources = deployment.sources(inventory=host is not None)
-    base = sources.variables(host).values
-    values = sources.variables(host, deployment.live_layer(sources, host)).values
+    kept = deployment.kept()
+    base = sources.variables(host, None, kept).values
+    values = sources.variables(host, deployment.live_layer(sources, host, kept), kept).values
     if not values.get("subscription_port"):
         raise ToolkitError(
             "releases need the router's subscription server, and subscription_port is 0",
@@ -136,7 +139,7 @@ def _site(root: Path, host: str | None, uwsgi: Path | None) -> Site:
             f"+ 2), then `toolkit up {deployment.root}` once",
         )
     control.status(deployment.run_dir)  # refuses when no Emperor runs
-    return Site(deployment, sources, host, base, values, uwsgi_executable(uwsgi))
+    return Site(deployment, sources, host, kept, base, values, uwsgi_executable(uwsgi))
 
 
 def _free_port(host: str) -> int:

@@ -12,7 +12,7 @@ from toolkit.emperor.status import VassalStatus
 from toolkit.emperor.watcher import scan
 from toolkit.errors import ToolkitError
 
-LOG_NAME = "emperor.log"
+OUTPUT_NAME = "emperor.out"
 READY_TIMEOUT = 30.0
 
 
@@ -51,15 +51,17 @@ def start_detached(
 ) -> list[VassalStatus]:
     """Every vassal's status once all serve and every address in `serving` answers; on a
     failing vassal, stop and explain."""
-    log = logs_dir / LOG_NAME
+    # Its events and every vassal's lines go to logs/*.log on their own; what it prints
+    # besides (an error before it could start) goes here.
+    log = logs_dir / OUTPUT_NAME
     found = scan(patterns)
     expected = len(found.configs) + len(found.waiting)
     with log.open("ab") as stream:
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=stream,
             start_new_session=True,
             env={**os.environ, "NO_COLOR": "1"},
         )

@@ -19,6 +19,8 @@ from toolkit.errors import ExitCode, ToolkitError
 
 SOCKET_NAME = "emperor.sock"
 PID_NAME = "emperor.pid"
+# The `--set` values `up` started this Emperor with: kept while it runs (toolkit.deployment).
+KEPT_NAME = "set.json"
 Answer = Callable[[dict[str, Any]], None]
 Handler = Callable[[dict[str, Any], Answer], None]
 """Handles a request, and answers through the callable it is given, now or later."""
@@ -198,8 +200,17 @@ class Server:
 
 
 def cleanup(run_dir: Path) -> None:
-    for name in (SOCKET_NAME, PID_NAME):
+    for name in (SOCKET_NAME, PID_NAME, KEPT_NAME):
         (run_dir / name).unlink(missing_ok=True)
+
+
+def running(run_dir: Path) -> bool:
+    """An Emperor answers on this run folder's control socket."""
+    return _alive(socket_path(run_dir))
+
+
+class NoEmperor(ToolkitError):
+    """Nothing answers on the control socket."""
 
 
 def request(
@@ -214,7 +225,7 @@ def request(
             client.sendall(json.dumps({"command": command, **fields}).encode() + b"\n")
             data = client.makefile("rb").readline(REQUEST_LIMIT)
         except (FileNotFoundError, ConnectionRefusedError):
-            raise ToolkitError(
+            raise NoEmperor(
                 "no Emperor is running here",
                 file=path,
                 hint=f"start one with `toolkit up {run_dir.parent}`",
@@ -241,8 +252,10 @@ def request(
     return answer
 
 
-def status(run_dir: Path, timeout: float = ANSWER_TIMEOUT) -> list[VassalStatus]:
-    answer = request(run_dir, "status", timeout)
+def status(
+    run_dir: Path, timeout: float = ANSWER_TIMEOUT, name: str | None = None
+) -> list[VassalStatus]:
+    answer = request(run_dir, "status", timeout, name=name)
     try:
         return [VassalStatus.from_json(v) for v in answer["vassals"]]
     except (KeyError, TypeError, ValueError) as error:

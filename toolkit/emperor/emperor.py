@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from toolkit.emperor import control, watcher
+from toolkit.emperor import control, usage, watcher
 from toolkit.emperor.child import Spawner, UwsgiSpawner
 from toolkit.emperor.clock import Cancellable, Timers
 from toolkit.emperor.config import VassalConfig
@@ -82,6 +82,7 @@ class Emperor:
         for number in (signal.SIGINT, signal.SIGTERM):
             reason = f"signal {number.name} from the user"
             self.loop.add_signal_handler(number, partial(self.shutdown, reason))
+        self.loop.add_signal_handler(signal.SIGHUP, self._reopen_logs)
         self._server = control.Server(self.run_dir, self._handle, self.loop)
         self.emit(Kind.INFO, f"pid {os.getpid()}, uwsgi {self.uwsgi}")
         self.emit(Kind.INFO, f"what a vassal leaves behind ends with it: {self.containment.kind}")
@@ -108,6 +109,11 @@ class Emperor:
             self.loop.close()
         # Non-zero when it could not do its job, so systemd's Restart=on-failure restarts it.
         return ExitCode.USAGE if self._failed else ExitCode.OK
+
+    def _reopen_logs(self) -> None:
+        """SIGHUP, as logrotate's postrotate sends it: every log is opened anew."""
+        self.printer.logs.reopen()
+        self.emit(Kind.INFO, "SIGHUP: log files opened anew")
 
     def shutdown(self, reason: str) -> None:
         """Stop watching and answering, stop every vassal, and end the loop once they are."""
@@ -278,10 +284,17 @@ class Emperor:
         command(self, chosen, answer)
 
     def _status_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
-        vassals = [
-            replace(v.status(), log_problem=self.printer.logs.problem(v.config.service)).as_json()
-            for v in chosen
-        ]
+        used = usage.by_group({v.pid for v in chosen if v.pid})
+        vassals = []
+        for vassal in chosen:
+            found = used.get(vassal.pid or 0)
+            status = replace(
+                vassal.status(),
+                log_problem=self.printer.logs.problem(vassal.config.service),
+                rss=found.rss if found else None,
+                cpu=found.cpu if found else None,
+            )
+            vassals.append(status.as_json())
         answer({"ok": True, "pid": os.getpid(), "vassals": vassals})
 
     def _reload_command(self, chosen: list[Vassal], answer: control.Answer) -> None:

@@ -20,7 +20,13 @@ def main(arguments: list[str] | None = None) -> int:
     patterns, options = parse(arguments)
     try:
         options = replace(options, uwsgi=uwsgi_executable(options.uwsgi))
-        printer = Printer(quiet=options.quiet, logs_dir=options.logs_dir)
+        printer = Printer(
+            quiet=options.quiet,
+            logs_dir=options.logs_dir,
+            timestamps=options.timestamps,
+            log_max_bytes=options.log_max_bytes,
+            log_backups=options.log_backups,
+        )
         return Emperor(patterns, options, printer=printer).run()
     except ToolkitError as error:
         sys.stderr.write(f"error: {error}\n")

@@ -46,6 +46,18 @@ class EmperorOptions:
     run_dir: Path = field(default=Path("run"), metadata=_about("control socket and pid file", Path))
     logs_dir: Path = field(default=Path("logs"), metadata=_about("one log file per vassal", Path))
     quiet: bool = field(default=False, metadata=_about("show the Emperor's events only"))
+    timestamps: bool = field(
+        default=True,
+        metadata=_about("print no time before each line", flag="--no-timestamps"),
+    )
+    log_max_bytes: int = field(
+        default=50 << 20,
+        metadata=_about("rotate a vassal's log past this many bytes (0: never)", _at_least(0, int)),
+    )
+    log_backups: int = field(
+        default=10,
+        metadata=_about("older log files kept per vassal (NAME.log.1 newest)", _at_least(0, int)),
+    )
     trust_any_config: bool = field(
         default=False,
         metadata=_about("also run configs that are world-writable or owned by another user"),

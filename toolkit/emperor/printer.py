@@ -38,6 +38,9 @@ class Printer:
         quiet: bool = False,
         logs_dir: Path | None = None,
         colour: bool | None = None,
+        timestamps: bool = False,
+        log_max_bytes: int = 50 << 20,
+        log_backups: int = 10,
     ):
         self.stream = stream or sys.stdout
         self.colour = (
@@ -48,7 +51,8 @@ class Printer:
         self.quiet = quiet
         self._colours: dict[str, str] = {EMPEROR: BOLD}
         self._width = len(EMPEROR)
-        self.logs = LogFiles(logs_dir, self._warn)
+        self.timestamps = timestamps
+        self.logs = LogFiles(logs_dir, self._warn, max_bytes=log_max_bytes, backups=log_backups)
 
     def _paint(self, text: str, style: str) -> str:
         return f"\033[{style}m{text}\033[0m" if self.colour else text
@@ -64,15 +68,17 @@ class Printer:
 
     def show(self, event: Event) -> None:
         colour = self._colour(event.vassal)
+        clock = self._paint(time.strftime("%H:%M:%S ", time.localtime(event.time)), "2")
+        when = clock if self.timestamps else ""
         if event.kind is Kind.OUTPUT:
             if not self.quiet:
                 name = self._paint(f"{event.vassal:<{self._width}} | ", colour)
-                self._write(name + event.text)
+                self._write(when + name + event.text)
         else:
             words = event.kind.value if event.kind is not Kind.INFO else ""
             detail = f"{words}: {event.text}" if words and event.text else words or event.text
             name = self._paint(f"{event.vassal:<{self._width}} ▸ ", colour)
-            self._write(name + self._paint(detail, EVENT_STYLES.get(event.kind, BOLD)))
+            self._write(when + name + self._paint(detail, EVENT_STYLES.get(event.kind, BOLD)))
         self._log(event)
 
     def _colour(self, name: str) -> str:
@@ -82,13 +88,10 @@ class Printer:
         return self._colours[name]
 
     def _log(self, event: Event) -> None:
-        if event.vassal == EMPEROR:
-            return
         if event.kind is Kind.OUTPUT:
-            self.logs.write(event.vassal, event.text)
+            self.logs.write(event.vassal, event.text, event.time)
         else:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
-            self.logs.write(event.vassal, f"[toolkit {stamp}] {event.kind.value} {event.text}")
+            self.logs.write(event.vassal, f"[toolkit] {event.kind.value} {event.text}", event.time)
 
     def _warn(self, text: str) -> None:
         self._write(f"{EMPEROR} ▸ " + self._paint(f"warning: {text}", EVENT_STYLES[Kind.WARNING]))

@@ -26,10 +26,20 @@ class VassalStatus:
     digest: str
     log_problem: str | None = None
     """Why its log file is not written now (a full disk...), and how many lines were lost."""
+    rss: int | None = None
+    """Bytes its processes hold in memory, all of them (master, workers, gateways)."""
+    cpu: float | None = None
+    """Seconds of CPU its processes used, all of them."""
 
     @property
     def serving(self) -> bool:
         return self.state in SERVING
+
+    @property
+    def answering(self) -> bool:
+        """Serving, or reloading gracefully (its socket stays open, requests wait in it):
+        what `status` counts as healthy."""
+        return self.serving or self.state is State.RELOADING
 
     @property
     def failed(self) -> bool:

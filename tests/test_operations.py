@@ -1,0 +1,223 @@
+"""Living with a running deployment: logs that rotate and can be followed through logrotate,
+`status` as a health check, and `--set` values that stay what `up` was told."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import TOOLKIT, free_port, free_ports, get, run_toolkit, serving, wait_for
+from tests.test_emperor import RunningEmperor, start_emperor
+from toolkit.apply import write_atomically
+from toolkit.errors import ExitCode
+
+STAMPED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
+
+
+@pytest.fixture
+def emperor(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningEmperor]:
+    running = start_emperor(tmp_path, *getattr(request, "param", ()))
+    yield running
+    running.stop()
+
+
+def requests(port: int, count: int) -> None:
+    for _ in range(count):
+        assert get(port).status == 200
+
+
+@pytest.mark.parametrize(
+    "emperor", [("--log-max-bytes", "3000", "--log-backups", "2")], indirect=True
+)
+def test_a_log_rotates_at_its_size_keeping_its_backups(emperor: RunningEmperor) -> None:
+    port = free_port()
+    emperor.add("web", port)
+    wait_for(serving(port), what="the vassal serving")
+    requests(port, 150)  # each a request line uWSGI prints
+    logs = emperor.root / "logs"
+    wait_for(lambda: (logs / "web.log.2").exists(), what="two rotated files")
+    assert sorted(p.name for p in logs.glob("web.log*")) == ["web.log", "web.log.1", "web.log.2"]
+    for path in logs.glob("web.log*"):
+        assert path.stat().st_size <= 3000 + 500, "past the size, the next line rotates"
+        assert all(STAMPED.match(line) for line in path.read_text().splitlines())
+
+
+class Follower:
+    """`toolkit logs DIR NAME -f -n 0`, read line by line."""
+
+    def __init__(self, *args: str | Path) -> None:
+        self.process = subprocess.Popen(
+            [str(TOOLKIT), "logs", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        import threading
+
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.reader.join(5)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+def test_logs_follow_through_copytruncate_a_move_and_sighup(emperor: RunningEmperor) -> None:
+    """The three ways logrotate hands a log back: `copytruncate`; `create` (the file moved
+    away, a new one made by the writer) after SIGHUP; and a move noticed by the Emperor
+    alone. `logs -f -n 0` shows only new lines and follows all of them."""
+    port = free_port()
+    emperor.add("web", port)
+    wait_for(serving(port), what="the vassal serving")
+    log = emperor.root / "logs" / "web.log"
+    follower = Follower("-C", emperor.root, "web", "-f", "-n", "0")
+    try:
+        # Asked again until followed: the follower starts in its own time.
+        wait_for(
+            lambda: get(port, "/first") and follower.saw("GET /first"),
+            what="a request line followed",
+        )
+        assert not follower.saw("Starting uWSGI"), "-n 0: no line from before"
+        shutil.copy(log, log.with_name("web.log.copied"))
+        os.truncate(log, 0)
+        get(port, "/after-truncate")
+        wait_for(lambda: follower.saw("GET /after-truncate"), what="a line after copytruncate")
+        log.rename(log.with_name("web.log.moved"))
+        emperor.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: log files opened anew" in emperor.text(), what="the reopen")
+        get(port, "/after-move")
+        wait_for(lambda: follower.saw("GET /after-move"), what="a line in the new file")
+        assert log.is_file() and "/after-move" in log.read_text()
+        assert "/after-move" not in log.with_name("web.log.moved").read_text()
+        log.rename(log.with_name("web.log.moved-again"))  # no SIGHUP: the Emperor notices
+        wait_for(  # within FOLLOW_EVERY (1 s) of its last look: asked until then
+            lambda: (
+                get(port, "/unannounced") and log.is_file() and "/unannounced" in log.read_text()
+            ),
+            what="a new file at the log's path",
+        )
+        wait_for(lambda: follower.saw("GET /unannounced"), what="the new file followed")
+    finally:
+        follower.stop()
+
+
+def test_logs_of_a_deployment_merge_every_vassal_by_time(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    port, app_port = free_ports(2)
+    assert run_toolkit("new", root).returncode == 0
+    assert (
+        run_toolkit(
+            "up", root, "--detach", "--set", f"http_port={port}", "--set", f"app_port={app_port}"
+        ).returncode
+        == 0
+    )
+    try:
+        get(port, "/merged")
+        wait_for(
+            lambda: "GET /merged" in run_toolkit("logs", root, "-n", "200").stdout,
+            what="the request line in the merged logs",
+        )
+        lines = run_toolkit("logs", root, "-n", "200").stdout.splitlines()
+        names = {line.split(" | ")[0].strip() for line in lines}
+        assert names == {"http", "uwsgi", "emperor"}
+        stamps = [line.split(" | ", 1)[1][:23] for line in lines]
+        assert stamps == sorted(stamps), "in time order"
+        head = subprocess.run(
+            f"'{TOOLKIT}' logs '{root}' -n 200 | head -1", shell=True, capture_output=True,
+            text=True, timeout=30,
+        )  # fmt: skip
+        assert head.returncode == 0 and head.stderr == "", "a closed pipe ends quietly"
+    finally:
+        run_toolkit("down", root)
+
+
+def test_status_is_a_health_check(tmp_path: Path) -> None:
+    """0 while every vassal serves, 3 when one does not (named or not), 4 with no Emperor;
+    memory and CPU per vassal."""
+    root = tmp_path / "site"
+    port, app_port = free_ports(2)
+    assert run_toolkit("new", root).returncode == 0
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(f"http_port = {port}\napp_port = {app_port}\n")
+    assert run_toolkit("status", root).returncode == ExitCode.NO_EMPEROR
+    assert run_toolkit("up", root, "--detach").returncode == 0
+    try:
+        serving_now = run_toolkit("status", root)
+        assert serving_now.returncode == ExitCode.OK, serving_now.stdout
+        assert re.search(r"uwsgi .* \d+\.\d MB \d+\.\d s", serving_now.stdout)
+        listed = json.loads(run_toolkit("status", root, "--json").stdout)
+        assert all(v["rss"] > 1_000_000 and v["cpu"] >= 0 for v in listed)
+        assert run_toolkit("stop", root, "http").returncode == 0
+        assert run_toolkit("status", root).returncode == ExitCode.NOT_SERVING
+        assert run_toolkit("status", root, "http").returncode == ExitCode.NOT_SERVING
+        only = run_toolkit("status", root, "uwsgi")
+        assert only.returncode == ExitCode.OK and "http" not in only.stdout
+        assert run_toolkit("status", root, "nosuch").returncode == ExitCode.NOT_SERVING
+        (root / "code" / "app.py").write_text("raise ImportError('broken')\n")
+        assert run_toolkit("reload", root, "uwsgi").returncode == 0
+        wait_for(
+            lambda: '"state": "throttled"' in run_toolkit("status", root, "uwsgi", "--json").stdout,
+            what="the broken app throttled",
+            timeout=30,
+        )
+        assert run_toolkit("status", root, "uwsgi").returncode == ExitCode.NOT_SERVING
+    finally:
+        run_toolkit("down", root)
+
+
+def test_what_up_was_told_stays_until_down(tmp_path: Path) -> None:
+    """`up --set` values are kept while that Emperor runs: a later plain `render` says so and
+    changes nothing; after `down`, deploy.ini's values are back."""
+    root = tmp_path / "site"
+    port, app_port = free_ports(2)
+    assert run_toolkit("new", root).returncode == 0
+    started = run_toolkit(
+        "up", root, "--detach", "--set", f"http_port={port}", "--set", f"app_port={app_port}"
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        again = run_toolkit("render", root)
+        assert again.returncode == 0
+        assert f"keeping what `up --set` gave the running Emperor: http_port={port}" in again.stdout
+        assert "changed=0" in again.stdout
+        wait_for(serving(port), what="the site on the port `up` was given")
+        changed = run_toolkit("render", root, "--set", "processes=2")
+        assert "the running Emperor reloads it: processes: 4 -> 2" in changed.stdout
+    finally:
+        assert run_toolkit("down", root).returncode == 0
+    after = run_toolkit("render", root)
+    assert "keeping" not in after.stdout
+    assert "http = 127.0.0.1:8000" in (root / "vassals" / "http.ini").read_text()
+
+
+def test_the_foreground_stream_is_stamped_unless_asked(tmp_path: Path) -> None:
+    for extra, stamped in (((), True), (("--no-timestamps",), False)):
+        emperor = start_emperor(tmp_path / str(stamped), *extra)
+        try:
+            write_atomically(emperor.vassals / "x.txt", "not a config\n")
+            wait_for(lambda e=emperor: "watching" in e.text(), what="the Emperor's first lines")  # type: ignore[misc]
+            first = emperor.text().splitlines()[0]
+            assert bool(re.match(r"^\d\d:\d\d:\d\d emperor", first)) is stamped, first
+        finally:
+            emperor.stop()
