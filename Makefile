@@ -1,9 +1,11 @@
 # The two commands: `make up` runs the demo deployment, `make test` runs the checks.
+# `make up PORT=8080` serves the demo on another port.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
-PIP := $(BIN)/pip install -q --disable-pip-version-check
+# Not quiet: uWSGI compiles for about a minute on a fresh machine, and pip shows it doing so.
+PIP := $(BIN)/pip install --disable-pip-version-check
 # uWSGI compiles its internal routing (response-route-if: the guide's gzip rules)
 # only when the PCRE headers are there at build time.
 ROUTING_CHECK := $(BIN)/uwsgi --help | grep -q -- --response-route-if
@@ -40,7 +42,7 @@ $(DEMO)/deploy.ini: | $(VENV)/.installed
 
 up: $(VENV)/.installed $(DEMO)/deploy.ini
 	@echo "toolkit is $(CURDIR)/$(BIN)/toolkit; to type \`toolkit\` in this shell: export PATH=\"$(CURDIR)/$(BIN):\$$PATH\""
-	$(BIN)/toolkit up $(DEMO)
+	$(BIN)/toolkit up $(DEMO) $(if $(PORT),--set http_port=$(PORT))
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check toolkit tests bench

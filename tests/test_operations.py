@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,3 +222,34 @@ def test_the_foreground_stream_is_stamped_unless_asked(tmp_path: Path) -> None:
             assert bool(re.match(r"^\d\d:\d\d:\d\d emperor", first)) is stamped, first
         finally:
             emperor.stop()
+
+
+@pytest.fixture(scope="session")
+def uwsgi_without_pcre() -> Path:
+    """The same uWSGI built without PCRE, as pip builds it on a machine without its headers
+    (about 16 s here, once: kept in the user's cache between runs)."""
+    from toolkit.uwsgi_options import option_table
+
+    version = option_table().version
+    target = Path.home() / ".cache" / "toolkit-tests" / f"uwsgi-{version}-without-pcre"
+    binary = target / "bin" / "uwsgi"
+    if not binary.is_file():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-cache-dir", "--no-deps",
+             "--no-binary", ":all:", "--target", str(target), f"uwsgi=={version}"],
+            check=True, capture_output=True, timeout=600,
+            env={**os.environ, "UWSGI_PROFILE_OVERRIDE": "pcre=false"},
+        )  # fmt: skip
+    return binary
+
+
+def test_a_uwsgi_without_pcre_is_said_once_with_the_fix(
+    deployment: Path, uwsgi_without_pcre: Path
+) -> None:
+    result = run_toolkit("render", deployment, "--uwsgi", uwsgi_without_pcre)
+    assert result.returncode == ExitCode.PROBLEMS
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert "U106 error: this uWSGI (2.0.31) was built without PCRE" in lines[0]
+    assert "libpcre2-dev" in lines[0] and "pip install --force-reinstall" in lines[0]
+    assert lines[1].startswith("error: 1 error(s) in the rendered configs")

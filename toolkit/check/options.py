@@ -13,8 +13,17 @@ from toolkit.check.reading import read_flag
 from toolkit.errors import did_you_mean
 from toolkit.uwsgi_config import PLACEHOLDER, Config, Setting
 from toolkit.uwsgi_ini import MERGE_MARKERS
+from toolkit.uwsgi_options import ValueKind
 
 # Keys uWSGI 2.0 does not have that people write after reading newer docs.
+# Options uWSGI 2.0.31 has only when built with PCRE (`uwsgi --help` of a build without it,
+# compared with one with it): internal routing, and what matches with regular expressions.
+PCRE_PREFIXES = (
+    "route", "response-route", "final-route", "error-route", "static-expires", "static-gzip",
+    "log-route", "log-req-route", "log-filter", "log-drain", "log-alarm", "alarm-log",
+    "not-alarm-log", "not-log-alarm", "if-hostname-match", "if-not-hostname-match",
+    "sni-regexp", "pcre-jit",
+)  # fmt: skip
 NOT_IN_2_0 = {
     "else": "uWSGI 2.0 has no `else`: close the block and open its opposite (if-not-...)",
     "end": "uWSGI 2.0 closes blocks with `endif` or `endfor`, not `end`",
@@ -74,9 +83,10 @@ def unknown_option(config: Config, context: Context) -> Iterator[Finding]:
     is silently a placeholder, so a misspelt option does nothing."""
     strict = _is_strict(config)
     missing = _missing_plugins(config, context)
+    unrouted = not routing_built(context)
     for setting in config.settings:
         key = setting.key
-        if _known(key, config, context):
+        if _known(key, config, context) or (unrouted and _routing(key, context)):
             continue
         if key in NOT_IN_2_0:
             yield at(setting, f"unknown option {key!r}", NOT_IN_2_0[key])
@@ -94,6 +104,32 @@ def unknown_option(config: Config, context: Context) -> Iterator[Finding]:
         if strict or _looks_like_typo(key, context):
             hint = did_you_mean(key, context.catalog.options, "see `uwsgi --help`", TYPO_CUTOFF)
             yield at(setting, f"unknown option {key!r}", hint)
+
+
+def routing_built(context: Context) -> bool:
+    """uWSGI compiles its internal routing only when the PCRE headers were there at build
+    time (uwsgiconfig.py: `if has_pcre`); without it, `route-if` and its kin are unknown."""
+    return context.catalog.knows("route-if")
+
+
+def _routing(key: str, context: Context) -> bool:
+    return context.table.kind(key) is ValueKind.ROUTE or key.startswith(PCRE_PREFIXES)
+
+
+def without_routing(config: Config, context: Context) -> Iterator[Finding]:
+    """One finding for a build without PCRE, instead of one unknown option per route."""
+    if routing_built(context):
+        return
+    setting = next((s for s in config.settings if _routing(s.key, context)), None)
+    if setting is not None:
+        yield at(
+            setting,
+            f"this uWSGI ({context.catalog.version}) was built without PCRE, so it has no "
+            f"internal routing: {setting.key} and every option that needs PCRE are unknown "
+            "to it",
+            "install the PCRE2 headers (Debian/Ubuntu: libpcre2-dev; Fedora: pcre2-devel), "
+            "then rebuild uWSGI: pip install --force-reinstall --no-cache-dir uwsgi",
+        )
 
 
 def placeholder_option(config: Config, context: Context) -> Iterator[Finding]:

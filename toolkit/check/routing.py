@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from toolkit.check.keys import valued
 from toolkit.check.model import Context, Finding, at
+from toolkit.check.options import routing_built
 from toolkit.errors import did_you_mean
 from toolkit.uwsgi_config import Config, Setting
 from toolkit.uwsgi_options import ValueKind
@@ -13,7 +14,10 @@ from toolkit.uwsgi_options import ValueKind
 
 def route_problems(config: Config, context: Context) -> Iterator[tuple[Setting, str, str]]:
     """uwsgi_opt_add_route() (core/routing.c): `[subject ]action:args`; route-if takes
-    `condition:args` as its subject; an unknown condition or action stops the start."""
+    `condition:args` as its subject; an unknown condition or action stops the start. A
+    build without routing has no route to judge (U106 says so, once)."""
+    if not routing_built(context):
+        return
     for setting in valued(config, context, ValueKind.ROUTE):
         style = context.table.target(setting.key).strip('"')
         if style == "NULL":

@@ -19,6 +19,7 @@ from toolkit.check.options import (
     repeated_setting,
     unknown_in_untaken_branch,
     unknown_option,
+    without_routing,
 )
 from toolkit.check.paths import (
     env_file_lines,
@@ -67,6 +68,7 @@ RULES = (
         "U104", Weight.WARNING, "unknown option in a block not taken", one=unknown_in_untaken_branch
     ),
     Rule("U105", Weight.WARNING, "plugin that is built in", one=built_in_plugin),
+    Rule("U106", Weight.MACHINE, "uWSGI built without routing (PCRE)", one=without_routing),
     Rule("V200", Weight.ERROR, "not an address uWSGI binds", one=bad_address),
     Rule("V201", Weight.ERROR, "number uWSGI reads differently", one=misread_number),
     Rule("V202", Weight.ERROR, "flag that looks false but is true", one=misread_flag),
