@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -253,3 +254,54 @@ def test_a_uwsgi_without_pcre_is_said_once_with_the_fix(
     assert "U106 error: this uWSGI (2.0.31) was built without PCRE" in lines[0]
     assert "libpcre2-dev" in lines[0] and "pip install --force-reinstall" in lines[0]
     assert lines[1].startswith("error: 1 error(s) in the rendered configs")
+
+
+def test_the_unit_speaks_systemds_notify_protocol(tmp_path: Path) -> None:
+    """The exported unit's ExecStart, run as systemd runs a Type=notify service (this
+    machine has no systemd to start it): READY=1 once every vassal serves, STATUS=,
+    WATCHDOG=1 from the loop, ExecReload returning once reloaded, STOPPING=1 on SIGINT."""
+    import shlex
+    import socket
+
+    root = tmp_path / "site"
+    port, app_port = free_ports(2)
+    assert run_toolkit("new", root).returncode == 0
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(f"http_port = {port}\napp_port = {app_port}\n")
+    assert run_toolkit("render", root).returncode == 0
+    unit = run_toolkit("export", "systemd", root).stdout
+    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    reload = next(line for line in unit.splitlines() if line.startswith("ExecReload="))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(0.5)
+    said: list[str] = []
+
+    def heard(text: str) -> bool:
+        with contextlib.suppress(TimeoutError):
+            said.append(listener.recv(4096).decode())
+        return any(text in message for message in said)
+
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "1000000"}
+    process = subprocess.Popen(
+        shlex.split(start.removeprefix("ExecStart=")), env=env, cwd=root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: heard("READY=1"), what="READY=1")
+        ready = next(message for message in said if "READY=1" in message)
+        assert "STATUS=2 of 2 vassals serving" in ready
+        assert get(port).status == 200
+        wait_for(lambda: heard("WATCHDOG=1"), what="WATCHDOG=1 from the loop")
+        reloaded = subprocess.run(
+            shlex.split(reload.removeprefix("ExecReload=")), capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert reloaded.returncode == 0, reloaded.stderr
+        assert "serving again: http, uwsgi" in reloaded.stdout
+        assert run_toolkit("status", root).returncode == ExitCode.OK
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+    wait_for(lambda: heard("STOPPING=1"), what="STOPPING=1")
+    listener.close()

@@ -137,6 +137,8 @@ def test_exported_systemd_unit_runs_the_emperor_and_verifies(deployment: Path) -
     assert "-m toolkit.emperor" in text
     assert f"'{deployment.resolve() / 'vassals' / '*.ini'}'" in text
     assert "KillSignal=SIGINT" in text
+    assert "Type=notify\n" in text and "WatchdogSec=30\n" in text and "Delegate=yes\n" in text
+    assert f"-m toolkit reload {deployment.resolve()} --wait" in text
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed here")

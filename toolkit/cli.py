@@ -431,14 +431,25 @@ def reload(
         list[str] | None, typer.Argument(help="[DIR] [NAME]: the vassal to reload (default: all).")
     ] = None,
     dir_option: DirOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Return once every one reloaded serves again.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds --wait waits before it fails.")
+    ] = 60.0,
 ) -> None:
-    """Gracefully reload a vassal (or all); a throttled one is cleared and spawned at once."""
+    """Gracefully reload a vassal (or all); a throttled one is cleared and spawned at once.
+    With --wait, return once every one reloaded serves again (systemd's ExecReload)."""
     from toolkit.emperor import control
 
     folder, names = _split(arguments, dir_option, 1)
     deployment = _deployment(folder, dir_option)
-    reloaded = control.reload(deployment.run_dir, names[0] if names else None)
+    name = names[0] if names else None
+    reloaded = control.reload(deployment.run_dir, name)
     say(f"reloading {', '.join(reloaded) or 'nothing'}")
+    if wait:
+        control.wait_serving(deployment.run_dir, name, timeout)
+        say(f"serving again: {', '.join(reloaded) or 'nothing'}")
 
 
 @app.command()

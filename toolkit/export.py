@@ -20,10 +20,20 @@ Description=toolkit Emperor for {root}
 After=network.target
 
 [Service]
-Type=simple
+# The Emperor says READY=1 once every vassal serves, STATUS= with how many do, and WATCHDOG=1
+# from its loop (toolkit/emperor/notify.py).
+Type=notify
+NotifyAccess=main
+WatchdogSec=30
+TimeoutStartSec=120
 WorkingDirectory={root}
 ExecStart={command}
+# Returns once every vassal reloaded serves again.
+ExecReload={reload}
 Environment=NO_COLOR=1
+# A cgroup of its own under the unit's for each vassal: what a daemonizing app leaves
+# behind ends with it (toolkit/emperor/containment.py).
+Delegate=yes
 # The Emperor stops every vassal gracefully on SIGINT (uWSGI would take SIGTERM as a reload);
 # whatever is left after the timeout is killed with the whole cgroup.
 KillSignal=SIGINT
@@ -51,8 +61,14 @@ def systemd_unit(deployment: Deployment, variables: Variables, uwsgi: Path) -> s
     )
     command = options.command(resolved.vassal_patterns(variables.recipe))
     command[0] = str(Path(sys.executable).absolute())
+    toolkit = [str(Path(sys.executable).absolute()), "-m", "toolkit"]
+    reload = [*toolkit, "reload", str(root), "--wait"]
     # systemd expands %-specifiers in ExecStart; a literal % must be doubled.
-    return UNIT.format(root=root, command=shlex.join(command).replace("%", "%%"))
+    return UNIT.format(
+        root=root,
+        command=shlex.join(command).replace("%", "%%"),
+        reload=shlex.join(reload).replace("%", "%%"),
+    )
 
 
 # What each host makes or keeps for itself: rendered vassals, run state, logs.

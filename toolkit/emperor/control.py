@@ -266,6 +266,27 @@ def reload(run_dir: Path, name: str | None) -> list[str]:
     return list(request(run_dir, "reload", name=name)["reloaded"])
 
 
+def wait_serving(run_dir: Path, name: str | None, timeout: float) -> None:
+    """Return once every vassal (or the one named) serves; ToolkitError after `timeout`.
+    Asked right after `reload`: the Emperor has moved each vassal to reloading before it
+    answered that, so serving here is serving again."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        vassals = status(run_dir, timeout=max(0.1, deadline - time.monotonic()), name=name)
+        if all(v.serving for v in vassals):
+            return
+        if time.monotonic() > deadline:
+            waiting = ", ".join(f"{v.name} ({v.state})" for v in vassals if not v.serving)
+            raise ToolkitError(
+                f"not serving again within {timeout:g} s: {waiting}",
+                file=socket_path(run_dir),
+                hint=f"see `toolkit logs {run_dir.parent}`",
+            )
+        time.sleep(0.05)
+
+
 def stop(run_dir: Path, name: str) -> None:
     request(run_dir, "stop", name=name)
 

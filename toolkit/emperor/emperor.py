@@ -20,6 +20,7 @@ from toolkit.emperor.events import EMPEROR, Event, Kind
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.loop import Loop
 from toolkit.emperor.machine import SERVING
+from toolkit.emperor.notify import Notifier
 from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.vassal import Vassal
@@ -61,6 +62,7 @@ class Emperor:
         self._server: control.Server | None = None
         self._rescan_soon: tuple[float, Cancellable] | None = None
         self.scanner = watcher.Scanner()
+        self.notifier = Notifier()
         self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def emit(self, kind: Kind, text: str) -> None:
@@ -68,6 +70,9 @@ class Emperor:
 
     def show(self, event: Event) -> None:
         self.printer.show(event)
+        if event.kind not in {Kind.OUTPUT, Kind.INFO, Kind.WARNING}:
+            vassals = list(self.vassals.values())
+            self.notifier.serving(sum(v.state in SERVING for v in vassals), len(vassals))
         if self.serving and event.kind in {Kind.READY, Kind.LOYAL} and self._all_serving():
             for address in self.serving:
                 self.printer.show(Event(EMPEROR, Kind.INFO, f"serving {address}"))
@@ -84,6 +89,8 @@ class Emperor:
             self.loop.add_signal_handler(number, partial(self.shutdown, reason))
         self.loop.add_signal_handler(signal.SIGHUP, self._reopen_logs)
         self._server = control.Server(self.run_dir, self._handle, self.loop)
+        if self.notifier.watchdog:
+            self._watchdog()
         self.emit(Kind.INFO, f"pid {os.getpid()}, uwsgi {self.uwsgi}")
         self.emit(Kind.INFO, f"what a vassal leaves behind ends with it: {self.containment.kind}")
         self.emit(Kind.INFO, f"watching {', '.join(self.patterns)}")
@@ -97,18 +104,29 @@ class Emperor:
             self.shutdown(str(error))
         else:
             self.reconcile()
+            vassals = list(self.vassals.values())
+            self.notifier.serving(sum(v.state in SERVING for v in vassals), len(vassals))
         try:
             self.loop.run()
         finally:
             if self._reserve is not None:
                 os.close(self._reserve)
             self.containment.close()
+            self.notifier.close()
             control.cleanup(self.run_dir)
             self.emit(Kind.INFO, "bye")
             self.printer.close()
             self.loop.close()
         # Non-zero when it could not do its job, so systemd's Restart=on-failure restarts it.
         return ExitCode.USAGE if self._failed else ExitCode.OK
+
+    def _watchdog(self) -> None:
+        """WATCHDOG=1 at half the unit's WatchdogSec, from the loop: a loop that hangs stops
+        it, and systemd restarts the Emperor."""
+        if self._leaving or not self.notifier.watchdog:
+            return
+        self.notifier.send("WATCHDOG=1")
+        self.loop.call_later(self.notifier.watchdog / 2, self._watchdog)
 
     def _reopen_logs(self) -> None:
         """SIGHUP, as logrotate's postrotate sends it: every log is opened anew."""
