@@ -305,3 +305,40 @@ def test_the_unit_speaks_systemds_notify_protocol(tmp_path: Path) -> None:
         process.wait(30)
     wait_for(lambda: heard("STOPPING=1"), what="STOPPING=1")
     listener.close()
+
+
+def test_the_wheel_installs_outside_the_checkout_and_deploys(tmp_path: Path) -> None:
+    """Built as the package index would ship it, installed in a fresh virtualenv, used from
+    another folder: no file of the checkout is needed."""
+    checkout = Path(__file__).parent.parent
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+         str(checkout)], check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    wheel = next(wheels.glob("uwsgi_toolkit-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    toolkit = venv / "bin" / "toolkit"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    port, app_port = free_ports(2)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(toolkit), *args], cwd=elsewhere, capture_output=True, text=True, timeout=120
+        )
+
+    assert run("new", "site").returncode == 0
+    started = run("up", "site", "--detach", "--set", f"http_port={port}",
+                  "--set", f"app_port={app_port}")  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        assert b"Hello from uWSGI" in get(port).body
+        assert str(checkout) not in (elsewhere / "site" / "vassals" / "uwsgi.ini").read_text()
+    finally:
+        assert run("down", "site").returncode == 0

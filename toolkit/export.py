@@ -204,7 +204,7 @@ def ansible_files(deployment: Deployment, inventory: Inventory) -> dict[str, str
     playbook = PLAYBOOK.format(
         name=root.name, source=root, package=Path(__file__).resolve().parent.parent,
         python=Path(sys.executable).absolute(), wheels=root / ".wheels",
-        wheel=f"toolkit-{__version__}-py3-none-any.whl",
+        wheel=f"uwsgi_toolkit-{__version__}-py3-none-any.whl",
         files="[" + ", ".join(shipped) + "]", logs=logs,
         code=variables.values.get("pythonpath", "code"),
     )  # fmt: skip
