@@ -66,7 +66,7 @@ def test_cli_reports_file_line_rule_and_exit_1() -> None:
     assert f"{path}:3: U100 error: unknown option 'proceses' (did you mean 'processes'?)" in (
         result.stdout
     )
-    as_json = json.loads(run_toolkit("check", path, "--format", "json").stdout)
+    as_json = json.loads(run_toolkit("check", path, "--json").stdout)
     assert as_json["errors"] == 1
     assert as_json["problems"][0]["rule"] == "U100"
 

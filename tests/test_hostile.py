@@ -69,7 +69,7 @@ CASES: list[tuple[list[str], int]] = [
     (["check", "BAD/huge.ini"], 2),
     (["check", "BAD/self-including.ini:nosection"], 1),
     (["check", "/no/such/file.ini:uwsgi"], 2),
-    (["check", "--format", "xml", "BAD/binary.ini"], 2),
+    (["check", "--format", "json", "BAD/binary.ini"], 2),
     (["check", "BAD/empty-folder"], 2),
     (["compress", "/no/such/folder"], 2),
     (["new", "BAD/a-file/site"], 2),

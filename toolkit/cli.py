@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypedDict
 
 import typer
 
@@ -26,12 +26,116 @@ if TYPE_CHECKING:
     from toolkit.pipeline import RenderReport
     from toolkit.release import Outcome
 
+# Each command's one-line summary (in `toolkit -h`) and the examples its help ends with.
+ABOUT: dict[str, tuple[str, tuple[str, ...]]] = {
+    "new": (
+        "Scaffold a deployment.",
+        (
+            "toolkit new site",
+            "toolkit new deploy --app ../mysite",
+        ),
+    ),
+    "recipes": ("List the recipes.", ("toolkit recipes",)),
+    "emperor": (
+        "Run vassals under toolkit's Emperor.",
+        ("toolkit emperor 'vassals/*.ini' --run-dir run --logs-dir logs",),
+    ),
+    "render": (
+        "Render the vassals into vassals/.",
+        ("toolkit render site --set http_port=8080 --check --diff",),
+    ),
+    "up": (
+        "Render, check and run the vassals.",
+        (
+            "toolkit up site",
+            "toolkit up site --detach --set http_port=8080",
+        ),
+    ),
+    "status": (
+        "Show the vassals; a health check.",
+        (
+            "toolkit status site",
+            "toolkit status site uwsgi --json",
+        ),
+    ),
+    "reload": (
+        "Reload a vassal (or all) gracefully.",
+        (
+            "toolkit reload site uwsgi",
+            "toolkit reload site --wait",
+        ),
+    ),
+    "stop": ("Stop one vassal.", ("toolkit stop site uwsgi",)),
+    "down": ("Stop every vassal and the Emperor.", ("toolkit down site",)),
+    "logs": (
+        "Print and follow the vassals' logs.",
+        (
+            "toolkit logs site -f",
+            "toolkit logs site uwsgi -n 100",
+        ),
+    ),
+    "check": (
+        "Check uWSGI configs as uWSGI reads them.",
+        (
+            "toolkit check site",
+            "toolkit check uwsgi.ini --here --json",
+        ),
+    ),
+    "release": (
+        "Ship new code with no failed request.",
+        (
+            "toolkit release site --from ../mysite-v2",
+            "toolkit release site --git main",
+        ),
+    ),
+    "rollback": (
+        "Go back to an earlier release.",
+        (
+            "toolkit rollback site",
+            "toolkit rollback site 20261205T135436009-before",
+        ),
+    ),
+    "releases": ("List the releases.", ("toolkit releases site --json",)),
+    "compress": (
+        "Gzip static files for static-gzip-all.",
+        (
+            "toolkit compress -C site",
+            "toolkit compress site/static",
+        ),
+    ),
+    "tutorial list": ("List the chapters.", ("toolkit tutorial list",)),
+    "tutorial show": ("Print a chapter.", ("toolkit tutorial show 8",)),
+    "tutorial run": (
+        "Build and run a chapter's deployment.",
+        ("toolkit tutorial run 8 tutorial-site --detach",),
+    ),
+    "export systemd": (
+        "Write a systemd unit.",
+        ("toolkit export systemd site -o /etc/systemd/system/site.service",),
+    ),
+    "export ansible": ("Write an Ansible playbook.", ("toolkit export ansible site -o ansible",)),
+}
+
+
+class About(TypedDict):
+    short_help: str
+    epilog: str
+
+
+def about(command: str) -> About:
+    """The summary and the examples of a command, for its decorator."""
+    summary, examples = ABOUT[command]
+    shown = "\n".join(f"  $ {example}" for example in examples)
+    return {"short_help": summary, "epilog": f"\b\nExamples:\n{shown}"}
+
+
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     help="Render, check and run uWSGI vassals under a readable Emperor.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
 
 
@@ -137,10 +241,13 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
     return parse_overrides(pairs or [])
 
 
-@app.command()
+@app.command(**about("new"))
 @handled
 def new(
-    directory: Annotated[Path, typer.Argument(help="Folder to create the deployment in.")],
+    directory: Annotated[
+        Path | None, typer.Argument(help="Folder to create the deployment in.")
+    ] = None,
+    dir_option: DirOption = None,
     recipe: Annotated[str | None, typer.Option(help="Recipe to scaffold from.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing deployment.")] = False,
     app_folder: Annotated[
@@ -163,6 +270,9 @@ def new(
 
     if module and app_folder is None:
         raise ToolkitError("--module needs --app", hint="toolkit new DIR --app PATH --module M")
+    if directory is None and dir_option is None:
+        raise ToolkitError("name the folder to create", hint="toolkit new DIR (or -C DIR)")
+    directory = _deployment(directory or Path("."), dir_option).root
     report = new_deployment(
         directory, find_recipe(recipe or DEFAULT_RECIPE), force, app_folder, module
     )
@@ -178,7 +288,7 @@ def new(
     say(f"next: toolkit render {directory}  (or toolkit up {directory})")
 
 
-@app.command()
+@app.command(**about("recipes"))
 @handled
 def recipes() -> None:
     """List the recipes `toolkit new --recipe` can scaffold from."""
@@ -216,7 +326,7 @@ def show_render(report: RenderReport, diff: bool) -> None:
     say(f"changed={report.changed} ok={len(report.changes) - report.changed}")
 
 
-@app.command()
+@app.command(**about("render"))
 @handled
 def render(
     directory: DeploymentDir = Path("."),
@@ -277,6 +387,7 @@ def render(
         "help_option_names": [],
     },
     add_help_option=False,
+    **about("emperor"),
 )
 @handled
 def emperor(ctx: typer.Context) -> None:
@@ -287,7 +398,7 @@ def emperor(ctx: typer.Context) -> None:
     become_emperor([sys.executable, "-m", "toolkit.emperor", *ctx.args])
 
 
-@app.command()
+@app.command(**about("up"))
 @handled
 def up(
     directory: DeploymentDir = Path("."),
@@ -348,7 +459,7 @@ def _split(
     return Path("."), given
 
 
-@app.command()
+@app.command(**about("status"))
 @handled
 def status(
     arguments: Annotated[
@@ -424,7 +535,7 @@ def status_table(vassals: list[VassalStatus], changed: dict[str, bool]) -> str:
     return table([*headers, "uptime", "memory", "cpu", "last exit", "config"], rows)
 
 
-@app.command()
+@app.command(**about("reload"))
 @handled
 def reload(
     arguments: Annotated[
@@ -452,7 +563,7 @@ def reload(
         say(f"serving again: {', '.join(reloaded) or 'nothing'}")
 
 
-@app.command()
+@app.command(**about("stop"))
 @handled
 def stop(
     arguments: Annotated[list[str], typer.Argument(help="[DIR] NAME: the vassal to stop.")],
@@ -468,7 +579,7 @@ def stop(
     say(f"stopped {names[0]}")
 
 
-@app.command()
+@app.command(**about("down"))
 @handled
 def down(
     directory: DeploymentDir = Path("."),
@@ -484,7 +595,7 @@ def down(
     say("down")
 
 
-@app.command()
+@app.command(**about("logs"))
 @handled
 def logs(
     arguments: Annotated[
@@ -530,14 +641,15 @@ def show_problems(problems: list[Problem]) -> None:
         warn(str(problem), "red" if problem.severity.value == "error" else "yellow")
 
 
-@app.command(name="check")
+@app.command(name="check", **about("check"))
 @handled
 def check_configs(
     paths: Annotated[
         list[Path] | None,
         typer.Argument(help="Deployment folders, .ini files or FILE:section (default: .)."),
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    dir_option: DirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     here: Annotated[
         bool,
         typer.Option(
@@ -557,16 +669,14 @@ def check_configs(
     from toolkit.deployment import files_to_check
     from toolkit.installed import uwsgi_executable
 
-    if output not in {"text", "json"}:
-        raise ToolkitError(f"--format {output!r}: expected text or json")
-    targets = files_to_check(paths or [Path(".")])
+    targets = files_to_check([*(paths or []), *([dir_option] if dir_option else [])] or [Path(".")])
     context = context_for(uwsgi_executable(uwsgi), here=here or targets.deployment)
     configs = [uwsgi_config.load(path, context.machine, section) for path, section in targets.files]
     problems = check(configs, context)
     files = [path for path, _ in targets.files]
     errors = sum(p.severity is Severity.ERROR for p in problems)
     warnings = len(problems) - errors
-    if output == "json":
+    if as_json:
         report = {
             "files": [str(f) for f in files],
             "errors": errors,
@@ -581,7 +691,7 @@ def check_configs(
     raise typer.Exit(ExitCode.PROBLEMS if errors else ExitCode.OK)
 
 
-@app.command()
+@app.command(**about("release"))
 @handled
 def release(
     directory: DeploymentDir = Path("."),
@@ -624,7 +734,7 @@ def show_outcome(outcome: Outcome, root: Path) -> None:
         say(f"  pruned {pruned}")
 
 
-@app.command()
+@app.command(**about("rollback"))
 @handled
 def rollback(
     arguments: Annotated[
@@ -644,7 +754,7 @@ def rollback(
     show_outcome(outcome, deployment.root)
 
 
-@app.command(name="releases")
+@app.command(name="releases", **about("releases"))
 @handled
 def list_releases(
     directory: DeploymentDir = Path("."),
@@ -670,15 +780,23 @@ def list_releases(
     say(table(["  release", "source", "commit", "when"], rows) if rows else "no releases yet")
 
 
-@app.command(name="compress")
+@app.command(name="compress", **about("compress"))
 @handled
 def compress_static(
-    folder: Annotated[Path, typer.Argument(help="The static folder.")] = Path("static"),
+    folder: Annotated[
+        Path | None, typer.Argument(help="The static folder (default: -C DIR's, or static).")
+    ] = None,
+    dir_option: DirOption = None,
 ) -> None:
-    """Write a gzip -9 twin beside each static text file, for `static-gzip-all`."""
+    """Write a gzip -9 twin beside each static text file, for `static-gzip-all`. With -C
+    DIR, the deployment's static_dir."""
     from toolkit.compress import compress
 
-    for item in compress(folder):
+    if folder is None and dir_option is not None:
+        deployment = _deployment(Path("."), dir_option)
+        static = str(deployment.load().values.get("static_dir") or "static")
+        folder = deployment.root / static
+    for item in compress(folder or Path("static")):
         if item.written:
             say(f"gzipped  {item.path}.gz  {item.size} -> {item.gzipped} bytes")
         else:
@@ -686,12 +804,14 @@ def compress_static(
 
 
 tutorial_app = typer.Typer(
-    help="The tutorial: uWSGI from the ground up, chapter by chapter.", rich_markup_mode=None
+    help="The tutorial: uWSGI from the ground up, chapter by chapter.",
+    rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
 app.add_typer(tutorial_app, name="tutorial")
 
 
-@tutorial_app.command(name="list")
+@tutorial_app.command(name="list", **about("tutorial list"))
 @handled
 def tutorial_list() -> None:
     """Every chapter, with what it runs."""
@@ -709,7 +829,7 @@ def tutorial_list() -> None:
     say(table(["", "chapter", "guide page", "runs"], rows))
 
 
-@tutorial_app.command(name="show")
+@tutorial_app.command(name="show", **about("tutorial show"))
 @handled
 def tutorial_show(number: Annotated[int, typer.Argument(help="Chapter number.")]) -> None:
     """Read a chapter in the terminal: its Markdown as written, so that no code line is
@@ -719,13 +839,14 @@ def tutorial_show(number: Annotated[int, typer.Argument(help="Chapter number.")]
     sys.stdout.write(tutorial.chapter(number).text)
 
 
-@tutorial_app.command(name="run")
+@tutorial_app.command(name="run", **about("tutorial run"))
 @handled
 def tutorial_run(
     number: Annotated[int, typer.Argument(help="Chapter number.")],
     directory: Annotated[Path, typer.Argument(help="Folder to build it in.")] = Path(
         "tutorial-site"
     ),
+    dir_option: DirOption = None,
     set_: SetOption = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
     uwsgi: UwsgiOption = None,
@@ -733,15 +854,19 @@ def tutorial_run(
     """Build the chapter's deployment in DIR and run it, as the chapter says."""
     from toolkit import tutorial
 
-    deployment = tutorial.build(number, directory, set_ or [])
+    deployment = tutorial.build(number, dir_option or directory, set_ or [])
     start_up(deployment, [], detach, uwsgi, quiet=False)
 
 
-export_app = typer.Typer(help="Hand a deployment to systemd or Ansible.", rich_markup_mode=None)
+export_app = typer.Typer(
+    help="Hand a deployment to systemd or Ansible.",
+    rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
+)
 app.add_typer(export_app, name="export")
 
 
-@export_app.command(name="systemd")
+@export_app.command(name="systemd", **about("export systemd"))
 @handled
 def export_systemd(
     directory: DeploymentDir = Path("."),
@@ -765,7 +890,7 @@ def export_systemd(
     say(f"wrote {output}")
 
 
-@export_app.command(name="ansible")
+@export_app.command(name="ansible", **about("export ansible"))
 @handled
 def export_ansible(
     directory: DeploymentDir = Path("."),

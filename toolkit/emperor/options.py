@@ -137,13 +137,27 @@ def _flag(name: str, metadata: Any) -> str:
     return str(metadata.get("flag", "--" + name.replace("_", "-")))
 
 
+class Help(argparse.RawDescriptionHelpFormatter):
+    """The layout of the other commands' help (click's): `Usage:`, `Arguments:`, `Options:`."""
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, "Usage: ")
+
+    def start_section(self, heading: str | None) -> None:
+        titles = {"positional arguments": "Arguments", "options": "Options"}
+        super().start_section(titles.get(heading or "", heading))
+
+
 def parser() -> argparse.ArgumentParser:
     """`toolkit emperor`, `python -m toolkit.emperor`, `toolkit up` and the systemd unit all
     go through this parser."""
     options = argparse.ArgumentParser(
         prog=PROG,
+        usage=f"{PROG} [OPTIONS] GLOB...",
+        formatter_class=Help,
         description="Run one uwsgi per config the globs match: respawn, reload on change, "
         "stop on removal.",
+        epilog="Examples:\n  $ toolkit emperor 'vassals/*.ini' --run-dir run --logs-dir logs",
     )
     options.add_argument(
         "patterns", nargs="+", metavar="GLOB", help="configs to run, e.g. 'vassals/*.ini'"
