@@ -126,3 +126,19 @@ def test_down_against_an_emperor_that_stopped_answering_returns_in_time(site: Pa
     # Running again, it carries the queued `down` out.
     wait_for(lambda: not (site / "run" / "emperor.pid").exists(), what="the Emperor to end")
     assert run_toolkit("status", site).returncode == ExitCode.NO_EMPEROR
+
+
+def test_every_command_takes_h_and_shows_examples() -> None:
+    from typer.testing import CliRunner
+
+    from toolkit.cli import ABOUT, app
+
+    runner = CliRunner()
+    emperor = run_toolkit("emperor", "-h")  # it execs the Emperor: not in this process
+    assert emperor.returncode == 0 and "Examples:\n  $ toolkit emperor" in emperor.stdout
+    for command in set(ABOUT) - {"emperor"}:
+        shown = runner.invoke(app, [*command.split(), "-h"])
+        assert shown.exit_code == 0, (command, shown.output)
+        assert "Examples:\n    $ toolkit " in shown.output, command
+    summary = runner.invoke(app, ["-h"]).output
+    assert "..." not in summary, "no summary cut mid-sentence"
