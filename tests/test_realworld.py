@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,48 @@ def test_include_loops_and_missing_includes(tmp_path: Path) -> None:
     assert f"{missing}:3: U004 error" in here.stdout
 
 
+# What uWSGI's placeholder pass makes of a value (core/utils.c uwsgi_apply_config_pass,
+# core/config.c uwsgi_manage_placeholder): nested parentheses, math, unknown names.
+EXPANSIONS = [
+    "%((%k * 2) + 1)",
+    "%(%k * 2 + 1)",
+    "%(-1 + 3)",
+    "%(n * n)",
+    "%(n ++)",
+    "%(7 / 2)",
+    "%(n / 0)",
+    "%(word n)",
+    "x%(n)y%(n)z",
+    "%(a%b)",
+    "%()",
+    "%(missing)",
+    "%(missing + 1)",
+    "%(word)%(word)",
+    "100%",
+    "%j %i %b %J %S",
+]
+
+
+@pytest.mark.parametrize("written", EXPANSIONS)
+def test_placeholders_are_expanded_as_uwsgi_expands_them(written: str, tmp_path: Path) -> None:
+    path = tmp_path / "vassal.ini"
+    path.write_text(f"[uwsgi]\nn = 5\nword = ab\nvalue = {written}\n")
+    asked = subprocess.run(
+        [str(UWSGI), "--ini", str(path), "--get", "value"],
+        cwd=tmp_path,
+        env={},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        stdin=subprocess.DEVNULL,
+    )
+    uwsgi_says = asked.stdout.splitlines()[-1] if asked.stdout else ""
+    config = uwsgi_config.load(path, LocalMachine(tmp_path, {}, binary=str(UWSGI.resolve())))
+    setting = config.last("value")
+    assert setting is not None
+    assert setting.value == uwsgi_says, asked.stdout + asked.stderr
+
+
 # --- generated configs: the same agreement on constructs combined at random ---------------
 
 PLAIN = [
@@ -143,6 +186,10 @@ PLAIN = [
     "socket = 127.0.0.1:0",
     "http-socket = 127.0.0.1:0",
     "harakiri = 60 ; kill slow requests",
+    "max-requests = 1000       # restart workers after this many",
+    "reload-mercy = 30 seconds",
+    "app = mysite",
+    "procname-prefix = %(app)-",
     "http-keepalive = 1",
     "env = A=$(HOME)",
     "master",
@@ -162,6 +209,9 @@ MISREAD = [
     "vacuum = false ; note",
     "master = n",
     "http-keepalive = true",
+    "processes = %((%k * 2) + 1)",
+    'env = "DJANGO_SETTINGS_MODULE=mysite.settings"',
+    "buffer-size = 32 KB",
 ]
 REFUSED = [
     "proceses = 2",
@@ -172,6 +222,9 @@ REFUSED = [
     "processes = -1",
     "end =",
     "else =",
+    "strict-mode = true",
+    "RuntimeDirectory = uwsgi",
+    "static-map /static=./static",
 ]
 CONDITIONS = ["if-env = HOME", "if-not-env = HOME", "if-opt = master", "if-exists = /tmp"]
 

@@ -23,9 +23,11 @@ from toolkit.uwsgi_options import OptionTable, ValueKind, option_table
 
 # Keys that close a logic block (core/config.c, add_exported_option_do).
 BLOCK_ENDS = frozenset({"end", "endfor", "endif", "end-if", "end-for"})
-PLACEHOLDER = re.compile(r"%\(([^()]*)\)")
-ENV_REFERENCE = re.compile(r"\$\(([^()]*)\)")
-FILE_REFERENCE = re.compile(r"@\(([^()]*)\)")
+# The three passes uWSGI makes over every value, in its order (core/uwsgi.c:2262-2268).
+ENV, FILE, PLACEHOLDER = "$", "@", "%"
+# A value rewritten more often than this loops (`a = x%(a)`: uWSGI itself never ends).
+MAX_EXPANSIONS = 64
+DIGITS = re.compile(r"[0-9]+")  # is_a_number() (core/utils.c): digits only, no sign
 MATH_WORDS = frozenset({"+", "-", "*", "/", "++", "--"})
 # Deeper than this is a loop through links (uWSGI itself would recurse until it crashes).
 MAX_INCLUDE_DEPTH = 32
@@ -48,12 +50,7 @@ class Setting:
     @property
     def resolved(self) -> bool:
         """False while a reference is left that only the machine uWSGI runs on can fill."""
-        value = self.value
-        if "(" not in value:
-            return True
-        return not (
-            ENV_REFERENCE.search(value) or FILE_REFERENCE.search(value) or PLACEHOLDER.search(value)
-        )
+        return not any(references(self.value, symbol) for symbol in (ENV, FILE, PLACEHOLDER))
 
 
 @dataclass(frozen=True)
@@ -135,19 +132,29 @@ class LocalMachine:
     cwd: Path
     env: Mapping[str, str]
     plugins: frozenset[str] = frozenset()
+    binary: str = ""  # the uwsgi executable, as uWSGI finds itself (/proc/self/exe): `%b`
 
     @property
     def hostname(self) -> str:
         return socket.gethostname()
 
 
-def magic_table(path: Path, section: str, first: Mapping[str, str] | None) -> dict[str, str]:
-    """config_magic_table_fill() (core/uwsgi.c): per-file variables; the upper-case ones
-    keep the values of the first file read."""
+def magic_table(
+    path: Path, section: str, first: Mapping[str, str] | None, binary: str = ""
+) -> dict[str, str]:
+    """config_magic_table_fill() (core/uwsgi.c:1045): per-file variables; the upper-case
+    ones keep the values of the first file read."""
     full = os.path.abspath(path)
     name = os.path.basename(full)
     folder = full[: len(full) - len(name)]
+    try:
+        inode = str(os.lstat(full).st_ino)
+    except OSError:
+        inode = ""
     table = {
+        "b": binary,
+        "i": inode,
+        "j": _name_hash(full),
         "o": str(path),
         "p": full,
         "s": name,
@@ -161,10 +168,21 @@ def magic_table(path: Path, section: str, first: Mapping[str, str] | None) -> di
     for index, part in enumerate([p for p in folder.split("/") if p][:10]):
         table[str(index)] = part
     if first is None:
-        table.update({k.upper(): table[k] for k in "odspcenx"})
+        table.update({k.upper(): table[k] for k in "odspcenxij"})
     else:
         table.update({k: v for k, v in first.items() if k.isupper()})
     return table
+
+
+def _name_hash(full: str) -> str:
+    """`%j`: djb33x_hash() (core/hash.c) of the full name, its four bytes in upper-case hex as they lie
+    in memory (little-endian); C's `char` is signed, so bytes past 127 count as negative."""
+    value = 5381
+    for byte in os.fsencode(full):
+        value = (((value << 5) + value) ^ ((byte - 256 if byte > 127 else byte) & 0xFFFFFFFF)) & (
+            0xFFFFFFFF
+        )
+    return value.to_bytes(4, "little").hex().upper()
 
 
 MAGIC = re.compile(r"%(.)", re.DOTALL)
@@ -231,7 +249,7 @@ class _Reader:
                 self.config.issues.append(Issue(MISSING_INCLUDE, *where, error.message))
                 return
         self.last_file = path
-        table = magic_table(path, section, self.first_magic)
+        table = magic_table(path, section, self.first_magic, self.machine.binary)
         if self.first_magic is None:
             self.first_magic = table
         ini = dataclasses.replace(
@@ -395,11 +413,55 @@ def atoi(text: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def references(value: str, symbol: str) -> list[str]:
+    """What uWSGI's pass for `symbol` would look up in `value`: `%((2 * 2) + 1)` asks for
+    `(2 * 2) + 1` (parentheses nest), `%()` and `%(a%b)` ask for nothing."""
+    found: list[str] = []
+    _config_pass(value, symbol, lambda key: found.append(key))
+    return found
+
+
+def expand_pass(value: str, symbol: str, lookup: Callable[[str], str | None]) -> str:
+    """uwsgi_apply_config_pass() (core/utils.c:3008): each `symbol(key)` whose lookup
+    answers is replaced and the scan starts again (at the value's second character, as the
+    C loop's `j = 0` is followed by its `j++`); a key with no answer is left as written."""
+    return _config_pass(value, symbol, lookup)
+
+
+def _config_pass(value: str, symbol: str, lookup: Callable[[str], str | None]) -> str:
+    state = depth = start = expansions = 0
+    index = 0
+    while index < len(value):
+        char = value[index]
+        index += 1
+        if char == symbol:
+            state = 1
+        elif char == "(" and state == 1:
+            state, depth, start = 2, 0, index
+        elif state > 1:
+            if char == "(":
+                state, depth = state + 1, depth + 1
+            elif char == ")" and depth > 0:
+                state, depth = state + 1, depth - 1
+            elif char == ")":
+                found = lookup(value[start : start + state - 2]) if state > 2 else None
+                if found is not None and expansions < MAX_EXPANSIONS:
+                    value = value[: start - 2] + found + value[start + state - 1 :]
+                    expansions += 1
+                    index = 1
+                state = 0
+            else:
+                state += 1
+        else:
+            state = 0
+    return value
+
+
 def expand_env(value: str, env: Mapping[str, str]) -> str:
     """`$(NAME)` from the environment; an unset name is left as it is, as uWSGI leaves it."""
     if "$(" not in value:
         return value
-    return ENV_REFERENCE.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+    return expand_pass(value, ENV, env.get)
 
 
 def _placeholder(config: Config, name: str) -> str | None:
@@ -416,32 +478,35 @@ def _placeholder(config: Config, name: str) -> str | None:
                 current = str(atoi(current) + (1 if word == "++" else -1))
             operator = "" if word in {"++", "--"} else word
             continue
-        value = word if word.lstrip("-").isdigit() else (config.first_value(word) or "")
+        value = word if DIGITS.fullmatch(word) else (config.first_value(word) or "")
         if not operator:
             current = (current or "") + value
         else:
-            left, right = atoi(current or ""), atoi(value)
-            current = str(
-                {"+": left + right, "-": left - right, "*": left * right}.get(
-                    operator, int(left / right) if right else 0
-                )
-            )
+            current = str(_arithmetic(operator, atoi(current or ""), atoi(value)))
         operator = ""
     return current
+
+
+def _arithmetic(operator: str, left: int, right: int) -> int:
+    """C's int64 arithmetic: division truncates toward zero, and by zero is 0."""
+    if operator == "+":
+        return left + right
+    if operator == "-":
+        return left - right
+    if operator == "*":
+        return left * right
+    if not right:
+        return 0
+    quotient = abs(left) // abs(right)
+    return quotient if (left < 0) == (right < 0) else -quotient
 
 
 def _fill_placeholders(config: Config) -> None:
     for index, setting in enumerate(config.settings):
         value = setting.value
         if "%(" in value:
-            value = PLACEHOLDER.sub(
-                lambda m: _found_or_kept(_placeholder(config, m.group(1)), m.group(0)), value
-            )
+            value = expand_pass(value, PLACEHOLDER, lambda name: _placeholder(config, name))
             config.settings[index] = _with(setting, value=value)
-
-
-def _found_or_kept(found: str | None, kept: str) -> str:
-    return kept if found is None else found
 
 
 def load(

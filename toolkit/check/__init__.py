@@ -33,7 +33,9 @@ __all__ = [
 def context_for(uwsgi: Path, here: bool, cwd: Path | None = None) -> Context:
     """What the rules need to know of this uWSGI build and this machine."""
     catalog = load_catalog(uwsgi)
-    machine = LocalMachine(cwd or Path.cwd(), dict(os.environ), catalog.plugins)
+    machine = LocalMachine(
+        cwd or Path.cwd(), dict(os.environ), catalog.plugins, os.path.realpath(uwsgi)
+    )
     return Context(catalog, option_table(), machine, here)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from toolkit.check.model import Context, Finding, at
 from toolkit.check.reading import read_flag
 from toolkit.errors import did_you_mean
-from toolkit.uwsgi_config import PLACEHOLDER, Config, Setting
+from toolkit.uwsgi_config import PLACEHOLDER, Config, Setting, references
 from toolkit.uwsgi_ini import MERGE_MARKERS
 from toolkit.uwsgi_options import ValueKind
 
@@ -30,6 +30,10 @@ NOT_IN_2_0 = {
 }
 LOGIC_OPT_KEYS = ("if-opt", "if-not-opt")
 TYPO_CUTOFF = 0.8
+# Shorter keys are close to some option by chance (`app` and `pp`): placeholders, not typos.
+MIN_TYPO_LENGTH = 4
+NEAR_AN_OPTION = "close to a real option"
+CAMEL_CASE = re.compile(r"[a-z][A-Z]|^[A-Z]")
 
 
 def _is_strict(config: Config) -> bool:
@@ -52,7 +56,7 @@ def _used_as_placeholders(config: Config) -> set[str]:
     """Names read back with `%(name)` (words of `%(a + b)` too) or tested by if-opt."""
     used: set[str] = set()
     for setting in [*config.settings, *config.skipped]:
-        for inside in PLACEHOLDER.findall(setting.written):
+        for inside in references(setting.written, PLACEHOLDER):
             used.update(inside.split())
         if setting.key in LOGIC_OPT_KEYS:
             used.add(setting.value.partition("=")[0])
@@ -66,6 +70,24 @@ def _missing_plugins(config: Config, context: Context) -> set[str]:
         for name in _plugin_names(setting.value)
         if _base_plugin(name) not in context.catalog.plugins
     }
+
+
+def _loaded_plugins(config: Config) -> set[str]:
+    """The plugins the file loads, named as their options begin (`dgram_router` is
+    `dgram-router-...`)."""
+    return {
+        _base_plugin(name).replace("_", "-")
+        for setting in config.all("plugins", "plugin", "need-plugin", "need-plugins")
+        for name in _plugin_names(setting.value)
+    }
+
+
+def _of_loaded_plugin(key: str, loaded: set[str], context: Context) -> bool:
+    """An option named after a plugin the file loads is that plugin's, not a typo: uWSGI
+    learns a plugin's options when it loads it (uwsgi_load_plugin, core/plugins.c)."""
+    return not context.catalog.knows(key) and any(
+        key == plugin or key.startswith(f"{plugin}-") for plugin in loaded
+    )
 
 
 def _plugin_names(value: str) -> list[str]:
@@ -83,10 +105,16 @@ def unknown_option(config: Config, context: Context) -> Iterator[Finding]:
     is silently a placeholder, so a misspelt option does nothing."""
     strict = _is_strict(config)
     missing = _missing_plugins(config, context)
+    loaded = _loaded_plugins(config)
+    used = _used_as_placeholders(config)
     unrouted = not routing_built(context)
     for setting in config.settings:
         key = setting.key
-        if _known(key, config, context) or (unrouted and _routing(key, context)):
+        if (
+            _known(key, config, context)
+            or (unrouted and _routing(key, context))
+            or _of_loaded_plugin(key, loaded, context)
+        ):
             continue
         if key in NOT_IN_2_0:
             yield at(setting, f"unknown option {key!r}", NOT_IN_2_0[key])
@@ -101,9 +129,16 @@ def unknown_option(config: Config, context: Context) -> Iterator[Finding]:
                     f"build uWSGI with the {plugin} plugin or remove the option",
                 )
             continue
-        if strict or _looks_like_typo(key, context):
+        if strict:
             hint = did_you_mean(key, context.catalog.options, "see `uwsgi --help`", TYPO_CUTOFF)
             yield at(setting, f"unknown option {key!r}", hint)
+        elif key not in used and (shape := _option_shape(key, context)):
+            yield at(
+                setting,
+                f"unknown option {key!r}{'' if shape == NEAR_AN_OPTION else f' ({shape})'}: "
+                "uWSGI ignores it without a word",
+                _unknown_hint(setting, context),
+            )
 
 
 def routing_built(context: Context) -> bool:
@@ -137,6 +172,7 @@ def placeholder_option(config: Config, context: Context) -> Iterator[Finding]:
     if _is_strict(config):
         return
     missing = _missing_plugins(config, context)
+    loaded = _loaded_plugins(config)
     used = _used_as_placeholders(config)
     for setting in config.settings:
         key = setting.key
@@ -144,10 +180,11 @@ def placeholder_option(config: Config, context: Context) -> Iterator[Finding]:
             _known(key, config, context)
             or key in NOT_IN_2_0
             or context.table.plugin(key) is not None
-            or _looks_like_typo(key, context)
+            or _of_loaded_plugin(key, loaded, context)
+            or (key not in used and _option_shape(key, context))
         ):
             continue
-        if missing:
+        if missing and key not in used:
             yield at(
                 setting,
                 f"unknown option {key!r}: perhaps from the {', '.join(sorted(missing))} "
@@ -163,17 +200,48 @@ def placeholder_option(config: Config, context: Context) -> Iterator[Finding]:
             )
 
 
-def _looks_like_typo(key: str, context: Context) -> bool:
-    """Close to a real option and shaped like one (options use dashes, never underscores)."""
+def _option_shape(key: str, context: Context) -> str:
+    """Why an unknown key looks meant as an option rather than as a placeholder name, or
+    "": uWSGI's options are lowercase words joined by dashes, and placeholder names are
+    usually plain words or words joined by underscores."""
+    if any(blank in key for blank in " \t"):
+        return "a blank inside: the `=` after the option is missing?"
+    if CAMEL_CASE.search(key):
+        return "CamelCase: a line from another tool's config?"
     if "_" in key:
-        return False
-    return bool(did_you_mean(key, context.catalog.options, "", TYPO_CUTOFF))
+        return ""
+    if "-" in key:
+        return "written like an option, with dashes"
+    if len(key) >= MIN_TYPO_LENGTH and did_you_mean(key, context.catalog.options, "", TYPO_CUTOFF):
+        return NEAR_AN_OPTION
+    return ""
+
+
+def _unknown_hint(setting: Setting, context: Context) -> str:
+    key, options = setting.key, context.catalog.options
+    if " " in key:
+        option, _, rest = key.partition(" ")
+        if context.catalog.knows(option):
+            return f"write `{option} = {rest.strip()}={setting.value}`"
+    family = key.split("-")[0]
+    kin = [o for o in options if o == family or o.startswith(f"{family}-")]
+    return did_you_mean(key, options, "", TYPO_CUTOFF) or did_you_mean(
+        key,
+        kin,
+        "see `uwsgi --help`; a placeholder is declared with `set-placeholder = NAME=value`",
+        0.5,
+    )
 
 
 def unknown_in_untaken_branch(config: Config, context: Context) -> Iterator[Finding]:
     """uWSGI only looks up the keys of the branches it takes."""
+    used = _used_as_placeholders(config)
     for setting in config.skipped:
-        if _known(setting.key, config, context) or context.table.plugin(setting.key):
+        if (
+            _known(setting.key, config, context)
+            or context.table.plugin(setting.key)
+            or setting.key in used
+        ):
             continue
         hint = NOT_IN_2_0.get(setting.key) or did_you_mean(
             setting.key, context.catalog.options, "see `uwsgi --help`"
@@ -209,7 +277,10 @@ def plugin_options(config: Config, context: Context, plugin: str) -> list[Settin
         s
         for s in config.settings
         if not context.catalog.knows(s.key)
-        and (context.table.plugin(s.key) == plugin or s.key.startswith(f"{plugin}-"))
+        and (
+            context.table.plugin(s.key) == plugin
+            or _of_loaded_plugin(s.key, {plugin.replace("_", "-")}, context)
+        )
     ]
 
 

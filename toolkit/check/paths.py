@@ -55,39 +55,81 @@ def _path_settings(config: Config) -> Iterator[tuple[Setting, str]]:
             yield setting, setting.value.partition("=")[2]
 
 
-def missing_path(config: Config, context: Context) -> Iterator[Finding]:
+def _missing(config: Config, context: Context) -> Iterator[tuple[Finding, bool]]:
+    """Each path that is not there, and whether it lies in the file's own folder (then its
+    absence does not depend on the machine the file runs on: they travel together)."""
     cwd = context.machine.cwd
     base = base_folder(config, cwd)
+    chdir_setting = config.last("chdir")
+    chdir = chdir_setting.value if chdir_setting and chdir_setting.resolved else ""
     for setting, value in _path_settings(config):
         if setting.key in PATH_KEYS[1:4] and any(c in value for c in "*?["):
             continue
         target = join(cwd if setting.key == "chdir" else base, value)
         building = context.building is not None and Path(target).is_relative_to(context.building)
         if not os.path.exists(target) and not building:
-            yield at(
-                setting,
-                f"{setting.key}: {target} does not exist",
-                "create it, or fix the path (relative paths follow chdir)",
+            finding = (
+                _glob_matched_nothing(setting, target)
+                if (setting.condition or "").startswith("for-glob")
+                and any(c in setting.value for c in "*?[")
+                else at(
+                    setting,
+                    f"{setting.key}: {target} does not exist",
+                    "create it, or fix the path (relative paths follow chdir)",
+                )
             )
+            anchored = os.path.isabs(value) or (setting.key != "chdir" and os.path.isabs(chdir))
+            yield finding, anchored and _beside(setting, target)
     for setting in config.all("https", "https-socket"):
         for path in setting.value.split(",")[1:3]:
             if setting.resolved and path and not os.path.isfile(join(cwd, path)):
-                yield at(
+                finding = at(
                     setting,
                     f"{setting.key}: {join(cwd, path)} does not exist: uWSGI exits "
                     "when it cannot load the certificate or key",
                     "fix the path (relative to uWSGI's working folder, read before chdir)",
                 )
+                yield finding, os.path.isabs(path) and _beside(setting, join(cwd, path))
     for setting in [*config.all(*FILE_FOLDER_KEYS), *_unix_sockets(config, context)]:
         if not setting.resolved or setting.value.lower() in {"true", "1", ""}:
             continue
         folder = os.path.dirname(join(base, setting.value))
         if not os.path.isdir(folder):
-            yield at(
+            finding = at(
                 setting,
                 f"{setting.key}: folder {folder} does not exist",
                 "create it; uWSGI will not",
             )
+            anchored = os.path.isabs(setting.value) or os.path.isabs(chdir)
+            yield finding, anchored and _beside(setting, folder)
+
+
+def _glob_matched_nothing(setting: Setting, target: str) -> Finding:
+    """uwsgi_logic_opt_for_glob() (core/config.c:66) globs with GLOB_NOCHECK: a pattern that
+    matches nothing is passed on as the value itself."""
+    return at(
+        setting,
+        f"{setting.condition} matches nothing here, so uWSGI sets {setting.key} to the "
+        f"pattern itself ({target})",
+        "make the pattern match a folder, or set the path without for-glob",
+    )
+
+
+def _beside(setting: Setting, target: str) -> bool:
+    folder = os.path.dirname(os.path.abspath(setting.file))
+    return os.path.commonpath([folder, os.path.abspath(target)]) == folder and (
+        os.path.abspath(target) != folder
+    )
+
+
+def missing_path(config: Config, context: Context) -> Iterator[Finding]:
+    yield from (finding for finding, beside in _missing(config, context) if not beside)
+
+
+def missing_beside_file(config: Config, context: Context) -> Iterator[Finding]:
+    """A path anchored to the file's own folder (`chdir = %d`, then `check-static =
+    assets/`) is missing wherever the file goes."""
+    yield from (finding for finding, beside in _missing(config, context) if beside)
 
 
 # How toolkit's templates name the env file its loader reads (toolkit/env_loader.py).

@@ -19,6 +19,14 @@ TRUE_WORDS = frozenset({"", "true", "on", "yes", "1", "y", "t"})
 # Values that a reader takes for "false" but uWSGI reads as true.
 LOOKS_FALSE = re.compile(r"^(?:n|f|0+|off|no|false|disabled?|none|never|nope)\b", re.IGNORECASE)
 INLINE_COMMENT = re.compile(r"\s[;#]")
+# After a number, what changes it (`64k`, `5 minutes`, `1.5`, `2 * 1024`), and what keeps
+# it (seconds, the unit of uWSGI's timeouts: `harakiri = 30s`).
+MULTIPLIER = re.compile(
+    r"\s*(?:[kmgt]i?b?|mins?|minutes?|h|hrs?|hours?|days?|weeks?|thousand|million|x|\*|e\d)(?:\W|$)",
+    re.IGNORECASE,
+)
+MEGABYTES = re.compile(r"\s*mi?b?(?:\W|$)", re.IGNORECASE)  # uwsgi_opt_set_megabytes
+SECONDS = re.compile(r"\s*(?:s|secs?|seconds?)(?:\W|$)", re.IGNORECASE)
 NUMBER = re.compile(r"[ \t\n\v\f\r]*[+-]?\d+")
 
 
@@ -45,8 +53,10 @@ def read_flag(value: str) -> Reading:
     return Reading(Verdict.ODD, "true")
 
 
-def read_number(value: str) -> Reading:
-    """atoi(): leading blanks and digits; the rest of the value is ignored."""
+def read_number(value: str, in_megabytes: bool = False) -> Reading:
+    """atoi(): leading blanks and digits; the rest of the value is ignored. That is what the
+    line says when the rest is set apart by a blank (a comment, a word), and not when it
+    changes the number: `64k`, `1.5`, `1,000`, `5 minutes`."""
     number = NUMBER.match(value)
     means = str(atoi(value))
     if number is None:
@@ -54,9 +64,11 @@ def read_number(value: str) -> Reading:
     rest = value[number.end() :]
     if not rest:
         return Reading(Verdict.PLAIN, means)
-    if INLINE_COMMENT.match(rest) or not rest.strip():
+    if SECONDS.match(rest) or (in_megabytes and MEGABYTES.match(rest)):
         return Reading(Verdict.ODD, means)
-    return Reading(Verdict.WRONG, means)
+    if not rest[0].isspace() or MULTIPLIER.match(rest):
+        return Reading(Verdict.WRONG, means)
+    return Reading(Verdict.ODD, means)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from toolkit.check.options import (
 from toolkit.check.paths import (
     env_file_lines,
     log_folder_not_writable,
+    missing_beside_file,
     missing_env_file,
     missing_log_folder,
     missing_path,
@@ -46,10 +47,14 @@ from toolkit.check.values import (
     comment_in_app_value,
     comment_in_value,
     magic_that_runs,
+    math_with_parentheses,
     misread_flag,
     misread_number,
     odd_flag,
     odd_number,
+    quoted_value,
+    quotes_kept,
+    shell_variable,
 )
 
 RULES = (
@@ -80,6 +85,7 @@ RULES = (
     Rule("R500", Weight.ERROR, "unknown route condition", one=unknown_route_condition),
     Rule("R501", Weight.ERROR, "route without a valid action", one=bad_route),
     Rule("P400", Weight.MACHINE, "path missing", one=missing_path),
+    Rule("P406", Weight.ERROR, "path missing in the file's own folder", one=missing_beside_file),
     Rule("P401", Weight.MACHINE, "log folder missing", one=missing_log_folder),
     Rule("P402", Weight.MACHINE, "log folder not writable", one=log_folder_not_writable),
     Rule("P403", Weight.MACHINE, "static folder serving code or secrets", one=static_exposes_code),
@@ -87,10 +93,14 @@ RULES = (
     Rule("P405", Weight.MACHINE, "env file missing", one=missing_env_file),
     Rule("V208", Weight.WARNING, "env file line not NAME=value", one=env_file_lines),
     Rule("V209", Weight.WARNING, "a value that runs or reads something", one=magic_that_runs),
+    Rule("V210", Weight.ERROR, "quotes uWSGI keeps in a name or path", one=quoted_value),
+    Rule("V211", Weight.WARNING, "quotes uWSGI keeps in a value", one=quotes_kept),
+    Rule("V212", Weight.WARNING, "a shell variable uWSGI never expands", one=shell_variable),
+    Rule("V213", Weight.ERROR, "placeholder math with parentheses", one=math_with_parentheses),
     Rule("W600", Weight.WARNING, "router-only vassal with workers", one=router_with_workers),
     Rule("W601", Weight.MACHINE, "module not found", one=module_not_found),
     Rule("W602", Weight.WARNING, "app vassal without need-app", one=app_without_need_app),
     Rule("W603", Weight.WARNING, "output hidden from the Emperor", one=output_hidden),
     Rule("X300", Weight.MACHINE, "http-to no vassal binds", many=unbound_backend),
-    Rule("X301", Weight.MACHINE, "two vassals bind one address", many=address_clash),
+    Rule("X301", Weight.ERROR, "two vassals bind one address", many=address_clash),
 )
