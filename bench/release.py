@@ -138,7 +138,6 @@ class Site:
         return next(live, "-")
 
 
-
 @contextmanager
 def site(subscriptions: bool = True, emperor_options: tuple[str, ...] = ()) -> Iterator[Site]:
     """A ground-up deployment under toolkit's Emperor: `up --detach`, or with

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import GZIP, Response, free_ports, get, port_closed, run_toolkit, wait_for
+from tests.support import (
+    GZIP,
+    Response,
+    free_ports,
+    get,
+    own_virtualenv,
+    port_closed,
+    run_toolkit,
+    wait_for,
+)
 
 SECRET = "s3cr3t-value-that-must-not-be-rendered"
 FLASK_APP = """
@@ -104,6 +113,15 @@ def test_a_stock_django_project_from_deploy_ini_alone(django_project: Path, tmp_
     assert "# (found: manage.py line 9)\nenv = DJANGO_SETTINGS_MODULE=mysite.settings" in ini
     compressed = run_toolkit("compress", django_project / "staticfiles" / "admin" / "css")
     assert compressed.returncode == 0, compressed.stderr
+    # Without a virtualenv the app runs on the system's Python, never on toolkit's packages:
+    # Django is not there, and render says so before anything runs.
+    refused = run_toolkit("render", deployment)
+    assert refused.returncode == 1
+    assert "P407 error: django cannot be imported by" in refused.stderr, refused.stderr
+    assert "point `virtualenv` (deploy.ini) at the app's virtualenv" in refused.stderr
+    own_virtualenv(django_project)
+    with (deployment / "deploy.ini").open("a") as stream:
+        stream.write("virtualenv = ../mysite/.venv\n")
     port, app_port = free_ports(2)
     for _ in up(deployment, [port, app_port]):
         login = gzipped_like(port, "/admin/login/")

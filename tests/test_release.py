@@ -158,12 +158,13 @@ def test_a_release_serves_new_code_with_no_failed_request(site: Site) -> None:
     "broken",
     [
         "\nimport no_such_module\n",
+        "\nraise RuntimeError('broken at import')\n",
         "\n_ok = application\n"
         "def application(environ, start):\n"
         "    start('500 Internal Server Error', [])\n"
         "    return [b'<h1>broken</h1>']\n",
     ],
-    ids=["import-error", "answers-500"],
+    ids=["import-error", "raises-at-import", "answers-500"],
 )
 def test_a_broken_release_never_serves(site: Site, broken: str) -> None:
     bad = site.version("bad", append=broken)
@@ -171,12 +172,16 @@ def test_a_broken_release_never_serves(site: Site, broken: str) -> None:
     with Load(site.port) as load:
         result = run_toolkit("release", site.root, "--from", bad)
     assert result.returncode == 1
-    assert "failed its health check" in result.stderr
-    assert "the live release still serves" in result.stderr
-    if "import" in broken:
-        assert "ModuleNotFoundError: No module named 'no_such_module'" in result.stderr
-        assert "(exit code 22: the app did not load) before answering" in result.stderr
+    if "no_such_module" in broken:  # refused before it runs: the app's Python lacks it
+        assert "P407 error: no_such_module cannot be imported by" in result.stderr
+        assert "nothing was written or started" in result.stderr
     else:
+        assert "failed its health check" in result.stderr
+        assert "the live release still serves" in result.stderr
+    if "RuntimeError" in broken:
+        assert "RuntimeError: broken at import" in result.stderr
+        assert "(exit code 22: the app did not load) before answering" in result.stderr
+    elif "500" in broken:
         assert "answered 500, not 200" in result.stderr
     assert not load.failures, load.failures[:5]
     assert set(load.answers) == {"first"}, "no answer may come from the broken code"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,7 +48,14 @@ def environment(recipe: Recipe, overrides: Path | None = None) -> jinja2.Environ
         bytecode_cache=_bytecode_cache(),
     )
     environment.globals["toolkit_env_loader"] = as_uwsgi_text(env_loader_path())
+    environment.globals["system_python"] = as_uwsgi_text(system_python())
     return environment
+
+
+def system_python() -> str:
+    """The Python an app without a virtualenv runs on: the one toolkit's virtualenv was made
+    from (uwsgi, installed beside toolkit, embeds it), or "" when toolkit runs on it."""
+    return sys.base_prefix if sys.prefix != sys.base_prefix else ""
 
 
 def env_loader_path() -> str:

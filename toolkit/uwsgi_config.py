@@ -175,8 +175,8 @@ def magic_table(
 
 
 def _name_hash(full: str) -> str:
-    """`%j`: djb33x_hash() (core/hash.c) of the full name, its four bytes in upper-case hex as they lie
-    in memory (little-endian); C's `char` is signed, so bytes past 127 count as negative."""
+    """`%j`: djb33x_hash() (core/hash.c) of the full name, its four bytes in upper-case hex
+    as they lie in memory (little-endian); C's `char` is signed: bytes past 127 are negative."""
     value = 5381
     for byte in os.fsencode(full):
         value = (((value << 5) + value) ^ ((byte - 256 if byte > 127 else byte) & 0xFFFFFFFF)) & (

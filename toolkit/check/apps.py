@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from toolkit import python_imports
 from toolkit.check.keys import APP_KEYS, OUTPUT_REDIRECT_KEYS, VIRTUALENV_KEYS, inline_comment
 from toolkit.check.model import Context, Finding, at
 from toolkit.check.paths import base_folder, join
@@ -93,3 +94,64 @@ def output_hidden(config: Config, context: Context) -> Iterator[Finding]:
             "none of it, nor sees uWSGI say it has read its config",
             "use `logger = file:PATH` and `logger = stdio` to have both",
         )
+
+
+SETTINGS_VARIABLE = "DJANGO_SETTINGS_MODULE="
+
+
+def imports_missing(config: Config, context: Context) -> Iterator[Finding]:
+    """The app's Python, asked before uWSGI starts it: a package the app imports that it
+    cannot find fails the app at its first import (need-app then stops the vassal). Asked of
+    the Python uWSGI will run it on (the `home`/`virtualenv`, else the one uWSGI was
+    installed with) by find_spec, which runs none of the app's code."""
+    app = config.last("module", "wsgi")
+    if app is None or not app.resolved or inline_comment(app):
+        return
+    base = base_folder(config, context.machine.cwd)
+    folders = [
+        *[join(base, s.value) for s in config.all("pythonpath", "python-path", "pp") if s.resolved],
+        base,
+    ]
+    python = _python(config, base, context)
+    if python is None:
+        return
+    needed: set[str] = set()
+    read: list[str] = []
+    modules = [app.value.split(":")[0].strip()]
+    modules += [
+        s.value[len(SETTINGS_VARIABLE) :]
+        for s in config.all("env")
+        if s.resolved and s.value.startswith(SETTINGS_VARIABLE)
+    ]
+    for module in modules:
+        path = python_imports.module_file(module, folders)
+        if path is not None:
+            needed |= python_imports.required_imports(path, module, folders)
+            read.append(os.path.relpath(path, base))
+    missing = python_imports.missing_for(python, tuple(folders), tuple(sorted(needed)))
+    if missing:
+        home = config.last(*VIRTUALENV_KEYS)
+        yield at(
+            app,
+            f"{', '.join(missing)} cannot be imported by {python}, which runs this app "
+            f"(imported by {', '.join(read)}): it would fail at its first request's import",
+            f"install them into the virtualenv {home.value}"
+            if home is not None and (Path(join(base, home.value)) / "pyvenv.cfg").is_file()
+            else "point `virtualenv` (deploy.ini) at the app's virtualenv, or install them for "
+            "that Python",
+        )
+
+
+def _python(config: Config, base: str, context: Context) -> str | None:
+    """The interpreter uWSGI embeds for this config: its home's, else the one uWSGI was
+    installed with (a uwsgi in a virtualenv finds that virtualenv: pyvenv.cfg)."""
+    home = config.last(*VIRTUALENV_KEYS)
+    if home is not None:
+        if not home.resolved:
+            return None
+        folder = Path(join(base, home.value)) / "bin"
+    elif context.machine.binary:
+        folder = Path(context.machine.binary).parent
+    else:
+        return None
+    return next((str(folder / n) for n in ("python3", "python") if (folder / n).exists()), None)

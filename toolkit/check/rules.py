@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from toolkit.check.apps import (
     app_without_need_app,
+    imports_missing,
     module_not_found,
     output_hidden,
     router_with_workers,
@@ -99,6 +100,7 @@ RULES = (
     Rule("V213", Weight.ERROR, "placeholder math with parentheses", one=math_with_parentheses),
     Rule("W600", Weight.WARNING, "router-only vassal with workers", one=router_with_workers),
     Rule("W601", Weight.MACHINE, "module not found", one=module_not_found),
+    Rule("P407", Weight.MACHINE, "what the app imports is not installed", one=imports_missing),
     Rule("W602", Weight.WARNING, "app vassal without need-app", one=app_without_need_app),
     Rule("W603", Weight.WARNING, "output hidden from the Emperor", one=output_hidden),
     Rule("X300", Weight.MACHINE, "http-to no vassal binds", many=unbound_backend),
