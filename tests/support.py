@@ -96,6 +96,11 @@ def port_closed(port: int) -> Callable[[], bool]:
     return check
 
 
+def port_open(port: int) -> Callable[[], bool]:
+    closed = port_closed(port)
+    return lambda: not closed()
+
+
 def uwsgi_pids(under: Path | None = None) -> set[int]:
     """Live uwsgi processes; with `under`, only those whose command line names a path there."""
     pids = set()

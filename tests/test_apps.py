@@ -137,6 +137,50 @@ def test_a_stock_django_project_from_deploy_ini_alone(django_project: Path, tmp_
             no_internal_headers(answer)
 
 
+def test_a_django_settings_package_deploys_its_production_settings(tmp_path: Path) -> None:
+    """settings/ as a package (base, dev, production), manage.py naming dev: new --app
+    deploys production, finds STATIC_ROOT through its star import, and DEBUG is off."""
+    run(sys.executable, "-m", "django", "startproject", "mysite", cwd=tmp_path)
+    project = tmp_path / "mysite"
+    package = project / "mysite" / "settings"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    flat = project / "mysite" / "settings.py"
+    base = flat.read_text().replace(".resolve().parent.parent", ".resolve().parent.parent.parent")
+    (package / "base.py").write_text(base + '\nSTATIC_ROOT = BASE_DIR / "staticfiles"\n')
+    flat.unlink()
+    (package / "dev.py").write_text("from .base import *\n\nDEBUG = True\n")
+    (package / "production.py").write_text(
+        'from .base import *\n\nDEBUG = False\nALLOWED_HOSTS = ["127.0.0.1", "localhost"]\n'
+    )
+    for name in ("manage.py", "mysite/wsgi.py"):
+        path = project / name
+        path.write_text(
+            re.sub(r"(['\"])mysite\.settings\1", r"\1mysite.settings.dev\1", path.read_text())
+        )
+    run(sys.executable, "manage.py", "collectstatic", "--noinput", cwd=project)
+    run(sys.executable, "manage.py", "migrate", "-v0", cwd=project)
+    own_virtualenv(project)
+    deployment = tmp_path / "deploy"
+    made = run_toolkit("new", deployment, "--app", project)
+    assert made.returncode == 0, made.stderr
+    assert (
+        "env = DJANGO_SETTINGS_MODULE=mysite.settings.production  (mysite/settings/production.py:"
+        " manage.py line 9 names mysite.settings.dev, for development)"
+    ) in made.stdout
+    assert (
+        "static_maps = /static/=../mysite/staticfiles  (STATIC_URL and STATIC_ROOT in "
+        "mysite/settings/production.py)"
+    ) in made.stdout
+    assert not (deployment / "secrets.env").exists(), "production sets its key and hosts"
+    port, app_port = free_ports(2)
+    for _ in up(deployment, [port, app_port]):
+        assert b"<title>Log in" in get(port, "/admin/login/").body
+        assert get(port, "/static/admin/css/base.css").status == 200
+        missing = get(port, "/no-such-page/")
+        assert missing.status == 404 and b"URLconf" not in missing.body, "DEBUG is off"
+
+
 @pytest.fixture
 def flask_app(tmp_path: Path) -> Path:
     """A Flask app in a folder of its own, with its own virtualenv (.venv) made by the Python

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -11,6 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,6 +187,54 @@ def test_status_is_a_health_check(tmp_path: Path) -> None:
             timeout=30,
         )
         assert run_toolkit("status", root, "uwsgi").returncode == ExitCode.NOT_SERVING
+    finally:
+        run_toolkit("down", root)
+
+
+HANGING_APP = """import pathlib, time
+
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/hang":
+        pathlib.Path({marker!r}).write_text("hanging")
+        time.sleep(600)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_a_reload_waits_for_a_hung_worker_no_longer_than_reload_mercy(tmp_path: Path) -> None:
+    """A graceful reload lets the worker finish its request, for reload_mercy seconds (2
+    here; uWSGI alone waits 60): the hung request is cut and the app serves again."""
+    root = tmp_path / "site"
+    port, app_port = free_ports(2)
+    assert run_toolkit("new", root).returncode == 0
+    marker = tmp_path / "hanging"
+    (root / "code" / "app.py").write_text(HANGING_APP.format(marker=str(marker)))
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(f"http_port = {port}\napp_port = {app_port}\nreload_mercy = 2\n")
+        stream.write("processes = 1\ncheaper = 0\nthreads = 1\n")
+    assert "worker-reload-mercy = 2" in run_toolkit("render", root, "--diff").stdout
+    assert run_toolkit("up", root, "--detach").returncode == 0
+    outcome: list[object] = []
+
+    def hang() -> None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hang", timeout=120) as reply:
+                outcome.append(reply.status)
+        except (OSError, http.client.HTTPException) as error:
+            outcome.append(error)
+
+    client = threading.Thread(target=hang, daemon=True)
+    client.start()
+    try:
+        wait_for(marker.is_file, what="the request hanging in the only worker")
+        reloaded = run_toolkit("reload", root, "uwsgi", "--wait", "--timeout", "30")
+        assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+        client.join(60)
+        assert outcome and outcome[0] != 200, "the hung request was cut, not answered"
+        wait_for(serving(port), what="the app serving again")
+        assert get(port).body == b"ok"
     finally:
         run_toolkit("down", root)
 

@@ -1,19 +1,23 @@
-"""Releases of real apps that nobody here wrote, installed in the test: the Flask tutorial
-app (flaskr, from the Flask sdist's examples/tutorial) and a Wagtail site (`wagtail start`).
+"""Real apps that nobody here wrote, installed in the test: the Flask tutorial app (flaskr,
+from the Flask sdist's examples/tutorial), a Wagtail site (`wagtail start`), the Pyramid
+starter project (from the Pyramid sdist's docs) and a FastAPI app through a2wsgi.
 
-For each: `toolkit new --app`, `up --detach`, a write through the router, a release of a
-change to code and to a stylesheet, another write, a rollback. Every write is still served
-after both, each stylesheet ships with its code, and migrations run once."""
+For each: `toolkit new --app`, `up --detach`, a page through the router. For flaskr and
+Wagtail also a write, a release of a change to code and to a stylesheet, another write, a
+rollback: every write is still served after both, each stylesheet ships with its code, and
+migrations run once."""
 
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tarfile
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -23,7 +27,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_ports, get, own_virtualenv, run_toolkit
+from tests.support import (
+    UWSGI,
+    Processes,
+    free_ports,
+    get,
+    own_virtualenv,
+    run_toolkit,
+    wait_for,
+)
 
 
 def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -74,13 +86,17 @@ class Browser:
             return str(answer.read().decode())
 
 
-def deploy(app: Path, root: Path) -> tuple[int, str]:
-    """`toolkit new --app`, two free ports, `up --detach`: (the router's port, new's output)."""
+def deploy(app: Path, root: Path, *prepare: tuple[str, ...]) -> tuple[int, str]:
+    """`toolkit new --app`, two free ports, each `prepare` command run as the app runs
+    (`toolkit run`), `up --detach`: (the router's port, new's output)."""
     made = run_toolkit("new", root, "--app", app)
     assert made.returncode == 0, made.stderr
     port, app_port = free_ports(2)
     with (root / "deploy.ini").open("a") as stream:
         stream.write(f"http_port = {port}\napp_port = {app_port}\n")
+    for command in prepare:
+        done = run_toolkit("run", root, "--", *command)
+        assert done.returncode == 0, done.stdout + done.stderr
     started = run_toolkit("up", root, "--detach")
     assert started.returncode == 0, started.stderr + started.stdout
     return port, made.stdout
@@ -221,10 +237,21 @@ def test_wagtail_keeps_every_image_through_a_migrating_release_and_a_rollback(
     app = tmp_path / "mysite"
     shutil.copytree(wagtail_site, app, symlinks=True)
     root = tmp_path / "deploy"
-    port, found = deploy(app, root)
+    # Production settings hash static file names (ManifestStaticFilesStorage): collected
+    # with them, as the app runs, before the first start.
+    port, found = deploy(app, root, ("python", "manage.py", "collectstatic", "--noinput"))
+    assert "mysite/settings/production.py: manage.py line 9 names mysite.settings.dev" in found
+    assert "env = DJANGO_SETTINGS_MODULE=deployment_settings" in found
+    assert (root / "secrets.env").stat().st_mode & 0o777 == 0o600
+    assert "/static/=../mysite/static, /media/=../mysite/media" in found
     assert "shared = db.sqlite3, media/" in found
     assert "python manage.py migrate --noinput, python manage.py collectstatic --noinput" in found
     try:
+        missing = urllib.request.Request(f"http://127.0.0.1:{port}/no-such-page/")
+        with pytest.raises(urllib.error.HTTPError) as not_found:
+            urllib.request.urlopen(missing, timeout=30)
+        assert not_found.value.code == 404
+        assert b"URLconf" not in not_found.value.read(), "DEBUG is off in production"
         browser = Browser(port)
         login(browser)
         first = upload(browser, "before")
@@ -264,3 +291,102 @@ def test_wagtail_keeps_every_image_through_a_migrating_release_and_a_rollback(
         assert (root / "shared" / "media" / "original_images" / "before.png").is_file()
     finally:
         run_toolkit("down", root)
+
+
+# --- Pyramid, from the starter project in the Pyramid sdist --------------------------------
+
+
+@pytest.fixture(scope="session")
+def pyramid_starter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/narr/myproject from the sdist of the Pyramid installed here: the project the
+    pyramid-cookiecutter-starter makes, as Pyramid's own docs ship it."""
+    folder = tmp_path_factory.mktemp("pyramid-sdist")
+    pyramid = version("pyramid")
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+    run(*pip, f"pyramid=={pyramid}", "-d", folder, cwd=folder)
+    with tarfile.open(folder / f"pyramid-{pyramid}.tar.gz") as archive:
+        archive.extractall(folder, filter="data")
+    return folder / f"pyramid-{pyramid}" / "docs" / "narr" / "myproject"
+
+
+def test_the_pyramid_starter_from_new_to_a_page(pyramid_starter: Path, tmp_path: Path) -> None:
+    app = tmp_path / "myproject"
+    shutil.copytree(pyramid_starter, app)
+    python = own_virtualenv(app)
+    # As its README says: the project installed into its virtualenv (egg:myproject).
+    run(python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", ".",
+        cwd=app)  # fmt: skip
+    root = tmp_path / "deploy"
+    port, found = deploy(app, root)
+    assert "found a pyramid app" in found
+    assert "paste = ../myproject/production.ini  (production.ini: [app:main])" in found
+    assert "static_maps = /static/=../myproject/myproject/static" in found
+    try:
+        page = get(port, "/")
+        assert page.status == 200 and b"Pyramid" in page.body
+        theme = get(port, "/static/theme.css")
+        assert theme.body == (app / "myproject" / "static" / "theme.css").read_bytes()
+        assert get(port, "/production.ini").status == 404
+    finally:
+        run_toolkit("down", root)
+
+
+# --- FastAPI through a2wsgi --------------------------------------------------------------
+
+FASTAPI_APP = """from a2wsgi import ASGIMiddleware
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+def hello() -> dict[str, str]:
+    return {"hello": "fastapi"}
+
+
+application = ASGIMiddleware(app)
+"""
+
+
+def test_fastapi_through_a2wsgi_is_loaded_in_each_worker(
+    tmp_path: Path, processes: Processes
+) -> None:
+    """new --app finds the adapter and sets lazy_apps; check refuses the app without it,
+    and real uWSGI shows why: loaded in the master, the app never answers."""
+    app = tmp_path / "api"
+    app.mkdir()
+    (app / "main.py").write_text(FASTAPI_APP)
+    own_virtualenv(app)
+    root = tmp_path / "deploy"
+    port, found = deploy(app, root)
+    assert "app_module = main:application  (main.py line 12" in found
+    assert "lazy_apps = true  (a2wsgi starts the app's event loop in a thread" in found
+    try:
+        answer = get(port, "/")
+        assert answer.status == 200 and json.loads(answer.body) == {"hello": "fastapi"}
+        refused = run_toolkit("render", root, "--set", "lazy_apps=false")
+        assert refused.returncode == 1
+        assert "W604 error: main serves an ASGI app through a2wsgi" in refused.stderr
+    finally:
+        run_toolkit("down", root)
+    # What W604 says, held against uWSGI and a2wsgi themselves, without toolkit.
+    for lazy, answers in (("false", False), ("true", True)):
+        alone = free_ports(1)[0]
+        ini, log = tmp_path / f"lazy-{lazy}.ini", tmp_path / f"lazy-{lazy}.log"
+        ini.write_text(
+            f"[uwsgi]\nhttp-socket = 127.0.0.1:{alone}\nmaster = true\nprocesses = 1\n"
+            f"pythonpath = {app}\nvirtualenv = {app / '.venv'}\nmodule = main:application\n"
+            f"need-app = true\nlazy-apps = {lazy}\nlogto = {log}\n"
+        )
+        processes.start(UWSGI, "--ini", ini)
+        wait_for(
+            lambda log=log: log.is_file() and "WSGI app 0 (mountpoint='') ready" in log.read_text(),
+            what=f"the app loaded with lazy-apps = {lazy}",
+            timeout=60,
+        )
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{alone}/", timeout=5) as reply:
+                answered = reply.status == 200
+        except TimeoutError:
+            answered = False
+        assert answered is answers, f"lazy-apps = {lazy}: {log.read_text()[-2000:]}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -96,6 +97,13 @@ ABOUT: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "releases": ("List the releases.", ("toolkit releases site --json",)),
+    "run": (
+        "Run a command as the app runs.",
+        (
+            "toolkit run site -- python manage.py createsuperuser",
+            "toolkit run -C site -- python manage.py collectstatic --noinput",
+        ),
+    ),
     "compress": (
         "Gzip static files for static-gzip-all.",
         (
@@ -279,7 +287,8 @@ def new(
     for path, what in report.files:
         say(f"{what:<12}{path}")
     if report.detected is not None:
-        say(f"found a {report.detected.kind} app:")
+        kind = report.detected.kind
+        say(f"found {'an' if kind[0] in 'aeiou' else 'a'} {kind} app:")
         for name, value in report.detected.values.items():
             shown = value or '""'
             say(f"  {name} = {shown}  ({report.detected.how[name]})")
@@ -671,7 +680,10 @@ def check_configs(
 
     targets = files_to_check([*(paths or []), *([dir_option] if dir_option else [])] or [Path(".")])
     context = context_for(uwsgi_executable(uwsgi), here=here or targets.deployment)
-    configs = [uwsgi_config.load(path, context.machine, section) for path, section in targets.files]
+    configs = [
+        uwsgi_config.load(path, context.machine, section, text=targets.unrendered.get(path))
+        for path, section in targets.files
+    ]
     problems = check(configs, context)
     files = [path for path, _ in targets.files]
     errors = sum(p.severity is Severity.ERROR for p in problems)
@@ -687,6 +699,8 @@ def check_configs(
     else:
         for problem in problems:
             say(str(problem), "red" if problem.severity is Severity.ERROR else "yellow")
+        if targets.unrendered:
+            say("(not rendered yet: checked what `toolkit render` would write)")
         say(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
     raise typer.Exit(ExitCode.PROBLEMS if errors else ExitCode.OK)
 
@@ -778,6 +792,48 @@ def list_releases(
         for r in found
     ]
     say(table(["  release", "source", "commit", "when"], rows) if rows else "no releases yet")
+
+
+@app.command(
+    name="run",
+    **about("run"),
+    context_settings={"ignore_unknown_options": True, **HELP_OPTIONS},
+)
+@handled
+def run_command(
+    arguments: Annotated[
+        list[str], typer.Argument(help="[DIR] [--] COMMAND...: what to run, in the app's folder.")
+    ],
+    dir_option: DirOption = None,
+) -> None:
+    """Run a command in the live code's folder (the live release's, else the app's) with the
+    environment the app runs with: env, env_file, the deployment's own modules, and its
+    virtualenv (else the system's Python) first on PATH. Exits with the command's code."""
+    from toolkit import release_phase
+
+    given = list(arguments)
+    folder = Path(".")
+    if dir_option is None and given and (Path(given[0]) / "deploy.ini").is_file():
+        folder = Path(given.pop(0))
+    given = given[1:] if given[:1] == ["--"] else given
+    if not given:
+        raise ToolkitError("name the command to run", hint="toolkit run DIR -- COMMAND...")
+    deployment = _deployment(folder, dir_option)
+    values = deployment.load().values
+    code = release_phase.code_folder(values, deployment.root)
+    env = release_phase.environment(values, deployment.root)
+    warn(f"toolkit: running in {code}")
+    words = release_phase.argv(shlex.join(given))
+    sys.stdout.flush()
+    try:
+        os.chdir(code)
+        os.execvpe(words[0], words, env)
+    except OSError as error:
+        raise ToolkitError(
+            f"cannot run {given[0]!r}: {error.strerror}",
+            file=code,
+            hint="name a program on the app's PATH (its virtualenv's bin first)",
+        ) from None
 
 
 @app.command(name="compress", **about("compress"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -190,7 +190,8 @@ def new(
         )
     given = {name: (value, detected.how[name]) for name, value in detected.values.items()}
     text = deploy_ini_text(recipe, settings.defaults(recipe), given)
-    return NewReport(scaffold(recipe, root, text, force, example=False), detected)
+    files = scaffold(recipe, root, text, force, example=False, extra=detected.files)
+    return NewReport(files, detected)
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ class CheckTargets:
 
     files: list[tuple[Path, str]]
     deployment: bool
+    # Vassals not rendered yet, checked as `render` would write them (path: text).
+    unrendered: dict[Path, str] = field(default_factory=dict)
 
 
 def files_to_check(paths: list[Path]) -> CheckTargets:
@@ -208,6 +211,7 @@ def files_to_check(paths: list[Path]) -> CheckTargets:
     from toolkit import uwsgi_config, uwsgi_ini
 
     found: list[tuple[Path, str]] = []
+    unrendered: dict[Path, str] = {}
     deployment = False
     for path in paths:
         if path.is_file():
@@ -218,7 +222,15 @@ def files_to_check(paths: list[Path]) -> CheckTargets:
         elif (path / "deploy.ini").is_file():
             deployment = True
             loaded = Deployment(path)
-            found += [(p, uwsgi_ini.SECTION) for p in loaded.vassal_files(loaded.load().recipe)]
+            variables = loaded.load()
+            rendered = loaded.vassal_files(variables.recipe)
+            if not rendered:
+                from toolkit.pipeline import plan
+
+                planned = {c.path: c.new for c in plan(loaded, variables) if c.new is not None}
+                unrendered.update(planned)
+                rendered = list(planned)
+            found += [(p, uwsgi_ini.SECTION) for p in rendered]
         elif path.is_dir():
             files = sorted([*path.glob("*.ini"), *path.glob("*/uwsgi.ini")])
             found += [(p, uwsgi_ini.SECTION) for p in files]
@@ -237,4 +249,4 @@ def files_to_check(paths: list[Path]) -> CheckTargets:
             file=", ".join(map(str, paths)),
             hint="render the deployment first, or name the .ini files",
         )
-    return CheckTargets(found, deployment)
+    return CheckTargets(found, deployment, unrendered)

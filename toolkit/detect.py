@@ -18,6 +18,8 @@ SETTINGS_DEFAULT = re.compile(
     r"""os\.environ\.setdefault\(\s*["']DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']"""
 )
 VIRTUALENV_NAMES = (".venv", "venv", "env", ".env")
+# A setting assigned a value read at run time (os.environ[...]): set, but not known here.
+UNKNOWN = object()
 SKIPPED_FOLDERS = {".git", "__pycache__", "node_modules", *VIRTUALENV_NAMES}
 
 
@@ -29,6 +31,8 @@ class Detected:
     values: dict[str, str] = field(default_factory=dict)
     how: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Files of the deployment's own that the app needs (path in it: text, mode).
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def set(self, name: str, value: str, how: str) -> None:
         self.values[name] = value
@@ -51,15 +55,160 @@ def detect(app: Path, deployment: Path, module: str | None = None) -> Detected:
     if not app.is_dir():
         raise ToolkitError("no such app folder", file=app, hint="give the folder of your project")
     if module:
-        found = Detected("wsgi")
-        found.set("app_module", module, "given with --module")
+        found = _given(app, deployment, module)
     elif (app / "manage.py").is_file():
         found = _django(app, deployment)
+    elif (paste := _paste_file(app)) is not None:
+        found = _pyramid(app, paste, deployment)
     else:
-        found = _flask(app, deployment)
+        found = _asgi(app, deployment) or _flask(app, deployment)
     found.set("pythonpath", relative(app, deployment), f"the app folder {app}")
     _virtualenv(app, deployment, found)
     return found
+
+
+# --- a module the user names ---------------------------------------------------------------
+
+
+def _given(app: Path, deployment: Path, module: str) -> Detected:
+    """`--module`: the app's own static/ folder if it has one (never the deployment's, which
+    a deployment for an existing app does not have)."""
+    if module.startswith("config:"):
+        raise ToolkitError(
+            f"--module {module} names a PasteDeploy file, not a module",
+            hint="leave --module out: toolkit finds production.ini and serves it with `paste`",
+        )
+    found = Detected("wsgi")
+    found.set("app_module", module, "given with --module")
+    _static_folder(app, deployment, found, "the app's static/ folder, at /static/")
+    if (path := _module_file(app, module.split(":")[0])) is not None and _adapts_asgi(path):
+        _lazy_for_asgi(found)
+    return found
+
+
+def _static_folder(app: Path, deployment: Path, found: Detected, how: str) -> None:
+    static = app / "static"
+    if static.is_dir():
+        found.set("static_maps", f"/static/={relative(static, deployment)}", how)
+    found.set("static_dir", "", "nothing is served at / but the app")
+
+
+# --- ASGI apps through a WSGI adapter -----------------------------------------------------
+
+# What wraps an ASGI app (FastAPI, Starlette) into a WSGI callable uWSGI can serve.
+ASGI_ADAPTERS = frozenset({"ASGIMiddleware", "a2wsgi.ASGIMiddleware"})
+ASGI_APPS = frozenset(
+    {"FastAPI", "fastapi.FastAPI", "Starlette", "starlette.applications.Starlette"}
+)
+
+
+def _asgi(app: Path, deployment: Path) -> Detected | None:
+    """`application = ASGIMiddleware(app)` (a2wsgi): served as WSGI, loaded in each worker.
+    An ASGI app with no adapter is refused: uWSGI speaks WSGI only."""
+    bare: tuple[str, Path, int] | None = None
+    for module, path in _python_modules(app):
+        try:
+            tree = ast.parse(_source(path))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+                continue
+            target, called = node.targets[0], ast.unparse(node.value.func)
+            if not isinstance(target, ast.Name):
+                continue
+            if called in ASGI_ADAPTERS:
+                found = Detected("asgi")
+                found.set(
+                    "app_module",
+                    f"{module}:{target.id}",
+                    f"{relative(path, app)} line {node.lineno}: {target.id} = {called}(...)",
+                )
+                _lazy_for_asgi(found)
+                _static_folder(app, deployment, found, "the app's static/ folder, at /static/")
+                return found
+            if called in ASGI_APPS and bare is None:
+                bare = (called, path, node.lineno)
+    if bare is not None:
+        called, path, line = bare
+        raise ToolkitError(
+            f"{relative(path, app)} line {line} makes an ASGI app ({called}), and uWSGI "
+            "serves WSGI only",
+            file=path,
+            hint="wrap it: `from a2wsgi import ASGIMiddleware` and "
+            "`application = ASGIMiddleware(app)`, then run `toolkit new` again",
+        )
+    return None
+
+
+def _adapts_asgi(path: Path) -> bool:
+    return "ASGIMiddleware" in _source(path)
+
+
+def _lazy_for_asgi(found: Detected) -> None:
+    found.set(
+        "lazy_apps",
+        "true",
+        "a2wsgi starts the app's event loop in a thread when the module is imported; "
+        "imported once in uWSGI's master, that thread is gone in the forked workers and "
+        "every request would hang",
+    )
+
+
+# --- Pyramid (PasteDeploy) ----------------------------------------------------------------
+
+PASTE_FILES = ("production.ini", "development.ini")
+APP_SECTION = re.compile(r"^\[app:main\]\s*$", re.MULTILINE)
+EGG = re.compile(r"^use\s*=\s*egg:([\w.-]+)", re.MULTILINE)
+STATIC_VIEW = re.compile(
+    r"""add_static_view\(\s*(?:name\s*=\s*)?['"]([^'"]+)['"]\s*,\s*(?:path\s*=\s*)?['"]([^'"]+)['"]"""
+)
+
+
+def _paste_file(app: Path) -> Path | None:
+    """The PasteDeploy file to serve: production.ini, else development.ini, with [app:main]."""
+    for name in PASTE_FILES:
+        path = app / name
+        if path.is_file() and APP_SECTION.search(_source(path)):
+            return path
+    return None
+
+
+def _pyramid(app: Path, paste: Path, deployment: Path) -> Detected:
+    """A Pyramid app (the cookiecutter starter's layout): uWSGI builds it from its
+    PasteDeploy file (`paste = config:FILE`), which names the app as an installed egg."""
+    text = _source(paste)
+    found = Detected("pyramid")
+    development = "" if paste.name == PASTE_FILES[0] else "; no production.ini: development's"
+    found.set("paste", relative(paste, deployment), f"{paste.name}: [app:main]{development}")
+    found.set("static_dir", "", "Pyramid serves no folder at /")
+    egg = EGG.search(text)
+    package = app / (egg.group(1).replace("-", "_") if egg else "")
+    if egg and package.is_dir():
+        _pyramid_static(app, package, deployment, found)
+        found.notes.append(
+            f"{paste.name} loads egg:{egg.group(1)}: install the app into its virtualenv "
+            "(pip install -e .), as Pyramid's README says"
+        )
+    return found
+
+
+def _pyramid_static(app: Path, package: Path, deployment: Path, found: Detected) -> None:
+    """`config.add_static_view('static', 'static')` (or 'pkg:static'): served by uWSGI."""
+    for path in sorted(package.rglob("*.py")):
+        for name, where in STATIC_VIEW.findall(_source(path)):
+            if "://" in name:
+                continue
+            spec_package, colon, folder = where.rpartition(":")
+            base = app / spec_package.replace(".", "/") if colon else path.parent
+            static = base / folder
+            if static.is_dir():
+                found.set(
+                    "static_maps",
+                    f"/{name.strip('/')}/={relative(static, deployment)}",
+                    f"{relative(path, app)}: add_static_view({name!r}, {where!r})",
+                )
+                return
 
 
 # --- Django ---------------------------------------------------------------------------------
@@ -76,24 +225,30 @@ def _django(app: Path, deployment: Path) -> Detected:
             file=manage,
             hint="pass --module PROJECT.wsgi:application",
         )
-    settings_module = match.group(1)
+    manage_settings = match.group(1)
     line = text.count("\n", 0, match.start()) + 1
-    project = settings_module.split(".")[0]
-    if not (app / project / "wsgi.py").is_file():
+    project = manage_settings.split(".")[0]
+    wsgi = app / project / "wsgi.py"
+    if not wsgi.is_file():
         raise ToolkitError(
             f"no {project}/wsgi.py beside manage.py",
             file=app,
             hint="pass --module PACKAGE.wsgi:application",
         )
     found.set("app_module", f"{project}.wsgi:application", f"{project}/wsgi.py")
-    found.set("env", f"DJANGO_SETTINGS_MODULE={settings_module}", f"manage.py line {line}")
+    named = {manage_settings: f"manage.py line {line}"}
+    if wsgi_match := SETTINGS_DEFAULT.search(_source(wsgi)):
+        named.setdefault(wsgi_match.group(1), f"{project}/wsgi.py")
+    settings_module, settings_how = _production_settings(app, named)
     found.set("static_dir", "", "Django serves no folder at /")
     settings_file = _module_file(app, settings_module)
     if settings_file is None:
+        found.set("env", f"DJANGO_SETTINGS_MODULE={settings_module}", settings_how)
         found.notes.append(f"settings module {settings_module} not found: no static maps")
         return found
     names = _settings(settings_file, app, settings_module)
     where = relative(settings_file, app)
+    _django_production(settings_module, settings_how, names, where, found)
     maps, how = [], []
     for url_name, root_name in (("STATIC_URL", "STATIC_ROOT"), ("MEDIA_URL", "MEDIA_ROOT")):
         url, root = names.get(url_name), names.get(root_name)
@@ -117,6 +272,82 @@ def _django(app: Path, deployment: Path) -> Detected:
         found.set("static_maps", ", ".join(maps), "; ".join(how))
     _django_releases(app, names, where, found)
     return found
+
+
+# Settings modules named for development; a package of settings usually has production ones.
+DEVELOPMENT_NAMES = frozenset({"dev", "development", "local", "test", "testing", "debug"})
+PRODUCTION_NAMES = ("production", "prod", "live", "deploy")
+# The module toolkit writes when production settings leave values to the deployment.
+DEPLOYMENT_SETTINGS = "deployment_settings"
+DEPLOYMENT_PYTHON = "python"
+SECRETS_FILE = "secrets.env"
+LOCAL_HOSTS = "127.0.0.1,localhost"
+
+
+def _production_settings(app: Path, named: dict[str, str]) -> tuple[str, str]:
+    """The settings to deploy with: one that manage.py or wsgi.py names, unless it is for
+    development and its package has production settings beside it (`wagtail start` names
+    settings.dev in both, and has settings/production.py)."""
+    for module, where in named.items():
+        if module.rpartition(".")[2] not in DEVELOPMENT_NAMES:
+            return module, where
+    first, where = next(iter(named.items()))
+    package = first.rpartition(".")[0]
+    for name in PRODUCTION_NAMES:
+        candidate = f"{package}.{name}"
+        if package and _module_file(app, candidate) is not None:
+            return candidate, (
+                f"{candidate.replace('.', '/')}.py: {where} names {first}, for development"
+            )
+    return first, where
+
+
+def _django_production(
+    module: str, how: str, names: dict[str, object], where: str, found: Detected
+) -> None:
+    """What the production settings leave to the deployment: a SECRET_KEY and the hosts it
+    answers for (Django refuses to start without the first, and answers 400 to every request
+    without the second when DEBUG is off). toolkit writes a settings module of the
+    deployment's own that takes them from the environment, and an env file with a new key."""
+    missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS") if not names.get(name)]
+    if names.get("DEBUG") is True:
+        found.notes.append(f"{where} sets DEBUG = True: not for production")
+    if not missing:
+        found.set("env", f"DJANGO_SETTINGS_MODULE={module}", how)
+        return
+    import secrets
+
+    lines = [
+        f'"""The settings this deployment runs: {module}, and what it leaves to the',
+        "deployment, from the environment (env_file). Written by `toolkit new --app`;",
+        'yours to edit."""',
+        "",
+        "import os",
+        "",
+        f"from {module} import *  # noqa: F403",
+        "",
+    ]
+    environment = []
+    if "SECRET_KEY" in missing:
+        lines.append('SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]')
+        environment.append(f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}")
+    if "ALLOWED_HOSTS" in missing:
+        lines.append('ALLOWED_HOSTS = os.environ["DJANGO_ALLOWED_HOSTS"].split(",")')
+        environment.append(f"DJANGO_ALLOWED_HOSTS={LOCAL_HOSTS}")
+    found.files[f"{DEPLOYMENT_PYTHON}/{DEPLOYMENT_SETTINGS}.py"] = ("\n".join(lines) + "\n", 0o644)
+    found.files[SECRETS_FILE] = (
+        "# What the app reads from its environment: NAME=value, as written. Secrets: keep\n"
+        "# this file out of version control.\n" + "\n".join(environment) + "\n",
+        0o600,
+    )
+    leaves = " and ".join(missing)
+    found.set(
+        "env",
+        f"DJANGO_SETTINGS_MODULE={DEPLOYMENT_SETTINGS}",
+        f"{how}; it sets no {leaves}: {DEPLOYMENT_PYTHON}/{DEPLOYMENT_SETTINGS}.py adds them",
+    )
+    found.set("env_file", SECRETS_FILE, f"a new SECRET_KEY and the hosts, for {module}")
+    found.set("deployment_python", DEPLOYMENT_PYTHON, f"where {DEPLOYMENT_SETTINGS}.py lives")
 
 
 def _inside(path: object, app: Path) -> str | None:
@@ -155,7 +386,10 @@ def _django_releases(app: Path, names: dict[str, object], where: str, found: Det
             f"STATIC_ROOT in {where}: collectstatic builds it in each release",
         )
     found.set("release_commands", ", ".join(commands), "Django's migrations and static files")
-    urls = app.joinpath(*str(names.get("ROOT_URLCONF", "")).split(".")).with_suffix(".py")
+    urlconf = names.get("ROOT_URLCONF")
+    urls = app.joinpath(*(urlconf if isinstance(urlconf, str) else "").split(".")).with_suffix(
+        ".py"
+    )
     routes = _routes(urls) if urls.is_file() else None
     if routes is not None and "" not in routes and "admin/" in routes:
         found.set(
@@ -215,8 +449,7 @@ def _settings(
             target = node.targets[0]
             if isinstance(target, ast.Name):
                 value = _evaluate(node.value, names, path)
-                if value is not None:
-                    names[target.id] = value
+                names[target.id] = UNKNOWN if value is None else value
     return names
 
 
@@ -231,8 +464,10 @@ def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str | None:
 
 def _evaluate(node: ast.expr, names: dict[str, object], file: Path) -> object:
     """Just enough of Python for the ways settings files spell paths (and DATABASES)."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | bool | int):
         return node.value
+    if isinstance(node, ast.List | ast.Tuple):
+        return [_evaluate(item, names, file) for item in node.elts]
     if isinstance(node, ast.Dict):
         return {
             key.value: _evaluate(value, names, file)

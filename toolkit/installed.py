@@ -1,4 +1,5 @@
-"""Which uwsgi executable toolkit runs: the one the `uwsgi` package put beside this Python."""
+"""Which uwsgi executable toolkit runs (the one the `uwsgi` package put beside this Python),
+and which Python an app without a virtualenv runs on."""
 
 from __future__ import annotations
 
@@ -22,3 +23,9 @@ def uwsgi_executable(given: Path | None = None) -> Path:
             "no uwsgi executable found", hint="pip install uwsgi, or pass --uwsgi PATH"
         )
     return Path(found).resolve()
+
+
+def system_python() -> str:
+    """The Python an app without a virtualenv runs on: the one toolkit's virtualenv was made
+    from (uwsgi, installed beside toolkit, embeds it), or "" when toolkit runs on it."""
+    return sys.base_prefix if sys.prefix != sys.base_prefix else ""

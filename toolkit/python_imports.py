@@ -72,12 +72,20 @@ def required_imports(path: Path, dotted: str, folders: list[str]) -> set[str]:
     return needed
 
 
-def _parse(path: Path) -> ast.Module | None:
+def source(path: Path) -> str:
+    """A Python file's text; "" when it cannot be read (a FIFO, too large, gone)."""
     from toolkit.files import read_regular
 
     try:
-        return ast.parse(read_regular(path, "source file"))
-    except (OSError, ToolkitError, SyntaxError, ValueError):
+        return read_regular(path, "source file").decode(errors="replace")
+    except (OSError, ToolkitError):
+        return ""
+
+
+def _parse(path: Path) -> ast.Module | None:
+    try:
+        return ast.parse(source(path))
+    except (SyntaxError, ValueError):
         return None
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.apply import write_atomically
+from toolkit.apply import FILE_MODE, write_atomically
 from toolkit.errors import ToolkitError
 
 DEFAULT_RECIPE = "ground-up"
@@ -183,10 +183,16 @@ def deploy_ini_text(
 
 
 def scaffold(
-    recipe: Recipe, target: Path, deploy_ini: str, force: bool, example: bool = True
+    recipe: Recipe,
+    target: Path,
+    deploy_ini: str,
+    force: bool,
+    example: bool = True,
+    extra: Mapping[str, tuple[str, int]] | None = None,
 ) -> list[tuple[Path, str]]:
     """Create a deployment folder from a recipe; never clobber a user's file unless forced.
-    Without `example`, the example app and static files stay out (the user has an app).
+    Without `example`, the example app and static files stay out (the user has an app);
+    `extra` files (path in the folder: text, mode) are what that app needs of its own.
 
     Returns each file with what happened to it: created, overwritten or kept.
     """
@@ -201,11 +207,13 @@ def scaffold(
         for name, source in recipe.scaffold_files().items()
         if example or name.parts[0] not in EXAMPLE_FOLDERS
     ]
+    modes = {target / name: mode for name, (_, mode) in (extra or {}).items()}
+    files += [(target / name, text) for name, (text, _) in (extra or {}).items()]
     report: list[tuple[Path, str]] = []
     for path, text in files:
         if path.exists() and not force:
             report.append((path, "kept"))
             continue
         report.append((path, "overwritten" if path.exists() else "created"))
-        write_atomically(path, text)
+        write_atomically(path, text, modes.get(path, FILE_MODE))
     return report

@@ -23,13 +23,15 @@ from toolkit import env_loader
 from toolkit.emperor.child import kill_group
 from toolkit.errors import ExitCode, ToolkitError
 from toolkit.files import read_regular
+from toolkit.installed import system_python
 
 PREFIX = "release | "
 
 
 def environment(values: Mapping[str, Any], root: Path) -> dict[str, str]:
     """What the app vassal's processes see: this environment without UWSGI_* (uWSGI reads
-    those as options), `env`, the env file's lines and the virtualenv first on PATH."""
+    those as options), `env`, the env file's lines, the deployment's own modules on
+    PYTHONPATH and the virtualenv's (else the system Python's) bin first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGI_")}
     for item in values.get("env") or []:
         name, _, value = item.partition("=")
@@ -39,13 +41,26 @@ def environment(values: Mapping[str, Any], root: Path) -> dict[str, str]:
         path = root / env_file
         found = env_loader.variables(read_regular(path, "env file"), str(path))
         env.update({os.fsdecode(k): os.fsdecode(v) for k, v in found.items()})
+    deployment_python = str(values.get("deployment_python") or "")
+    if deployment_python:  # as the vassal's second pythonpath: the deployment's settings
+        paths = [str((root / deployment_python).resolve()), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     virtualenv = str(values.get("virtualenv") or "")
-    if virtualenv:
-        home = (root / virtualenv).resolve()
+    home = (root / virtualenv).resolve() if virtualenv else None
+    if home is not None:
         env["VIRTUAL_ENV"] = str(home)
+    else:  # the system's Python, as the vassal has (never toolkit's own virtualenv)
+        env.pop("VIRTUAL_ENV", None)
+        home = Path(system_python()) if system_python() else None
+    if home is not None:
         env["PATH"] = f"{home / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env.pop("PYTHONHOME", None)
     return env
+
+
+def code_folder(values: Mapping[str, Any], root: Path) -> Path:
+    """Where the app's code runs from: its pythonpath (the live release's, once one is)."""
+    return Path(os.path.normpath(root / str(values["pythonpath"])))
 
 
 def argv(command: str) -> list[str]:

@@ -88,6 +88,8 @@ def layer(
     }
     if base.get("static_dir"):
         found["static_dir"] = RawValue(served_from(str(base["static_dir"])), source)
+    if base.get("paste"):  # the app's PasteDeploy file ships with its code
+        found["paste"] = RawValue(served_from(str(base["paste"])), source)
     maps = [
         f"{prefix}={served_from(folder)}"
         for prefix, _, folder in (item.partition("=") for item in base.get("static_maps") or [])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ import jinja2
 
 from toolkit.catalog import cache_dir
 from toolkit.errors import ToolkitError
+from toolkit.installed import system_python
 from toolkit.recipes import Recipe, data_dir
 from toolkit.settings import uwsgi_magic
 
@@ -50,12 +50,6 @@ def environment(recipe: Recipe, overrides: Path | None = None) -> jinja2.Environ
     environment.globals["toolkit_env_loader"] = as_uwsgi_text(env_loader_path())
     environment.globals["system_python"] = as_uwsgi_text(system_python())
     return environment
-
-
-def system_python() -> str:
-    """The Python an app without a virtualenv runs on: the one toolkit's virtualenv was made
-    from (uwsgi, installed beside toolkit, embeds it), or "" when toolkit runs on it."""
-    return sys.base_prefix if sys.prefix != sys.base_prefix else ""
 
 
 def env_loader_path() -> str:

@@ -1,5 +1,6 @@
 """Rules on app vassals under an Emperor: workers where none can run, need-app, a module that does
-not import, output hidden from the Emperor."""
+not import or what it imports is not installed, an ASGI adapter loaded before the fork, output
+hidden from the Emperor."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from toolkit import python_imports
 from toolkit.check.keys import APP_KEYS, OUTPUT_REDIRECT_KEYS, VIRTUALENV_KEYS, inline_comment
 from toolkit.check.model import Context, Finding, at
 from toolkit.check.paths import base_folder, join
+from toolkit.check.reading import read_flag
 from toolkit.uwsgi_config import Config, Setting, atoi
 from toolkit.uwsgi_ini import WORKER_KEYS
 
@@ -108,10 +110,7 @@ def imports_missing(config: Config, context: Context) -> Iterator[Finding]:
     if app is None or not app.resolved or inline_comment(app):
         return
     base = base_folder(config, context.machine.cwd)
-    folders = [
-        *[join(base, s.value) for s in config.all("pythonpath", "python-path", "pp") if s.resolved],
-        base,
-    ]
+    folders = _import_folders(config, base)
     python = _python(config, base, context)
     if python is None:
         return
@@ -155,3 +154,34 @@ def _python(config: Config, base: str, context: Context) -> str | None:
     else:
         return None
     return next((str(folder / n) for n in ("python3", "python") if (folder / n).exists()), None)
+
+
+def _import_folders(config: Config, base: str) -> list[str]:
+    """Where the app's own modules are found: its pythonpath folders, then chdir's."""
+    pythonpath = config.all("pythonpath", "python-path", "pp")
+    return [*[join(base, s.value) for s in pythonpath if s.resolved], base]
+
+
+def asgi_adapter_without_lazy_apps(config: Config, context: Context) -> Iterator[Finding]:
+    """a2wsgi's ASGIMiddleware starts its event loop thread when it is created, at import.
+    Without lazy-apps uWSGI imports the app once in the master and forks: the workers have
+    no loop thread (fork copies only the calling thread), and every request waits forever."""
+    app = config.last("module", "wsgi")
+    if app is None or not app.resolved or _lazy(config):
+        return
+    base = base_folder(config, context.machine.cwd)
+    module = app.value.split(":")[0].strip()
+    path = python_imports.module_file(module, _import_folders(config, base))
+    if path is not None and "ASGIMiddleware" in python_imports.source(path):
+        yield at(
+            app,
+            f"{module} serves an ASGI app through a2wsgi's ASGIMiddleware, loaded once in the "
+            "master: its event loop thread does not survive the fork, and every request "
+            "would hang",
+            "add `lazy-apps = true` (lazy_apps = true in deploy.ini)",
+        )
+
+
+def _lazy(config: Config) -> bool:
+    setting = config.last("lazy-apps", "lazy")
+    return setting is not None and read_flag(setting.value).means == "true"

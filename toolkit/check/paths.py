@@ -29,6 +29,9 @@ CODE_FILES = re.compile(
     r"(\.py|\.pyc|\.env|\.sqlite3?|\.db|\.ini|\.cfg|\.toml|\.pem|\.key)$|^(\.git|\.env)$"
 )
 MAX_STATIC_SCAN = 20000
+# A PasteDeploy file (uwsgi_paste_loader, plugins/python/pyloader.c): `config:` then a path.
+PASTE_KEYS = ("paste", "ini-paste", "ini-paste-logged")
+PASTE_SCHEME = "config:"
 
 
 def base_folder(config: Config, cwd: Path) -> str:
@@ -53,6 +56,8 @@ def _path_settings(config: Config) -> Iterator[tuple[Setting, str]]:
             yield setting, setting.value
         elif setting.key == "static-map" and "=" in setting.value:
             yield setting, setting.value.partition("=")[2]
+        elif setting.key in PASTE_KEYS and setting.value.startswith(PASTE_SCHEME):
+            yield setting, setting.value[len(PASTE_SCHEME) :]
 
 
 def _missing(config: Config, context: Context) -> Iterator[tuple[Finding, bool]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from toolkit.check.apps import (
     app_without_need_app,
+    asgi_adapter_without_lazy_apps,
     imports_missing,
     module_not_found,
     output_hidden,
@@ -101,6 +102,12 @@ RULES = (
     Rule("W600", Weight.WARNING, "router-only vassal with workers", one=router_with_workers),
     Rule("W601", Weight.MACHINE, "module not found", one=module_not_found),
     Rule("P407", Weight.MACHINE, "what the app imports is not installed", one=imports_missing),
+    Rule(
+        "W604",
+        Weight.ERROR,
+        "ASGI adapter loaded before the fork",
+        one=asgi_adapter_without_lazy_apps,
+    ),
     Rule("W602", Weight.WARNING, "app vassal without need-app", one=app_without_need_app),
     Rule("W603", Weight.WARNING, "output hidden from the Emperor", one=output_hidden),
     Rule("X300", Weight.MACHINE, "http-to no vassal binds", many=unbound_backend),
