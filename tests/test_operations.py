@@ -239,6 +239,25 @@ def test_a_reload_waits_for_a_hung_worker_no_longer_than_reload_mercy(tmp_path: 
         run_toolkit("down", root)
 
 
+def test_run_is_the_command_in_the_apps_folder_with_the_apps_environment(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    assert run_toolkit("new", root).returncode == 0
+    (root / "secrets.env").write_text("FROM_FILE=a $(value) as written\n")
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write("env = GIVEN=1\nenv_file = secrets.env\n")
+    script = (
+        "import os, sys; print(os.getcwd()); print(os.environ['GIVEN'], os.environ['FROM_FILE']);"
+        " print(sys.prefix); sys.exit(3)"
+    )
+    done = run_toolkit("run", root, "--", "python", "-c", script)
+    assert done.returncode == 3, done.stderr
+    cwd, values, prefix = done.stdout.splitlines()
+    assert cwd == str(root / "code") and values == "1 a $(value) as written"
+    assert prefix == sys.base_prefix, "the system's Python, not toolkit's virtualenv"
+    missing = run_toolkit("run", root, "--", "no-such-program")
+    assert missing.returncode == 2 and "cannot run 'no-such-program'" in missing.stderr
+
+
 def test_what_up_was_told_stays_until_down(tmp_path: Path) -> None:
     """`up --set` values are kept while that Emperor runs: a later plain `render` says so and
     changes nothing; after `down`, deploy.ini's values are back."""

@@ -309,8 +309,11 @@ def _django_production(
     answers for (Django refuses to start without the first, and answers 400 to every request
     without the second when DEBUG is off). toolkit writes a settings module of the
     deployment's own that takes them from the environment, and an env file with a new key."""
-    missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS") if not names.get(name)]
-    if names.get("DEBUG") is True:
+    debug = names.get("DEBUG") is True
+    # With DEBUG on, Django answers localhost whatever ALLOWED_HOSTS says.
+    needed = ("SECRET_KEY",) if debug else ("SECRET_KEY", "ALLOWED_HOSTS")
+    missing = [name for name in needed if not names.get(name)]
+    if debug:
         found.notes.append(f"{where} sets DEBUG = True: not for production")
     if not missing:
         found.set("env", f"DJANGO_SETTINGS_MODULE={module}", how)
