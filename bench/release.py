@@ -247,6 +247,9 @@ def wagtail_site() -> Iterator[Site]:
                        capture_output=True)  # fmt: skip
         with (root / "deploy.ini").open("a") as stream:
             stream.write(f"http_port = {port}\napp_port = {app_port}\nrelease_header = true\n")
+        # Deployed with its production settings: their hashed static files collected first.
+        subprocess.run([str(TOOLKIT), "run", str(root), "--", "python", "manage.py",
+                        "collectstatic", "--noinput"], check=True, capture_output=True)  # fmt: skip
         subprocess.run([str(TOOLKIT), "up", str(root), "--detach"], check=True,
                        capture_output=True)  # fmt: skip
         yield Site(root, port)
