@@ -136,3 +136,35 @@ class FakeSpawner:
 
     def child(self, name: str) -> FakeChild | None:
         return next((c for c in self.live if c.config.name == name), None)
+
+
+class FakeProbe:
+    def __init__(self, done: Callable[[str | None], None]) -> None:
+        self.done = done
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeProber:
+    """Health probes that answer when the test says: `answer(None)` passes the probe in
+    flight, `answer("why")` fails it."""
+
+    def __init__(self) -> None:
+        self.probes: list[FakeProbe] = []
+
+    def probe(self, health: object, done: Callable[[str | None], None]) -> FakeProbe:
+        self.probes.append(FakeProbe(done))
+        return self.probes[-1]
+
+    @property
+    def in_flight(self) -> FakeProbe | None:
+        live = [p for p in self.probes if not p.cancelled]
+        return live[-1] if live else None
+
+    def answer(self, failure: str | None) -> None:
+        probe = self.in_flight
+        assert probe is not None, "no probe in flight"
+        probe.cancelled = True
+        probe.done(failure)

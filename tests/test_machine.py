@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from tests.fakes import KILL_LATENCY, FakeChild, FakeClock, FakeSpawner
+from tests.fakes import KILL_LATENCY, FakeChild, FakeClock, FakeProber, FakeSpawner
 from toolkit.emperor.config import VassalConfig, file_stamp
 from toolkit.emperor.events import Event, Kind
+from toolkit.emperor.health import Health, Rotation
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.machine import (
     GRACEFUL_ACK_BOUND,
@@ -53,8 +54,12 @@ class Rig:
         after: Vassal | None = None,
         clock: FakeClock | None = None,
         spawner: FakeSpawner | None = None,
+        health: Health | None = None,
     ) -> None:
         self.path = folder / "web.ini"
+        self.health = health
+        self.withdrawals: list[str] = []
+        self.prober = FakeProber()
         self.version = 0
         self.workers = workers
         self.sockets = sockets
@@ -71,6 +76,7 @@ class Rig:
             options=EmperorOptions(stop_timeout=stop_timeout),
             listeners=Listeners() if sockets else None,
             after=after,
+            prober=self.prober,
         )
         self._record(self.vassal)
 
@@ -98,8 +104,16 @@ class Rig:
 
     def config(self) -> VassalConfig:
         stamp = file_stamp(self.path.stat())
+        rotation = RecordedRotation(self.withdrawals) if self.health else None
         return VassalConfig(
-            "web", self.path, f"v{self.version}", stamp, self.workers, tuple(self.sockets)
+            "web",
+            self.path,
+            f"v{self.version}",
+            stamp,
+            self.workers,
+            tuple(self.sockets),
+            self.health,
+            rotation,
         )
 
     def edit(self, sockets: tuple[str, ...] | None = None) -> None:
@@ -153,6 +167,20 @@ class Rig:
 
     def crash(self, code: int = 1) -> None:
         self.child.exit(code)
+
+
+class RecordedRotation(Rotation):
+    """A rotation that notes what it was told instead of writing to a FIFO."""
+
+    def __init__(self, record: list[str]) -> None:
+        super().__init__(None, ())
+        object.__setattr__(self, "record", record)
+
+    def withdraw(self) -> None:
+        self.record.append("withdraw")  # type: ignore[attr-defined]
+
+    def toggle(self) -> None:
+        self.record.append("toggle")  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -484,10 +512,12 @@ def heartbeats_while_reloading_and_loyal(folder: Path, moves: set[Move]) -> None
 
 
 def an_idle_vassal_is_stopped_until_reload(folder: Path, moves: set[Move]) -> None:
-    for step in ("starting", "ready", "loyal", "reloading"):
-        rig = Rig(_sub(folder, step), moves=moves).start()
+    for step in STEPS:
+        rig = Rig(_sub(folder, step), moves=moves, health=HEALTH).start()
         if step != "starting":
             rig.child.say(FromVassal.ACCEPTING)
+        if step == "unhealthy":
+            _unhealthy(rig)
         if step == "loyal":
             rig.child.say(FromVassal.LOYAL)
         if step == "reloading":
@@ -499,10 +529,12 @@ def an_idle_vassal_is_stopped_until_reload(folder: Path, moves: set[Move]) -> No
 
 
 def every_running_state_stops_gracefully(folder: Path, moves: set[Move]) -> None:
-    for step in ("starting", "ready", "loyal", "reloading"):
-        rig = Rig(_sub(folder, step), moves=moves).start()
+    for step in STEPS:
+        rig = Rig(_sub(folder, step), moves=moves, health=HEALTH).start()
         if step != "starting":
             rig.child.say(FromVassal.ACCEPTING)
+        if step == "unhealthy":
+            _unhealthy(rig)
         if step == "loyal":
             rig.child.say(FromVassal.LOYAL)
         if step == "reloading":
@@ -515,15 +547,18 @@ def every_running_state_stops_gracefully(folder: Path, moves: set[Move]) -> None
 
 
 def every_running_state_crashes(folder: Path, moves: set[Move]) -> None:
-    for step in ("starting", "ready", "loyal", "reloading"):
+    for step in STEPS:
         for served in (0.0, 2.0):
-            rig = Rig(_sub(folder, f"{step}-{served}"), moves=moves).start()
+            health = FAST if step == "unhealthy" else None
+            rig = Rig(_sub(folder, f"{step}-{served}"), moves=moves, health=health).start()
             if step != "starting":
                 rig.child.say(FromVassal.ACCEPTING)
             if step == "loyal":
                 rig.child.say(FromVassal.LOYAL)
             if step == "reloading":
                 rig.edit()
+            if step == "unhealthy":
+                _unhealthy(rig)
             rig.clock.advance(served)
             rig.crash()
             assert rig.state is State.STARTING
@@ -536,6 +571,8 @@ def every_running_state_crashes(folder: Path, moves: set[Move]) -> None:
                     rig.child.say(FromVassal.LOYAL)
                 if step == "reloading":
                     rig.edit()
+                if step == "unhealthy":
+                    _unhealthy(rig)
                 rig.crash()
                 rig.clock.advance(2)
             assert rig.state is State.THROTTLED
@@ -564,6 +601,132 @@ def a_successor_waits_for_its_predecessor(folder: Path, moves: set[Move]) -> Non
     assert third.vassal.done and gone.state is State.STARTING
 
 
+STEPS = ("starting", "ready", "loyal", "reloading", "unhealthy")
+HEALTH = Health(("127.0.0.1", 9), every=5.0, timeout=2.0, out_after=2, restart_after=4)
+HUNG = "GET /: no answer within 2 s (accepted, then silent: a hang)"
+
+
+# Unhealthy within a second of serving: an exit then counts as a crash, not a settled one.
+FAST = Health(("127.0.0.1", 9), every=0.1, timeout=0.05, out_after=1, restart_after=0)
+
+
+def _probe(rig: Rig, failure: str | None) -> None:
+    """The next probe comes due and answers."""
+    assert rig.health is not None
+    rig.clock.advance(rig.health.every)
+    rig.prober.answer(failure)
+
+
+def _unhealthy(rig: Rig) -> None:
+    assert rig.health is not None
+    for _ in range(rig.health.out_after):
+        _probe(rig, HUNG)
+    assert rig.state is State.UNHEALTHY
+
+
+def a_hung_app_leaves_its_rotation_then_is_restarted(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(folder, moves=moves, health=HEALTH).serve()
+    assert rig.prober.in_flight is None, "nothing is asked before the first interval"
+    _probe(rig, None)
+    assert rig.state is State.READY
+    rig.child.say(FromVassal.LOYAL)
+    _probe(rig, None)
+    _probe(rig, HUNG)
+    assert rig.state is State.LOYAL and rig.texts(Kind.WARNING) == [
+        f"health check failed (1 of 2): {HUNG}"
+    ]
+    _probe(rig, HUNG)
+    assert rig.state is State.UNHEALTHY and rig.withdrawals == ["withdraw"]
+    assert rig.texts(Kind.UNHEALTHY) == [f"{HUNG}; 2 failed in a row: out of its router's rotation"]
+    status = rig.vassal.status()
+    assert not status.serving and status.health == HUNG
+    _probe(rig, None)
+    assert rig.state is State.LOYAL and rig.withdrawals == ["withdraw", "toggle"]
+    assert rig.vassal.status().health is None
+    _unhealthy(rig)
+    first = rig.child
+    _probe(rig, HUNG)
+    assert rig.state is State.UNHEALTHY and first.alive
+    _probe(rig, HUNG)
+    assert first.dying
+    rig.clock.advance(KILL_LATENCY)
+    assert rig.state is State.STARTING and rig.vassal.status().restarts == 1
+    said = "killed by toolkit: health check failed 4 times in a row"
+    assert rig.vassal.status().last_exit == rig.texts(Kind.CRASHED)[-1] == said
+    rig.child.say(FromVassal.ACCEPTING)
+    assert rig.state is State.READY and rig.prober.in_flight is None
+    _probe(rig, None)
+    assert rig.state is State.READY, "the new process starts with a clean count"
+
+
+def an_unhealthy_app_that_never_served(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(_sub(folder, "ready"), moves=moves, health=HEALTH).serve()
+    _unhealthy(rig)
+    _probe(rig, None)
+    assert rig.state is State.READY, "back to ready: it had not served"
+    rig = Rig(_sub(folder, "loyal"), moves=moves, health=HEALTH).serve()
+    _unhealthy(rig)
+    rig.child.say(FromVassal.LOYAL)
+    assert rig.state is State.UNHEALTHY and not rig.texts(Kind.LOYAL)
+    rig.child.say(FromVassal.HEARTBEAT)
+    rig.clock.advance(HEALTH.every)
+    rig.prober.answer(None)
+    assert rig.state is State.LOYAL
+    rig = Rig(_sub(folder, "silent"), moves=moves, health=HEALTH).serve()
+    rig.child.say(FromVassal.HEARTBEAT)
+    _unhealthy(rig)
+    rig.clock.advance(30 - 2 * HEALTH.every)
+    assert rig.child.dying, "a vassal that stops beating is killed, healthy or not"
+    assert rig.prober.in_flight is not None
+    rig.clock.advance(KILL_LATENCY)
+    assert rig.prober.in_flight is None, "its probe ends with it"
+    assert rig.vassal.status().last_exit == "killed by toolkit: no heartbeat for 30 s"
+
+
+def an_unhealthy_app_reloads_as_any_other(folder: Path, moves: set[Move]) -> None:
+    rig = Rig(_sub(folder, "workers"), moves=moves, health=HEALTH).serve()
+    _unhealthy(rig)
+    rig.edit()
+    assert rig.state is State.RELOADING and rig.prober.in_flight is None
+    rig.clock.advance(60)
+    assert rig.prober.in_flight is None, "no probe while it reloads"
+    rig.child.print(STARTING_LINE)
+    rig.child.say(FromVassal.ACCEPTING)
+    assert rig.state is State.READY and rig.withdrawals == ["withdraw"]
+    rig = Rig(_sub(folder, "gateway"), moves=moves, health=HEALTH, workers=False).start()
+    rig.child.say(FromVassal.SPAWNED)
+    _unhealthy(rig)
+    rig.vassal.reload(reason="asked by `toolkit reload`")
+    assert rig.state is State.READY
+    rig = Rig(_sub(folder, "sockets"), moves=moves, health=HEALTH, sockets=("127.0.0.1:0",))
+    rig.serve()
+    _unhealthy(rig)
+    rig.edit(sockets=())
+    assert rig.state is State.STOPPING
+    rig.vassal.request_stop("config file removed")
+    rig.child.exit(0)
+    assert rig.state is State.STOPPED
+
+
+def a_reload_accepting_before_its_read_can_have_misread(folder: Path, moves: set[Move]) -> None:
+    """A reloading vassal says "accepting" (its workers) before uWSGI printed that it read
+    its config (the line went to `logto`); the file changed meanwhile: an exit then is a
+    possible misread, and it waits for the finished file, whatever state it reached."""
+    for step in ("ready", "loyal", "unhealthy"):
+        rig = Rig(_sub(folder, step), moves=moves, health=HEALTH).serve()
+        rig.edit()
+        rig.write()  # written again, not read by the Emperor yet
+        rig.child.say(FromVassal.ACCEPTING)
+        if step == "loyal":
+            rig.child.say(FromVassal.LOYAL)
+        if step == "unhealthy":
+            _unhealthy(rig)
+        rig.crash()
+        assert rig.state is State.WAITING, step
+        rig.edit()
+        assert rig.state is State.STARTING
+
+
 HISTORIES: list[Callable[[Path, set[Move]], None]] = [
     starts_serves_and_turns_loyal,
     a_router_without_workers_is_ready_when_its_master_is_up,
@@ -589,6 +752,10 @@ HISTORIES: list[Callable[[Path, set[Move]], None]] = [
     every_running_state_stops_gracefully,
     every_running_state_crashes,
     a_successor_waits_for_its_predecessor,
+    a_hung_app_leaves_its_rotation_then_is_restarted,
+    an_unhealthy_app_that_never_served,
+    an_unhealthy_app_reloads_as_any_other,
+    a_reload_accepting_before_its_read_can_have_misread,
 ]
 
 

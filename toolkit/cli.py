@@ -515,6 +515,8 @@ def status(
     else:
         say(status_table(vassals, changed))
         for vassal in vassals:
+            if vassal.health:
+                say(f"{vassal.name}: its last health check failed: {vassal.health}", "yellow")
             if vassal.log_problem:
                 say(f"{vassal.name}: its log is not written: {vassal.log_problem}", "yellow")
         if live is not None:

@@ -22,6 +22,7 @@ _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w]*(\(\))?
 # A URL prefix for a static map: it is also written into a route (`startswith:...;PREFIX`),
 # where a blank, `;` or `$` would add an argument, an action or a variable.
 _URL_PREFIX = re.compile(r"^/[A-Za-z0-9._~/@+-]*$")
+_URL_PATH = re.compile(r"^/[^\s\x00-\x1f\x7f]*$")
 # A user or group: a name or a number.
 _ACCOUNT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*\$?|[0-9]+)$")
 # A program uWSGI runs through the shell (`attach-daemon`): one word, no shell syntax.
@@ -155,6 +156,15 @@ def _command_list(value: Any) -> list[str]:
     return items
 
 
+def _url_path(value: Any) -> str:
+    """A path a request asks for: `/`, then no blank (it goes into a request line and into
+    the health check line the Emperor reads)."""
+    text = _string(value)
+    if not _URL_PATH.match(text):
+        raise VdtValueError(text)
+    return text
+
+
 def _env_list(value: Any) -> list[str]:
     items = _items(value)
     for item in items:
@@ -186,6 +196,7 @@ VALIDATOR = Validator(
         "account": _account,
         "name": _name,
         "program": _program,
+        "url_path": _url_path,
     }
 )
 LIST_CHECKS = ("env_list", "url_map_list", "string_list", "path_list", "command_list")
@@ -201,6 +212,7 @@ _EXPECTED = {
     "account": "a user or group name or number, or empty",
     "name": "letters, digits, '.', '_' and '-' (no '/', no '..'), or empty",
     "program": "a program name or path, one word without shell syntax",
+    "url_path": "a path starting with '/', without blanks (e.g. /healthz?full=1)",
     "option": "one of",
     "env_list": "NAME=value items, comma-separated",
     "url_map_list": "/prefix=folder items, comma-separated (a prefix of letters, digits and "

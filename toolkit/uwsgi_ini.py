@@ -14,6 +14,8 @@ WORKER_KEYS = ("processes", "workers")
 UWSGI_SOCKET_KEYS = ("socket", "uwsgi-socket")
 TCP_ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}:\d{1,5}")
 BLANKS = " \t\r"
+# `# toolkit-NAME: value` lines: what toolkit's Emperor reads that uWSGI skips (a comment).
+DIRECTIVE = re.compile(r"#\s*toolkit-([a-z][a-z0-9-]*):\s*(.*)")
 # What git leaves in a file with an unresolved merge conflict.
 MERGE_MARKERS = ("<<<<<<< ", "<<<<<<<", "=======", ">>>>>>> ", ">>>>>>>", "||||||| ")
 
@@ -37,6 +39,11 @@ class IniFile:
     sections: tuple[str, ...]
     broken_seal: str | None = None
     merge_markers: tuple[int, ...] = ()
+    directives: tuple[tuple[str, str], ...] = ()
+    """`# toolkit-NAME: value` comment lines, in order (the seal's among them)."""
+
+    def directive(self, name: str) -> str | None:
+        return next((value for key, value in self.directives if key == name), None)
 
     def in_section(self, section: str = SECTION) -> list[Option]:
         return [o for o in self.options if o.section == section]
@@ -75,10 +82,13 @@ def parse(text: str, path: Path = Path("<string>")) -> IniFile:
     options: list[Option] = []
     sections: list[str] = []
     markers: list[int] = []
+    directives: list[tuple[str, str]] = []
     section = ""
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip(BLANKS)
         if not line or line[0] in ";#":
+            if line.startswith("#") and (directive := DIRECTIVE.fullmatch(line)):
+                directives.append((directive.group(1), directive.group(2)))
             continue
         if line.startswith(MERGE_MARKERS):
             markers.append(number)
@@ -90,5 +100,10 @@ def parse(text: str, path: Path = Path("<string>")) -> IniFile:
         if section:
             options.append(Option(key, value, number, section, bare))
     return IniFile(
-        path, tuple(options), tuple(sections), seal.broken(text.encode()), tuple(markers)
+        path,
+        tuple(options),
+        tuple(sections),
+        seal.broken(text.encode()),
+        tuple(markers),
+        tuple(directives),
     )

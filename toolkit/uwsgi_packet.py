@@ -30,8 +30,8 @@ class Answer:
     body: bytes
 
 
-def request(address: tuple[str, int], path: str, host: str, timeout: float) -> Answer:
-    """GET `path` from a uwsgi socket: the app answers with a whole HTTP response."""
+def request_packet(path: str, host: str) -> bytes:
+    """GET `path`, as a router would pass it to the app (the app answers in HTTP)."""
     target, _, query = path.partition("?")
     variables = {
         "REQUEST_METHOD": "GET",
@@ -45,8 +45,13 @@ def request(address: tuple[str, int], path: str, host: str, timeout: float) -> A
         "REMOTE_ADDR": "127.0.0.1",
         "UWSGI_SCHEME": "http",
     }
+    return packet(0, 0, variables)
+
+
+def request(address: tuple[str, int], path: str, host: str, timeout: float) -> Answer:
+    """GET `path` from a uwsgi socket: the app answers with a whole HTTP response."""
     with socket.create_connection(address, timeout=timeout) as connection:
-        connection.sendall(packet(0, 0, variables))
+        connection.sendall(request_packet(path, host))
         chunks = []
         while chunk := connection.recv(65536):
             chunks.append(chunk)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.emperor.health import Health, Rotation
+
 Stamp = tuple[int, int, int]
 # `uwsgi@ID.ini`: the service `uwsgi`, instance (release) `ID`, as systemd names template units.
 INSTANCE_MARK = "@"
@@ -23,6 +25,10 @@ class VassalConfig:
     has_workers: bool
     sockets: tuple[str, ...] = ()
     """Its `socket = IPv4:port` lines: what the Emperor binds and hands over (listeners)."""
+    health: Health | None = None
+    """Its continuous health check (`# toolkit-health:`), if it has one."""
+    rotation: Rotation | None = None
+    """How it leaves its router's rotation and comes back (subscriptions), if it can."""
 
     @property
     def service(self) -> str:

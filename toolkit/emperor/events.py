@@ -20,6 +20,8 @@ class Kind(StrEnum):
     THROTTLED = "throttled"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    UNHEALTHY = "unhealthy"
+    HEALTHY = "healthy"
     WARNING = "warning"
     INFO = "info"
 

@@ -37,6 +37,7 @@ class State(StrEnum):
     STARTING = "starting"
     READY = "ready"
     LOYAL = "loyal"
+    UNHEALTHY = "unhealthy"  # running, failing its health check: out of its router's rotation
     RELOADING = "reloading"
     STOPPING = "stopping"
     BACKOFF = "backoff"
@@ -45,8 +46,9 @@ class State(StrEnum):
     STOPPED = "stopped"
 
 
-RUNNING = frozenset({State.STARTING, State.READY, State.LOYAL, State.RELOADING})
+RUNNING = frozenset({State.STARTING, State.READY, State.LOYAL, State.UNHEALTHY, State.RELOADING})
 SERVING = frozenset({State.READY, State.LOYAL})
+PROBED = SERVING | {State.UNHEALTHY}
 WITH_CHILD = RUNNING | {State.STOPPING}
 
 
@@ -67,6 +69,9 @@ class On(StrEnum):
     STOP_DEADLINE = "stop deadline"
     EXITED = "exited"
     BACKOFF_OVER = "backoff over"
+    PROBE_DUE = "probe due"
+    PROBE_PASSED = "probe passed"
+    PROBE_FAILED = "probe failed"
 
 
 class Timer(StrEnum):
@@ -75,6 +80,7 @@ class Timer(StrEnum):
     NUDGE = "nudge"
     DEADLINE = "deadline"
     HEARTBEAT = "heartbeat"
+    PROBE = "probe"
 
 
 FIRES = {
@@ -83,6 +89,7 @@ FIRES = {
     Timer.NUDGE: On.NUDGE,
     Timer.DEADLINE: On.STOP_DEADLINE,
     Timer.HEARTBEAT: On.HEARTBEAT_MISSED,
+    Timer.PROBE: On.PROBE_DUE,
 }
 
 
@@ -141,12 +148,39 @@ class ReleaseSockets:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """Ask the vassal's health check now; its result comes back as PROBE_PASSED/FAILED."""
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    """Out of its routers' rotation (its announcements blocked, an unsubscribe sent)."""
+
+
+@dataclass(frozen=True)
+class Reinstate:
+    """Back into its routers' rotation (its announcements flow again)."""
+
+
+@dataclass(frozen=True)
 class Emit:
     kind: Kind
     text: str = ""
 
 
-Action = Spawn | Send | Signal | KillGroup | StartTimer | CancelTimer | ReleaseSockets | Emit
+Action = (
+    Spawn
+    | Send
+    | Signal
+    | KillGroup
+    | StartTimer
+    | CancelTimer
+    | ReleaseSockets
+    | Probe
+    | Withdraw
+    | Reinstate
+    | Emit
+)
 Moved = tuple[State, list[Action]] | None
 """The state a handler moves to and what to do, or None: nothing happens."""
 
@@ -163,14 +197,22 @@ TABLE: dict[tuple[State, On], frozenset[State]] = {
     },
     **{(state, On.STOP): frozenset({State.STOPPING}) for state in RUNNING},
     **{(state, On.IDLE): frozenset({State.STOPPING}) for state in RUNNING},
-    # Only a process that has not confirmed its read of the config can have misread it.
-    **{(state, On.EXITED): _EXIT_TO | {State.WAITING} for state in UNCONFIRMED},
-    **{(state, On.EXITED): _EXIT_TO for state in SERVING},
+    # Only a process that has not confirmed its read of the config can have misread it: one
+    # starting or reloading, or one that said "accepting" before it confirmed (a reloading
+    # vassal whose read was never printed, as with `logto`).
+    **{(state, On.EXITED): _EXIT_TO | {State.WAITING} for state in UNCONFIRMED | PROBED},
     (State.STARTING, On.SPAWN_FAILED): frozenset({State.STARTING, State.BACKOFF, State.THROTTLED}),
     (State.STARTING, On.CONFIG_READ): frozenset({State.STARTING}),
     (State.STARTING, On.ACCEPTING): frozenset({State.READY, State.RELOADING}),
     (State.STARTING, On.RELOAD): frozenset({State.STARTING, State.STOPPING}),
     (State.READY, On.FIRST_REQUEST): frozenset({State.LOYAL}),
+    (State.UNHEALTHY, On.FIRST_REQUEST): frozenset({State.UNHEALTHY}),
+    **{(state, On.PROBE_DUE): frozenset({state}) for state in PROBED},
+    **{(state, On.PROBE_PASSED): frozenset({state}) for state in SERVING},
+    **{(state, On.PROBE_FAILED): frozenset({state, State.UNHEALTHY}) for state in SERVING},
+    (State.UNHEALTHY, On.PROBE_PASSED): frozenset({State.READY, State.LOYAL}),
+    (State.UNHEALTHY, On.PROBE_FAILED): frozenset({State.UNHEALTHY}),
+    (State.UNHEALTHY, On.RELOAD): frozenset({State.RELOADING, State.READY, State.STOPPING}),
     (State.READY, On.RELOAD): frozenset({State.RELOADING, State.READY, State.STOPPING}),
     (State.LOYAL, On.RELOAD): frozenset({State.RELOADING, State.READY, State.STOPPING}),
     (State.RELOADING, On.CONFIG_READ): frozenset({State.RELOADING}),
@@ -278,6 +320,14 @@ class Machine:
         self.reload_pending: str | None = None
         self.reload_asked_at: float | None = None
         self.nudging = False
+        # Its health check: failures in a row, the last result, whether it was withdrawn
+        # from its router, and whether it served before it turned unhealthy.
+        self.failures = 0
+        self.last_probe: str | None = None
+        self.withdrawn = False
+        self.loyal = False
+        # Why toolkit itself killed it, said when it exits (a SIGKILL alone says nothing).
+        self.killing: str | None = None
         self.last_move: tuple[State, On, State] | None = None
         """The last input that moved it, with where from and to: for logs and tests."""
 
@@ -304,7 +354,8 @@ class Machine:
         self.spawns += 1
         self.spawned_at = self.clock()
         self.ready_at = self.reload_asked_at = self.reload_pending = None
-        self.restarting = self.nudging = False
+        self.restarting = self.nudging = self.withdrawn = self.loyal = False
+        self.failures = 0
         self.guard.expect(self.config.stamp)
         return State.STARTING, [*before, Spawn()]
 
@@ -359,12 +410,63 @@ class Machine:
             # One reload at a time: a burst of changes ends in one more reload, not many.
             reason, self.reload_pending = self.reload_pending, None
             return self._reload_now(reason, ready)
-        return State.READY, [ready]
+        return State.READY, [ready, *self._next_probe()]
 
     def _on_first_request(self, event: Input) -> Moved:
         if self.guard.misread is not None:
             return None
+        self.loyal = True
+        if self.state is State.UNHEALTHY:
+            return self.state, []
         return State.LOYAL, [Emit(Kind.LOYAL, "served its first request")]
+
+    def _next_probe(self) -> list[Action]:
+        health = self.config.health
+        return [StartTimer(Timer.PROBE, health.every)] if health is not None else []
+
+    def _on_probe_due(self, event: Input) -> Moved:
+        if self.config.health is None:
+            return None
+        return self.state, [Probe()]
+
+    def _on_probe_passed(self, event: Input) -> Moved:
+        self.failures, self.last_probe = 0, None
+        if self.state is not State.UNHEALTHY:
+            return self.state, self._next_probe()
+        back: list[Action] = [Reinstate()] if self.withdrawn else []
+        self.withdrawn = False
+        passed = Emit(Kind.HEALTHY, f"{self.config.health} again: back in its router's rotation")
+        return (State.LOYAL if self.loyal else State.READY), [*back, passed, *self._next_probe()]
+
+    def _on_probe_failed(self, event: Input) -> Moved:
+        """Readiness: out of rotation after `out_after` failures in a row. Liveness: killed,
+        to be respawned as any exit is, after `restart_after`."""
+        health = self.config.health
+        if health is None:
+            return None
+        self.failures += 1
+        self.last_probe = event.text
+        in_a_row = f"{self.failures} failed in a row"
+        if self.state is not State.UNHEALTHY:
+            if self.failures < health.out_after:
+                failed = (
+                    f"health check failed ({self.failures} of {health.out_after}): {event.text}"
+                )
+                return self.state, [Emit(Kind.WARNING, failed), *self._next_probe()]
+            self.withdrawn = self.config.rotation is not None
+            out = (
+                "out of its router's rotation"
+                if self.withdrawn
+                else "it announces itself to no router, so requests still reach it"
+            )
+            unhealthy = Emit(Kind.UNHEALTHY, f"{event.text}; {in_a_row}: {out}")
+            withdraw: list[Action] = [Withdraw()] if self.withdrawn else []
+            return State.UNHEALTHY, [*withdraw, unhealthy, *self._next_probe()]
+        if health.restart_after and self.failures >= health.restart_after:
+            self.killing = f"killed by toolkit: health check failed {self.failures} times in a row"
+            restart = Emit(Kind.WARNING, f"health check {in_a_row}: killing it to respawn it")
+            return self.state, [restart, KillGroup()]
+        return self.state, self._next_probe()
 
     def _on_heartbeat(self, event: Input) -> Moved:
         """Once a vassal with uWSGI's `heartbeat` option has beaten, silence for
@@ -385,6 +487,7 @@ class Machine:
                 StartTimer(Timer.HEARTBEAT, self.heartbeat_tolerance),
             ]
         silence = f"no heartbeat for {self.heartbeat_tolerance:g} s"
+        self.killing = f"killed by toolkit: {silence}"
         return self.state, [Emit(Kind.WARNING, f"{silence}: killing it to respawn it"), KillGroup()]
 
     def _on_idle(self, event: Input) -> Moved:
@@ -416,7 +519,14 @@ class Machine:
         return self._reload_now(reason)
 
     def _reload_now(self, reason: str, *before: Action) -> Moved:
-        actions: list[Action] = [*before, Emit(Kind.RELOADING, reason), Send(ToVassal.RELOAD)]
+        # A reloaded master starts with its announcements flowing and probes anew once ready.
+        self.withdrawn, self.failures = False, 0
+        actions: list[Action] = [
+            *before,
+            CancelTimer(Timer.PROBE),
+            Emit(Kind.RELOADING, reason),
+            Send(ToVassal.RELOAD),
+        ]
         if not self.config.has_workers:
             # uWSGI announces nothing after reloading a vassal without workers.
             return State.READY, [*actions, Emit(Kind.READY, "reloaded in 0 ms")]
@@ -450,6 +560,7 @@ class Machine:
         self.nudging = False
         return [
             CancelTimer(Timer.HEARTBEAT),
+            CancelTimer(Timer.PROBE),
             Send(ToVassal.GRACEFUL_STOP),
             StartTimer(Timer.ACK, min(GRACEFUL_ACK_BOUND, self.stop_timeout)),
             StartTimer(Timer.DEADLINE, self.stop_timeout),
@@ -470,8 +581,10 @@ class Machine:
 
     def _on_exited(self, event: Input) -> Moved:
         cancel: list[Action] = [
-            CancelTimer(t) for t in (Timer.ACK, Timer.NUDGE, Timer.DEADLINE, Timer.HEARTBEAT)
+            CancelTimer(t)
+            for t in (Timer.ACK, Timer.NUDGE, Timer.DEADLINE, Timer.HEARTBEAT, Timer.PROBE)
         ]
+        killed_by_toolkit, self.killing = self.killing, None
         if self.state is State.STOPPING:
             if self.stop_reason is None:
                 return self._spawn(*cancel)
@@ -482,7 +595,7 @@ class Machine:
             if self.guard.settled_by(self.config.stamp):
                 return self._spawn(*cancel)
             return State.WAITING, cancel
-        self.last_exit = describe_exit(event.code)
+        self.last_exit = killed_by_toolkit or describe_exit(event.code)
         return self._after_exit(*cancel, Emit(Kind.CRASHED, self.last_exit))
 
 
@@ -504,4 +617,7 @@ HANDLERS: dict[On, Callable[[Machine, Input], Moved]] = {
     On.STOP_DEADLINE: Machine._on_stop_deadline,
     On.EXITED: Machine._on_exited,
     On.BACKOFF_OVER: Machine._spawn_now,
+    On.PROBE_DUE: Machine._on_probe_due,
+    On.PROBE_PASSED: Machine._on_probe_passed,
+    On.PROBE_FAILED: Machine._on_probe_failed,
 }

@@ -22,6 +22,8 @@ EVENT_STYLES = {
     Kind.CRASHED: "1;31",
     Kind.THROTTLED: "1;31",
     Kind.BACKOFF: "33",
+    Kind.UNHEALTHY: "1;33",
+    Kind.HEALTHY: "32",
     Kind.WARNING: "33",
     Kind.STOPPED: "2",
 }

@@ -30,6 +30,8 @@ class VassalStatus:
     """Bytes its processes hold in memory, all of them (master, workers, gateways)."""
     cpu: float | None = None
     """Seconds of CPU its processes used, all of them."""
+    health: str | None = None
+    """Its last health check's failure; None when it passed (or it has none)."""
 
     @property
     def serving(self) -> bool:

@@ -12,6 +12,7 @@ from toolkit.emperor.child import Child, Spawner
 from toolkit.emperor.clock import Cancellable, Timers
 from toolkit.emperor.config import VassalConfig, stamp_of
 from toolkit.emperor.events import Event, Kind
+from toolkit.emperor.health import Prober
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.machine import (
     FIRES,
@@ -23,6 +24,8 @@ from toolkit.emperor.machine import (
     KillGroup,
     Machine,
     On,
+    Probe,
+    Reinstate,
     ReleaseSockets,
     Send,
     Signal,
@@ -30,6 +33,7 @@ from toolkit.emperor.machine import (
     StartTimer,
     State,
     Timer,
+    Withdraw,
     input_for,
 )
 from toolkit.emperor.options import EmperorOptions
@@ -66,6 +70,7 @@ class Vassal:
         options: EmperorOptions,
         listeners: Listeners | None = None,
         after: Vassal | None = None,
+        prober: Prober | None = None,
     ) -> None:
         self.machine = Machine(
             config, options, clock=timers.now, holds_sockets=listeners is not None
@@ -74,6 +79,8 @@ class Vassal:
         self.timers = timers
         self.publish = publish
         self.listeners = listeners
+        self.prober = prober
+        self._probe: Cancellable | None = None
         # The vassal this one replaces: it starts, and says it stopped, only after that one.
         self.after = after
         self.child: Child | None = None
@@ -114,6 +121,7 @@ class Vassal:
             last_exit=machine.last_exit,
             config=str(self.config.path),
             digest=self.config.digest,
+            health=machine.last_probe,
         )
 
     def start(self) -> None:
@@ -178,8 +186,30 @@ class Vassal:
                 self._cancel(timer)
             case ReleaseSockets() if self.listeners is not None:
                 self.listeners.release(self.name)
+            case Probe() if self.prober is not None and self.config.health is not None:
+                self._start_probe()
+            case Withdraw() if self.config.rotation is not None:
+                self.config.rotation.withdraw()
+            case Reinstate() if self.config.rotation is not None:
+                self.config.rotation.toggle()
             case Emit(kind, text):
                 self.publish(Event(self.config.service, kind, text))
+
+    def _start_probe(self) -> None:
+        """One probe at a time; its result is the machine's next input, unless the vassal
+        has moved on (a reload, an exit) by the time it comes."""
+        assert self.prober is not None and self.config.health is not None
+        if self._probe is not None:
+            self._probe.cancel()
+        child = self.child
+
+        def done(failure: str | None) -> None:
+            self._probe = None
+            if self.child is child:
+                on = On.PROBE_PASSED if failure is None else On.PROBE_FAILED
+                self.feed(Input(on, failure or ""))
+
+        self._probe = self.prober.probe(self.config.health, done)
 
     def _cancel(self, timer: Timer) -> None:
         handle = self._timers.pop(timer, None)
@@ -227,6 +257,9 @@ class Vassal:
 
     def exited(self, code: int) -> None:
         self.child = None
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         unconfirmed = self.machine.guard.expected is not None
         stamp = stamp_of(self.config.path) if unconfirmed else None
         self.feed(Input(On.EXITED, code=code, stamp=stamp))

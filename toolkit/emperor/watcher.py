@@ -15,6 +15,7 @@ from toolkit import seal, uwsgi_ini
 from toolkit.emperor import inotify
 from toolkit.emperor.clock import Cancellable
 from toolkit.emperor.config import Stamp, VassalConfig, file_stamp
+from toolkit.emperor.health import Health, Rotation, parse_health, parse_rotation
 from toolkit.emperor.loop import Loop
 from toolkit.errors import ToolkitError
 from toolkit.files import LIMIT, regular_problem
@@ -99,18 +100,28 @@ class Contents:
     sockets: tuple[str, ...] = ()
     sealed: bool = False
     """It carries a seal that matches: complete by proof, no need to wait for a settle."""
+    health: Health | None = None
+    rotation: Rotation | None = None
 
 
 def contents_of(content: bytes, path: Path) -> Contents:
     ini = uwsgi_ini.parse(content.decode("utf-8", errors="replace"), path)
+    sockets = ini.uwsgi_tcp_sockets
     return Contents(
         digest=seal.sha256(content).hexdigest(),
         broken_seal=ini.broken_seal,
         finished=content.endswith(b"\n"),
         is_vassal=uwsgi_ini.SECTION in ini.sections,
         has_workers=ini.has_workers,
-        sockets=ini.uwsgi_tcp_sockets,
+        sockets=sockets,
         sealed=content.startswith(seal.PREFIX) and ini.broken_seal is None,
+        health=parse_health(ini.directive("health"), sockets),
+        rotation=parse_rotation(
+            path,
+            ini.last("master-fifo"),
+            ini.values("subscribe-to"),
+            sockets[0] if sockets else None,
+        ),
     )
 
 
@@ -250,6 +261,8 @@ class Scanner:
                     file_stamp(info),
                     contents.has_workers,
                     contents.sockets,
+                    contents.health,
+                    contents.rotation,
                 ),
             )
 
