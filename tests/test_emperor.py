@@ -290,7 +290,7 @@ def test_status_json_lists_every_field(emperor: RunningEmperor) -> None:
     for vassal in vassals.values():
         assert set(vassal) == {
             "name", "release", "pid", "state", "restarts", "uptime", "last_exit", "config",
-            "digest", "log_problem", "rss", "cpu", "config_changed",
+            "digest", "log_problem", "rss", "cpu", "health", "config_changed",
         }  # fmt: skip
         assert vassal["config_changed"] is False
 
