@@ -515,6 +515,11 @@ def status(
     else:
         say(status_table(vassals, changed))
         for vassal in vassals:
+            if vassal.last_exit and ":" in vassal.last_exit:
+                say(f"{vassal.name}: last exit: {vassal.last_exit}")
+            if vassal.last_worker_death:
+                deaths = f"{vassal.worker_deaths} worker end(s), the last"
+                say(f"{vassal.name}: {deaths}: {vassal.last_worker_death}")
             if vassal.health:
                 say(f"{vassal.name}: its last health check failed: {vassal.health}", "yellow")
             if vassal.log_problem:
@@ -537,7 +542,7 @@ def status_table(vassals: list[VassalStatus], changed: dict[str, bool]) -> str:
             f"{v.uptime:.0f} s" if v.uptime is not None else "-",
             f"{v.rss / 1e6:.1f} MB" if v.rss is not None else "-",
             f"{v.cpu:.1f} s" if v.cpu is not None else "-",
-            v.last_exit or "-",
+            (v.last_exit or "-").partition(":")[0],
             v.config + ("  (changed on disk: not what runs)" if changed[v.config] else ""),
         ]
         for v in vassals

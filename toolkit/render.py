@@ -47,22 +47,22 @@ def environment(recipe: Recipe, overrides: Path | None = None) -> jinja2.Environ
         autoescape=False,
         bytecode_cache=_bytecode_cache(),
     )
-    environment.globals["toolkit_env_loader"] = as_uwsgi_text(env_loader_path())
+    environment.globals["toolkit_env_loader"] = as_uwsgi_text(own_module_path("env_loader"))
+    environment.globals["toolkit_stack_dumper"] = as_uwsgi_text(own_module_path("stack_dumper"))
     environment.globals["system_python"] = as_uwsgi_text(system_python())
     return environment
 
 
-def env_loader_path() -> str:
-    """toolkit's env-file loader, which uWSGI imports by path into the app's Python."""
-    from toolkit import env_loader
-
-    path = str(Path(env_loader.__file__).resolve())
+def own_module_path(name: str) -> str:
+    """One of toolkit's modules that uWSGI imports by path into the app's Python (the env
+    loader, the stack dumper): a file of the standard library's imports only."""
+    path = str((Path(__file__).parent / f"{name}.py").resolve())
     magic = uwsgi_magic(path)
     if magic is not None:
         raise ToolkitError(
             f"toolkit is installed under a path holding {magic!r}, which uWSGI would expand",
             file=path,
-            hint="install toolkit under another folder to use env_file",
+            hint="install toolkit under another folder",
         )
     return path
 

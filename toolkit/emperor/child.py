@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from toolkit.emperor import protocol
+from toolkit.emperor import deaths, protocol
 from toolkit.emperor.config import VassalConfig
 from toolkit.emperor.containment import Containment
 from toolkit.emperor.loop import Loop, Scheduled
@@ -74,7 +74,7 @@ class Parent(Protocol):
 
     def message(self, message: int) -> None: ...
 
-    def exited(self, code: int) -> None: ...
+    def exited(self, code: int, why: str = "") -> None: ...
 
 
 class Spawner(Protocol):
@@ -283,4 +283,4 @@ class UwsgiChild:
             self._parent.output(self._pending)
         self._stdout.close()
         self._channel.close()
-        self._parent.exited(self._code)
+        self._parent.exited(self._code, deaths.master_exit(self._code, self.pid))

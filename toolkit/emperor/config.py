@@ -29,6 +29,8 @@ class VassalConfig:
     """Its continuous health check (`# toolkit-health:`), if it has one."""
     rotation: Rotation | None = None
     """How it leaves its router's rotation and comes back (subscriptions), if it can."""
+    harakiri: int = 0
+    """Its `harakiri` seconds, said when a worker is killed by it."""
 
     @property
     def service(self) -> str:

@@ -20,6 +20,7 @@ class Kind(StrEnum):
     THROTTLED = "throttled"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    DIED = "died"
     UNHEALTHY = "unhealthy"
     HEALTHY = "healthy"
     WARNING = "warning"

@@ -99,7 +99,7 @@ class Input:
     text: str = ""
     """A reason (reload, stop) or an error (spawn failed)."""
     code: int = 0
-    """The exit code (EXITED), negative for a signal."""
+    """The exit code (EXITED), negative for a signal; its `text` says why, when known."""
     stamp: Stamp | None = None
     """The config file's stamp now, None if it is gone (CONFIG_READ, EXITED)."""
     config: VassalConfig | None = None
@@ -595,7 +595,7 @@ class Machine:
             if self.guard.settled_by(self.config.stamp):
                 return self._spawn(*cancel)
             return State.WAITING, cancel
-        self.last_exit = killed_by_toolkit or describe_exit(event.code)
+        self.last_exit = killed_by_toolkit or event.text or describe_exit(event.code)
         return self._after_exit(*cancel, Emit(Kind.CRASHED, self.last_exit))
 
 

@@ -23,6 +23,7 @@ EVENT_STYLES = {
     Kind.THROTTLED: "1;31",
     Kind.BACKOFF: "33",
     Kind.UNHEALTHY: "1;33",
+    Kind.DIED: "31",
     Kind.HEALTHY: "32",
     Kind.WARNING: "33",
     Kind.STOPPED: "2",

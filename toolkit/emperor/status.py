@@ -32,6 +32,10 @@ class VassalStatus:
     """Seconds of CPU its processes used, all of them."""
     health: str | None = None
     """Its last health check's failure; None when it passed (or it has none)."""
+    worker_deaths: int = 0
+    """Its workers' ends its master reported (crashes, harakiri, recycling)."""
+    last_worker_death: str | None = None
+    """The last of them, explained."""
 
     @property
     def serving(self) -> bool:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import errno
 import resource
+import time
 from collections import deque
 from collections.abc import Callable
 
 from toolkit.emperor.child import Child, Spawner
 from toolkit.emperor.clock import Cancellable, Timers
 from toolkit.emperor.config import VassalConfig, stamp_of
+from toolkit.emperor.deaths import WorkerDeaths
 from toolkit.emperor.events import Event, Kind
 from toolkit.emperor.health import Prober
 from toolkit.emperor.listeners import Listeners
@@ -81,6 +83,10 @@ class Vassal:
         self.listeners = listeners
         self.prober = prober
         self._probe: Cancellable | None = None
+        # What its master says of its workers' ends, explained.
+        self.deaths = WorkerDeaths(config.harakiri)
+        self.worker_deaths = 0
+        self.last_worker_death: str | None = None
         # The vassal this one replaces: it starts, and says it stopped, only after that one.
         self.after = after
         self.child: Child | None = None
@@ -122,6 +128,8 @@ class Vassal:
             config=str(self.config.path),
             digest=self.config.digest,
             health=machine.last_probe,
+            worker_deaths=self.worker_deaths,
+            last_worker_death=self.last_worker_death,
         )
 
     def start(self) -> None:
@@ -245,6 +253,11 @@ class Vassal:
             self.feed(Input(On.STOP_TAKEN))
         text = line.decode(errors="replace").rstrip("\r")
         self.publish(Event(self.config.service, Kind.OUTPUT, text))
+        death = self.deaths.line(text, time.time())
+        if death is not None:
+            self.worker_deaths += 1
+            self.last_worker_death = str(death)
+            self.publish(Event(self.config.service, Kind.DIED, self.last_worker_death))
 
     def message(self, message: int) -> None:
         # A fresh process speaks only once it has read its config; a reloading one may
@@ -255,11 +268,11 @@ class Vassal:
         if on is not None:
             self.feed(Input(on))
 
-    def exited(self, code: int) -> None:
+    def exited(self, code: int, why: str = "") -> None:
         self.child = None
         if self._probe is not None:
             self._probe.cancel()
             self._probe = None
         unconfirmed = self.machine.guard.expected is not None
         stamp = stamp_of(self.config.path) if unconfirmed else None
-        self.feed(Input(On.EXITED, code=code, stamp=stamp))
+        self.feed(Input(On.EXITED, why, code=code, stamp=stamp))

@@ -102,6 +102,7 @@ class Contents:
     """It carries a seal that matches: complete by proof, no need to wait for a settle."""
     health: Health | None = None
     rotation: Rotation | None = None
+    harakiri: int = 0
 
 
 def contents_of(content: bytes, path: Path) -> Contents:
@@ -122,6 +123,7 @@ def contents_of(content: bytes, path: Path) -> Contents:
             ini.values("subscribe-to"),
             sockets[0] if sockets else None,
         ),
+        harakiri=int(harakiri) if (harakiri := ini.last("harakiri") or "").isdigit() else 0,
     )
 
 
@@ -263,6 +265,7 @@ class Scanner:
                     contents.sockets,
                     contents.health,
                     contents.rotation,
+                    contents.harakiri,
                 ),
             )
 
