@@ -38,6 +38,8 @@ print(json.dumps(missing))
 def module_file(dotted: str, folders: Iterable[str]) -> Path | None:
     """The file `dotted` (a.b.c) is read from, in the first folder that has it."""
     parts = dotted.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None
     for folder in folders:
         base = Path(folder).joinpath(*parts)
         for candidate in (base.with_suffix(".py"), base / "__init__.py"):

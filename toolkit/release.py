@@ -175,6 +175,10 @@ def _new_id(label: str) -> str:
     return f"{stamp.replace('.', '')}-{label}"
 
 
+# How long a killed staging group may take to be gone (its workers, reparented, reaped).
+GROUP_GONE_BOUND = 5.0
+
+
 @dataclass
 class Staging:
     """The release run on its own, before it serves anyone: a uwsgi child of this process
@@ -186,9 +190,17 @@ class Staging:
 
     def stop(self) -> None:
         """SIGKILL, to the group: it has answered its last request and holds nothing to
-        flush, and uWSGI's own SIGINT shutdown spends about a second of the release."""
+        flush, and uWSGI's own SIGINT shutdown spends about a second of the release. Its
+        workers die a moment after the master: returns once the group is empty (or after
+        GROUP_GONE_BOUND), so that nothing of it outlives the command."""
         kill_group(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        from toolkit.emperor.usage import by_group
+
+        deadline = time.monotonic() + GROUP_GONE_BOUND
+        # Zombies do not count: where nothing reaps orphans, they stay in the group.
+        while self.process.pid in by_group({self.process.pid}) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def output(self) -> str:
         """What the release's uwsgi printed (the release phase's lines come before)."""
