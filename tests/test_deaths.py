@@ -129,3 +129,33 @@ def test_a_master_killed_from_outside_says_so(site: tuple[Path, int]) -> None:
     assert str(after["last_exit"]).startswith("killed by SIGKILL from another process")
     shown = run_toolkit("status", root).stdout
     assert "uwsgi: last exit: killed by SIGKILL from another process: not the OOM killer" in (shown)
+
+
+def test_a_memory_limit_is_applied_or_refused_before_anything_runs(tmp_path: Path) -> None:
+    """memory_max needs cgroup v2's memory controller for the Emperor: where this machine
+    has it, the vassal's group gets memory.max; where not (this one: memory is on cgroup
+    v1), render refuses to write a limit that would not hold, and says why."""
+    from toolkit.emperor.containment import memory_limits_here, own_cgroup
+
+    root = tmp_path / "site"
+    port, app_port = free_ports(2)
+    assert run_toolkit("new", root).returncode == 0
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(f"http_port = {port}\napp_port = {app_port}\nmemory_max = 256\n")
+    why = memory_limits_here()
+    rendered = run_toolkit("render", root)
+    if why is not None:
+        assert rendered.returncode == 1
+        assert "P408 error: memory limit 256 MB cannot be applied on this machine" in (
+            rendered.stderr
+        )
+        return
+    assert rendered.returncode == 0, rendered.stderr
+    assert run_toolkit("up", root, "--detach").returncode == 0
+    try:
+        own = own_cgroup()
+        assert own is not None
+        limits = [p.read_text().strip() for p in own.glob("toolkit-emperor-*/vassal-*/memory.max")]
+        assert str(256 * 1024 * 1024) in limits
+    finally:
+        run_toolkit("down", root)

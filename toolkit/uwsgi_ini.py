@@ -39,11 +39,12 @@ class IniFile:
     sections: tuple[str, ...]
     broken_seal: str | None = None
     merge_markers: tuple[int, ...] = ()
-    directives: tuple[tuple[str, str], ...] = ()
-    """`# toolkit-NAME: value` comment lines, in order (the seal's among them)."""
+    directives: tuple[tuple[str, str, int], ...] = ()
+    """`# toolkit-NAME: value` comment lines (name, value, line), in order (the seal's among
+    them)."""
 
     def directive(self, name: str) -> str | None:
-        return next((value for key, value in self.directives if key == name), None)
+        return next((value for key, value, _ in self.directives if key == name), None)
 
     def in_section(self, section: str = SECTION) -> list[Option]:
         return [o for o in self.options if o.section == section]
@@ -82,13 +83,13 @@ def parse(text: str, path: Path = Path("<string>")) -> IniFile:
     options: list[Option] = []
     sections: list[str] = []
     markers: list[int] = []
-    directives: list[tuple[str, str]] = []
+    directives: list[tuple[str, str, int]] = []
     section = ""
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip(BLANKS)
         if not line or line[0] in ";#":
             if line.startswith("#") and (directive := DIRECTIVE.fullmatch(line)):
-                directives.append((directive.group(1), directive.group(2)))
+                directives.append((directive.group(1), directive.group(2), number))
             continue
         if line.startswith(MERGE_MARKERS):
             markers.append(number)

@@ -185,3 +185,20 @@ def asgi_adapter_without_lazy_apps(config: Config, context: Context) -> Iterator
 def _lazy(config: Config) -> bool:
     setting = config.last("lazy-apps", "lazy")
     return setting is not None and read_flag(setting.value).means == "true"
+
+
+def memory_limit_unavailable(config: Config, context: Context) -> Iterator[Finding]:
+    """`# toolkit-memory-max:` asks toolkit's Emperor for a cgroup memory limit (memory.max);
+    where it cannot set one, the vassal would run unlimited."""
+    from toolkit.emperor.containment import memory_limits_here
+
+    for ini in config.files:
+        for name, value, line in ini.directives:
+            if name == "memory-max" and (why := memory_limits_here()) is not None:
+                yield Finding(
+                    ini.path,
+                    line,
+                    f"memory limit {value} MB cannot be applied on this machine: {why}",
+                    "run the Emperor as root or under systemd's Delegate=yes on a machine with "
+                    "cgroup v2's memory controller, or set memory_max = 0",
+                )

@@ -76,6 +76,8 @@ class Parent(Protocol):
 
     def exited(self, code: int, why: str = "") -> None: ...
 
+    def warn(self, text: str) -> None: ...
+
 
 class Spawner(Protocol):
     def spawn(self, config: VassalConfig, fds: list[int], parent: Parent) -> Child:
@@ -153,7 +155,9 @@ class UwsgiSpawner:
             raise
         finally:
             vassal_end.close()
-        self.containment.adopt(process.pid, contained)
+        problem = self.containment.adopt(process.pid, contained, config.memory_max)
+        if problem is not None:
+            parent.warn(problem)
         return UwsgiChild(process, emperor_end, parent, self.loop, self.containment)
 
 

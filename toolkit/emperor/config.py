@@ -31,6 +31,8 @@ class VassalConfig:
     """How it leaves its router's rotation and comes back (subscriptions), if it can."""
     harakiri: int = 0
     """Its `harakiri` seconds, said when a worker is killed by it."""
+    memory_max: int = 0
+    """Bytes its processes may hold together (`# toolkit-memory-max:`); 0: no limit."""
 
     @property
     def service(self) -> str:

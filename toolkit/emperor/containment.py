@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Protocol
 
 VARIABLE = "TOOLKIT_VASSAL_ID"
+NO_MEMORY_LIMIT = (
+    "its memory limit cannot be set: the Emperor has no cgroup v2 of its own here (run it "
+    "as root, or under systemd with Delegate=yes)"
+)
 CGROUP_PREFIX = "toolkit-emperor-"
 
 
@@ -32,8 +36,10 @@ class Containment(Protocol):
         """What to add to the environment of the next vassal process."""
         ...
 
-    def adopt(self, pid: int, environment: dict[str, str]) -> None:
-        """The vassal process just started with that environment."""
+    def adopt(self, pid: int, environment: dict[str, str], memory_max: int = 0) -> str | None:
+        """The vassal process just started with that environment; with `memory_max`, its
+        processes together may hold that many bytes. Why that limit could not be set, or
+        None."""
         ...
 
     def end(self, pid: int) -> None:
@@ -59,8 +65,9 @@ class ProcessTree:
     def environment(self) -> dict[str, str]:
         return {VARIABLE: f"{os.getpid()}-{next(self._next)}"}
 
-    def adopt(self, pid: int, environment: dict[str, str]) -> None:
+    def adopt(self, pid: int, environment: dict[str, str], memory_max: int = 0) -> str | None:
         self._marks[pid] = f"{VARIABLE}={environment[VARIABLE]}".encode()
+        return NO_MEMORY_LIMIT if memory_max else None
 
     def end(self, pid: int) -> None:
         mark = self._marks.pop(pid, None)
@@ -119,9 +126,9 @@ class Cgroups:
     def environment(self) -> dict[str, str]:
         return {}
 
-    def adopt(self, pid: int, environment: dict[str, str]) -> None:
+    def adopt(self, pid: int, environment: dict[str, str], memory_max: int = 0) -> str | None:
         """Move the master into a group of its own, right after it started (before it has
-        read its config, long before it forks a worker)."""
+        read its config, long before it forks a worker), with its memory limit."""
         self._remove_emptied()
         group = self.base / f"vassal-{next(self._next)}"
         try:
@@ -130,8 +137,9 @@ class Cgroups:
         except OSError:
             with contextlib.suppress(OSError):
                 group.rmdir()
-            return
+            return NO_MEMORY_LIMIT if memory_max else None
         self._groups[pid] = group
+        return _limit_memory(group, memory_max) if memory_max else None
 
     def end(self, pid: int) -> None:
         group = self._groups.pop(pid, None)
@@ -154,6 +162,48 @@ class Cgroups:
         self._emptying.clear()
         with contextlib.suppress(OSError):
             self.base.rmdir()
+
+
+def _limit_memory(group: Path, limit: int) -> str | None:
+    """memory.max on the vassal's group: the kernel's OOM killer then ends a process of this
+    vassal alone when its processes together pass it. Needs the memory controller enabled
+    down to the group (cgroup.subtree_control of its parents)."""
+    if "memory" not in _controllers(group):
+        with contextlib.suppress(OSError):
+            (group.parent / "cgroup.subtree_control").write_text("+memory\n")
+    if "memory" not in _controllers(group):
+        available = _controllers(group.parent.parent) or "none"
+        return (
+            "its memory limit cannot be set: the memory controller is not available to "
+            f"toolkit's cgroups here (cgroup v2 controllers: {available})"
+        )
+    try:
+        (group / "memory.max").write_text(f"{limit}\n")
+    except OSError as error:
+        return f"its memory limit cannot be set: {error.strerror}"
+    return None
+
+
+def memory_limits_here() -> str | None:
+    """Why an Emperor started here could not limit a vassal's memory, or None: it needs a
+    cgroup v2 of its own (as root, or delegated) whose parent offers the memory controller."""
+    own = own_cgroup()
+    if own is None or not os.access(own, os.W_OK):
+        return NO_MEMORY_LIMIT
+    offered = _controllers(own)
+    if "memory" not in offered.split():
+        return (
+            "the memory controller is not available to toolkit's cgroups here (cgroup v2 "
+            f"offers: {offered or 'none'}; on a hybrid machine memory is on cgroup v1)"
+        )
+    return None
+
+
+def _controllers(group: Path) -> str:
+    try:
+        return (group / "cgroup.controllers").read_text().strip()
+    except OSError:
+        return ""
 
 
 def own_cgroup() -> Path | None:

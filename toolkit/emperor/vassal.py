@@ -268,6 +268,9 @@ class Vassal:
         if on is not None:
             self.feed(Input(on))
 
+    def warn(self, text: str) -> None:
+        self.publish(Event(self.config.service, Kind.WARNING, text))
+
     def exited(self, code: int, why: str = "") -> None:
         self.child = None
         if self._probe is not None:

@@ -103,6 +103,7 @@ class Contents:
     health: Health | None = None
     rotation: Rotation | None = None
     harakiri: int = 0
+    memory_max: int = 0
 
 
 def contents_of(content: bytes, path: Path) -> Contents:
@@ -124,7 +125,13 @@ def contents_of(content: bytes, path: Path) -> Contents:
             sockets[0] if sockets else None,
         ),
         harakiri=int(harakiri) if (harakiri := ini.last("harakiri") or "").isdigit() else 0,
+        memory_max=megabytes(ini.directive("memory-max")),
     )
+
+
+def megabytes(value: str | None) -> int:
+    """`# toolkit-memory-max: 256` (megabytes) in bytes; 0 for none or nonsense."""
+    return int(value) * 1024 * 1024 if value is not None and value.isdigit() else 0
 
 
 def name_problem(path: Path) -> str | None:
@@ -266,6 +273,7 @@ class Scanner:
                     contents.health,
                     contents.rotation,
                     contents.harakiri,
+                    contents.memory_max,
                 ),
             )
 
