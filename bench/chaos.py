@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import random
 import resource
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.emperor import answer, free_port, write
+from bench.emperor import answer, free_port, free_ports, write
 from toolkit import uwsgi_ini
 from toolkit.seal import seal
 
@@ -513,6 +514,106 @@ def daemonizing_app(work: Path, figures: Figures, rounds: int = 5) -> None:
             figures.record(f"daemonizing app ({kind})", orphans=site.stop())
 
 
+HANGING = """import os, time
+
+
+def application(environ, start_response):
+    while os.path.exists(os.environ["HANG_FILE"]):
+        time.sleep(0.05)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def hung_app(work: Path, figures: Figures, seconds: float) -> None:
+    """A router in front of three app vassals (toolkit's ground-up recipe, the app copied
+    twice on ports of their own), 50 keep-alive clients, one app hanging for `seconds`: its
+    health check (every 1 s, out after 2 failures) takes it out of the rotation. Requests
+    the router sent it before that wait for it: the bound is interval x failures x its
+    share of the request rate, at most one per client (each waits on one)."""
+    from bench.release import CLIENTS, Load
+
+    root = work / "hung-app"
+    port, *apps = free_ports(4)
+    subprocess.run([str(BIN / "toolkit"), "new", str(root)], check=True, capture_output=True)
+    (root / "code" / "app.py").write_text(HANGING)
+    markers = [work / f"hang-{n}" for n in range(3)]
+    with (root / "deploy.ini").open("a") as stream:
+        stream.write(f"http_port = {port}\napp_port = {apps[0]}\nenv = HANG_FILE={markers[0]}\n")
+        stream.write("health_every = 1\nhealth_wait = 0.5\nhealth_out_after = 2\n")
+        stream.write("health_restart_after = 0\nprocesses = 2\ncheaper = 0\n")
+    label = "one of 3 apps hangs, 50 clients"
+    try:
+        subprocess.run([str(BIN / "toolkit"), "up", str(root), "--detach"], check=True,
+                       capture_output=True)  # fmt: skip
+        rendered = (root / "vassals" / "uwsgi.ini").read_text().splitlines()
+        base = "\n".join(line for line in rendered if not line.startswith("# toolkit-sha256"))
+        for number in (1, 2):
+            copy = base.replace(f":{apps[0]}\n", f":{apps[number]}\n").replace(
+                str(markers[0]), str(markers[number])
+            )
+            (root / "vassals" / f"app{number}.ini").write_text(copy.replace(
+                "# Rendered by toolkit", "# Copied from uwsgi.ini") + "\n")  # fmt: skip
+        until(lambda: len({v["name"] for v in deployment_status(root)}) == 4, 60)
+        until(lambda: {v["state"] for v in deployment_status(root)} <= {"ready", "loyal"}, 60)
+        load = Load(port)
+        with load.running():
+            time.sleep(2)
+            before = load.ok
+            time.sleep(2)
+            rate = (load.ok - before) / 2
+            markers[0].touch()
+            hung_at = time.monotonic()
+            out = until(lambda: any(v["state"] == "unhealthy" for v in deployment_status(root)), 30)
+            time.sleep(max(0.0, seconds - (time.monotonic() - hung_at)))
+            markers[0].unlink()
+            back = until(
+                lambda: all(v["state"] != "unhealthy" for v in deployment_status(root)), 30
+            )
+        bound = min(CLIENTS, 1.0 * 2 * rate / 3)
+        figures.record(label, **{
+            "answers": load.ok, "requests per second": f"{rate:.0f}",
+            "out of rotation after (s)": f"{out:.1f}" if out is not None else "never",
+            "failed": len(load.failures), "bound (1 s x 2 x its share)": f"{bound:.0f}",
+            "back after release (s)": f"{back:.1f}" if back is not None else "never",
+        })  # fmt: skip
+    finally:
+        for marker in markers:
+            marker.unlink(missing_ok=True)
+        subprocess.run([str(BIN / "toolkit"), "down", str(root)], capture_output=True)
+        figures.record(label, orphans=left_behind(root))
+
+
+def left_behind(root: Path) -> int:
+    """Processes that name `root` in their command line and still run 3 s after `down`."""
+
+    def alive() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter(["cmdline", "status"]):
+            if process.info["status"] != psutil.STATUS_ZOMBIE and str(root) in " ".join(
+                process.info["cmdline"] or []
+            ):
+                found.append(process)
+        return found
+
+    until(lambda: not alive(), 3)
+    left = alive()
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    return len(left)
+
+
+def deployment_status(root: Path) -> list[dict[str, object]]:
+    done = subprocess.run([str(BIN / "toolkit"), "status", str(root), "--json"],
+                          capture_output=True, text=True)  # fmt: skip
+    try:
+        found = json.loads(done.stdout)
+    except ValueError:
+        return []
+    return found if isinstance(found, list) else []
+
+
 def answer_or_listening(port: int) -> bool:
     import socket
 
@@ -685,6 +786,7 @@ def main() -> int:
         fd_limit(work, figures)
         long_pause(work, figures, seconds=5 if options.short else 30)
         daemonizing_app(work, figures)
+        hung_app(work, figures, seconds=5 if options.short else 15)
     report = figures.table()
     print(report)
     if not options.short:

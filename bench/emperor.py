@@ -63,10 +63,10 @@ def free_ports(count: int) -> list[int]:
         return [int(probe.getsockname()[1]) for probe in probes]
 
 
-def vassal_ini(code: Path, port: int, value: str) -> str:
+def vassal_ini(code: Path, port: int, value: str, extra: str = "") -> str:
     """Sealed, as `toolkit render` writes configs (uWSGI reads the seal line as a comment)."""
     return seal(
-        "[uwsgi]\nstrict = true\nmaster = true\n"
+        f"[uwsgi]\n{extra}strict = true\nmaster = true\n"
         f"http-socket = 127.0.0.1:{port}\nprocesses = 1\npythonpath = {code}\n"
         f"module = app\nneed-app = true\nenv = VALUE={value}\npidfile = %d%n.pid\n"
     )
@@ -425,6 +425,42 @@ def measure_scale(
         path.unlink()
 
 
+HEALTH_EVERY = 5.0
+
+
+def measure_health_at_rest(
+    work: Path, code: Path, contender: Contender, count: int, results: Results, idle: float
+) -> None:
+    """`count` vassals, each with a uwsgi socket its health check asks every HEALTH_EVERY
+    seconds: the Emperor's memory, and how often it wakes at rest (the probes' own rate,
+    count / HEALTH_EVERY, is the floor: one wake-up per probe at least)."""
+    ports = free_ports(2 * count)
+    contender.run()
+    for index in range(count):
+        http, uwsgi = ports[2 * index], ports[2 * index + 1]
+        extra = (
+            f"# toolkit-health: path=/ every={HEALTH_EVERY:g} timeout=2\n"
+            f"socket = 127.0.0.1:{uwsgi}\n"
+        )
+        write(contender.folder / f"{BENCH_MARK}h{index}.ini", vassal_ini(code, http, "h", extra))
+    for index in range(count):
+        until(lambda port=ports[2 * index]: answer(port), timeout=300)
+    own = contender.own_processes()
+    time.sleep(2 * HEALTH_EVERY)  # every vassal probed: the probes' steady state
+    woken = sum(facts(p, "wakeups") for p in own)
+    time.sleep(idle)
+    label = f"{count} vassals probed every {HEALTH_EVERY:g} s"
+    results.add(f"supervisor RSS, {label} (MB)", contender.name, facts(own[0], "rss") / 2**20)
+    results.add(
+        f"supervisor wake-ups per second, {label} (probes: {count / HEALTH_EVERY:g}/s)",
+        contender.name,
+        (sum(facts(p, "wakeups") for p in own) - woken) / idle,
+    )
+    contender.stop()
+    for path in contender.folder.glob("*"):
+        path.unlink()
+
+
 def measure_up(work: Path, results: Results, repeats: int) -> None:
     demo = work / "up-demo"
     subprocess.run([str(TOOLKIT), "new", str(demo)], check=True, capture_output=True)
@@ -613,6 +649,8 @@ def main() -> int:
                 for contender in competitors[:2]:
                     print(f"scale: {count} vassals under {contender.name}...", flush=True)
                     measure_scale(work, code, contender, count, results, idle=idle)
+        print(f"health probes on {scales[0]} vassals at rest...", flush=True)
+        measure_health_at_rest(work, code, competitors[0], scales[0], results, at_rest)
         print("up --detach...", flush=True)
         measure_up(work, results, max(3, repeats // 2))
         print("render + check 1,000 configs...", flush=True)
