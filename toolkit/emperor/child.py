@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from toolkit.emperor import deaths, protocol
+from toolkit.emperor import protocol
 from toolkit.emperor.config import VassalConfig
 from toolkit.emperor.containment import Containment
 from toolkit.emperor.loop import Loop, Scheduled
@@ -287,4 +287,9 @@ class UwsgiChild:
             self._parent.output(self._pending)
         self._stdout.close()
         self._channel.close()
-        self._parent.exited(self._code, deaths.master_exit(self._code, self.pid))
+        why = ""
+        if self._code < 0:  # a signal ended it: which, and who can tell
+            from toolkit.emperor.deaths import master_exit
+
+            why = master_exit(self._code, self.pid)
+        self._parent.exited(self._code, why)

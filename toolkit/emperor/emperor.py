@@ -17,7 +17,7 @@ from toolkit.emperor.clock import Cancellable, Timers
 from toolkit.emperor.config import VassalConfig
 from toolkit.emperor.containment import ProcessTree, containment
 from toolkit.emperor.events import EMPEROR, Event, Kind
-from toolkit.emperor.health import LoopProber
+from toolkit.emperor.health import LazyProber
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.loop import Loop
 from toolkit.emperor.machine import SERVING
@@ -54,7 +54,7 @@ class Emperor:
         self.containment = containment() if options.cgroups and spawner is None else ProcessTree()
         self.spawner = spawner or UwsgiSpawner(self.uwsgi, self.loop, self.containment)
         self.timers = timers or self.loop
-        self.prober = LoopProber(self.loop)
+        self.prober = LazyProber(self.loop)
         self.vassals: dict[str, Vassal] = {}
         # Vassals removed from `vassals` and not stopped yet: their successor waits.
         self._stopping: dict[str, Vassal] = {}

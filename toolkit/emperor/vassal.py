@@ -8,13 +8,12 @@ import resource
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from toolkit.emperor.child import Child, Spawner
 from toolkit.emperor.clock import Cancellable, Timers
 from toolkit.emperor.config import VassalConfig, stamp_of
-from toolkit.emperor.deaths import WorkerDeaths
 from toolkit.emperor.events import Event, Kind
-from toolkit.emperor.health import Prober
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.machine import (
     FIRES,
@@ -41,8 +40,14 @@ from toolkit.emperor.machine import (
 from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.status import VassalStatus
 
+if TYPE_CHECKING:
+    from toolkit.emperor.deaths import WorkerDeaths
+    from toolkit.emperor.probe import Prober
+
 # Printed by uWSGI once it has read its config; the protocol's first message comes later.
 CONFIG_READ_LINE = b"*** Starting uWSGI "
+# Words in the lines that begin a worker's end (deaths.py reads them from then on).
+DEATH_WORDS = (b"HARAKIRI", b"DAMN !", b"Seeya!", b"got Segmentation", b"got Floating")
 # What the master prints once it has taken message 2 (gracefully_kill_them_all(),
 # core/uwsgi.c): from then on a SIGINT only wakes it; before, SIGINT is a brutal stop.
 GRACEFUL_STOP_LINE = b"graceful shutdown triggered"
@@ -84,7 +89,7 @@ class Vassal:
         self.prober = prober
         self._probe: Cancellable | None = None
         # What its master says of its workers' ends, explained.
-        self.deaths = WorkerDeaths(config.harakiri)
+        self.deaths: WorkerDeaths | None = None  # made at the first line about one
         self.worker_deaths = 0
         self.last_worker_death: str | None = None
         # The vassal this one replaces: it starts, and says it stopped, only after that one.
@@ -253,6 +258,12 @@ class Vassal:
             self.feed(Input(On.STOP_TAKEN))
         text = line.decode(errors="replace").rstrip("\r")
         self.publish(Event(self.config.service, Kind.OUTPUT, text))
+        if self.deaths is None:
+            if not any(word in line for word in DEATH_WORDS):
+                return
+            from toolkit.emperor.deaths import WorkerDeaths
+
+            self.deaths = WorkerDeaths(self.config.harakiri)
         death = self.deaths.line(text, time.time())
         if death is not None:
             self.worker_deaths += 1
