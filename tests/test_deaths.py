@@ -159,3 +159,32 @@ def test_a_memory_limit_is_applied_or_refused_before_anything_runs(tmp_path: Pat
         assert str(256 * 1024 * 1024) in limits
     finally:
         run_toolkit("down", root)
+
+
+def test_the_reader_takes_uwsgis_lines_as_they_come() -> None:
+    """As uWSGI 2.0.31 prints them (core/master.c, master_utils.c, uwsgi.c), the worker's
+    stack interleaved with the master's lines on their one pipe."""
+    from toolkit.emperor.deaths import WorkerDeaths
+
+    reader = WorkerDeaths(harakiri=2)
+    lines = [
+        "Sat Dec  5 2026 - *** HARAKIRI ON WORKER 2 (pid: 16450, try: 1, graceful: yes) ***",
+        "Sat Dec  5 15:29:49 2026 - HARAKIRI [core 0] 127.0.0.1 - GET /slow since 100",
+        "Current thread 0xSat Dec  5 15:29:49 2026 - HARAKIRI triggered by worker 2 core 0 !!!",
+        '  File "/srv/app/app.py", line 5 in slow_view',
+        '  File "/usr/lib/python3.11/threading.py", line 320 in wait',
+        '  File "/srv/app/app.py", line 13 in application',
+        "Sat Dec  5 2026 - *** HARAKIRI ON WORKER 2 (pid: 16450, try: 2, graceful: no) ***",
+        "DAMN ! worker 2 (pid: 16450) died, killed by signal 9 :( trying respawn ...",
+        "...The work of process 16500 is done. Seeya!",
+        "worker 1 killed successfully (pid: 16500)",
+        "DAMN ! worker 1 (pid: 16501) MISTERIOUSLY killed by signal 15 :( trying respawn ...",
+    ]
+    said = [str(d) for line in lines if (d := reader.line(line, now=105.0)) is not None]
+    assert said == [
+        "worker 2 (pid 16450) killed by harakiri: GET /slow ran for 5 s (harakiri = 2 s); "
+        "it was in app.py:5 in slow_view <- app.py:13 in application",
+        "worker 1 (pid 16500) recycled (max-requests or reload-on-rss): not a failure",
+        "worker 1 (pid 16501) ended by SIGTERM from another process (the kernel does not say "
+        "which)",
+    ]

@@ -32,7 +32,6 @@ CRASH_SIGNALS = {"Segmentation Fault": "SIGSEGV", "Floating Point Exception": "S
 SEEYA = re.compile(r"\.\.\.The work of process (\d+) is done\. Seeya!")
 RETIRED = re.compile(r"worker (\d+) killed successfully \(pid: (\d+)\)")
 # faulthandler's dump: a thread's header, then its frames, innermost first.
-THREAD = re.compile(r"(?:Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):")
 FRAME = re.compile(r'\s+File "([^"]+)", line (\d+) in (\S+)')
 # Frames that are the machinery around a request, not where the app was.
 NOT_THE_APP = ("/threading.py", "/socketserver.py", "/selectors.py")
@@ -66,7 +65,6 @@ class WorkerDeaths:
         self.harakiri = harakiri
         self._harakiri: dict[int, Harakiri] = {}
         self._current: Harakiri | None = None
-        self._in_stack = False
         self._retiring: set[int] = set()
         self._crashed: dict[int, str] = {}
 
@@ -80,16 +78,14 @@ class WorkerDeaths:
             self._current.request = f"{found.group(1)} {found.group(2)}"
             self._current.since = int(found.group(3))
             return None
-        if self._current is not None and THREAD.search(text):
-            self._in_stack = True
-            return None
-        if self._in_stack and (found := FRAME.match(text)):
-            assert self._current is not None
+        # The worker's stack, printed on the graceful signal, between the harakiri and the
+        # kill; its lines may come interleaved with the master's (one pipe, two writers), so
+        # the frames are read whatever their thread header became.
+        if self._current is not None and (found := FRAME.match(text)):
             where = f"{os.path.basename(found.group(1))}:{found.group(2)} in {found.group(3)}"
             if not found.group(1).endswith(NOT_THE_APP) and len(self._current.frames) < 3:
                 self._current.frames.append(where)
             return None
-        self._in_stack = False
         if found := CRASHED.search(text):
             self._crashed[int(found.group(1))] = CRASH_SIGNALS[found.group(2)]
             return None
