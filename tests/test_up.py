@@ -125,6 +125,7 @@ def test_status_shows_a_vassal_whose_file_is_not_what_runs(
 def test_the_emperor_exits_non_zero_when_it_cannot_watch(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(TOOLKIT), "emperor", str(tmp_path / "missing" / "*.ini"), "--run-dir", tmp_path],
+        cwd=tmp_path,  # its logs folder (`logs`, relative) is made there, not in the checkout
         capture_output=True,
         text=True,
         timeout=30,
