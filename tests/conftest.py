@@ -37,6 +37,27 @@ def no_orphans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     assert not left, f"uwsgi processes left behind: {sorted(left)}"
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _untracked() -> set[str]:
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=CHECKOUT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return set(done.stdout.splitlines()) if done.returncode == 0 else set()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def the_checkout_stays_clean() -> Iterator[None]:
+    """No test writes into the checkout (a relative logs folder, a run folder): what git
+    sees as new or changed after the session is what was there before it."""
+    before = _untracked()
+    yield
+    written = sorted(_untracked() - before)
+    assert not written, f"tests wrote into the checkout: {written}"
+
+
 @pytest.fixture
 def processes() -> Iterator[Processes]:
     started = Processes()
