@@ -763,3 +763,21 @@ def test_12_type_along_uwsgis_emperor_spawns_both_and_only_the_app_is_ready_and_
     assert "announcing my loyalty to the Emperor..." in log.read_text()
     assert "vassals/http.ini is ready" not in log.read_text()
     assert "vassals/http.ini is now loyal" not in log.read_text()
+
+
+def test_a_later_chapter_in_the_same_folder_keeps_the_readers_set_values(tmp_path: Path) -> None:
+    """`tutorial run 5 --set http_port=P`, then `tutorial run 6` in the same folder: the
+    reader's port stays theirs (it is below a mark in deploy.ini that later runs read)."""
+    root = tmp_path / "tutorial"
+    port, app_port = free_ports(2)
+    given = ("--set", f"http_port={port}", "--set", f"app_port={app_port}")
+    first = run_toolkit("tutorial", "run", "5", root, *given, "--detach")
+    assert first.returncode == 0, first.stderr
+    run_toolkit("down", root)
+    second = run_toolkit("tutorial", "run", "6", root, "--detach")
+    try:
+        assert second.returncode == 0, second.stderr
+        assert f"http_port = {port}" in (root / "deploy.ini").read_text()
+        wait_for(serving(port), what="chapter 6 on the port given to chapter 5")
+    finally:
+        run_toolkit("down", root)

@@ -75,21 +75,43 @@ def chapter(number: int) -> Chapter:
     raise ToolkitError(f"no chapter {number}", hint="`toolkit tutorial list` shows them")
 
 
+# Above the `--set` values in a chapter's deploy.ini: a later `tutorial run` in the same
+# folder keeps them (the reader's ports stay the reader's), whatever chapter it builds.
+GIVEN_MARK = "# given with --set: kept by a later `toolkit tutorial run` in this folder"
+
+
 def build(number: int, root: Path, overrides: list[str]) -> Deployment:
-    """Scaffold the chapter's deployment in `root` with its variables (then `--set` ones)."""
+    """Scaffold the chapter's deployment in `root` with its variables, then the `--set` ones
+    given now or to an earlier run in this folder."""
     current = chapter(number)
     if current.recipe is None:
         raise ToolkitError(f"chapter {number} has nothing to run", hint="read it with `show`")
     recipe = find_recipe(current.recipe)
+    given = settings.parse_overrides([*_given_before(root), *overrides])
     new(root, recipe, force=True)
-    layered = settings.parse_overrides([*current.variables, *overrides])
+    layered = {**settings.parse_overrides(current.variables), **given}
     variables = settings.resolve(recipe, layered)
     lines = [f"recipe = {recipe.name}", f"# chapter {number:02d}: {current.title}"]
-    lines += [f"{name} = {variables.values[name]}" for name in layered]
+    lines += [f"{name} = {variables.values[name]}" for name in layered if name not in given]
+    if given:
+        lines += [GIVEN_MARK, *(f"{name} = {raw.text}" for name, raw in given.items())]
     write_atomically(root / "deploy.ini", "\n".join(lines) + "\n")
     if variables.values.get("https_port"):
         make_certificate(root, variables.values["tls_cert"], variables.values["tls_key"])
     return Deployment(root)
+
+
+def _given_before(root: Path) -> list[str]:
+    """`name=value` for each line below GIVEN_MARK in the folder's deploy.ini."""
+    from toolkit.files import read_regular
+
+    try:
+        text = read_regular(root / "deploy.ini", "deploy.ini").decode(errors="replace")
+    except (OSError, ToolkitError):
+        return []
+    _, mark, below = text.partition(GIVEN_MARK + "\n")
+    lines = [line.partition(" = ") for line in below.splitlines()] if mark else []
+    return [f"{name}={value}" for name, equal, value in lines if equal]
 
 
 def make_certificate(root: Path, cert: str, key: str) -> None:
