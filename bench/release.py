@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -177,6 +178,12 @@ class Row:
     to_new_code: list[float] = field(default_factory=list)
     command: list[float] = field(default_factory=list)
     exit_codes: set[int] = field(default_factory=set)
+    what_failed: Counter[str] = field(default_factory=Counter)
+
+    def count_failures(self, load: Load) -> None:
+        self.failed.append(len(load.failures))
+        self.clients_hit.append(len(load.clients_hit))
+        self.what_failed.update(load.failures)
 
 
 def switch(site: Site, row: Row, *args: str | Path) -> None:
@@ -187,8 +194,7 @@ def switch(site: Site, row: Row, *args: str | Path) -> None:
         row.command.append(time.monotonic() - started)
     row.exit_codes.add(result.returncode)
     after = site.live()
-    row.failed.append(len(load.failures))
-    row.clients_hit.append(len(load.clients_hit))
+    row.count_failures(load)
     row.answers.append(sum(load.by_release.values()))
     row.from_broken.append(
         sum(n for release, n in load.by_release.items() if release not in (before, after, "-"))
@@ -355,8 +361,7 @@ def kill_app(site: Site, row: Row) -> None:
                 raise RuntimeError("the Emperor did not bring the killed app vassal back")
             time.sleep(0.01)
         row.to_new_code.append(time.monotonic() - started)
-    row.failed.append(len(load.failures))
-    row.clients_hit.append(len(load.clients_hit))
+    row.count_failures(load)
     row.answers.append(load.ok)
     row.exit_codes.add(0)
 
@@ -392,6 +397,12 @@ def table(rows: dict[str, Row], rounds: int) -> str:
             f"{cell(row.to_new_code, ' s')} | {cell(row.command, ' s')} | "
             f"{','.join(map(str, sorted(row.exit_codes)))} |"
         )
+    failed = [(name, row.what_failed) for name, row in rows.items() if row.what_failed]
+    if failed:
+        lines.append("\nWhat the clients saw fail (a status, or the client's exception):\n")
+        for name, seen in failed:
+            kinds = ", ".join(f"{count} x `{what}`" for what, count in seen.most_common(3))
+            lines.append(f"- {name}: {kinds}")
     return "\n".join(lines) + "\n"
 
 

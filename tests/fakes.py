@@ -13,10 +13,13 @@ import itertools
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from toolkit.emperor.child import Parent
 from toolkit.emperor.config import Stamp, VassalConfig, stamp_of
 from toolkit.emperor.protocol import ToVassal
+
+if TYPE_CHECKING:
+    from toolkit.emperor.child import Parent
 
 KILL_LATENCY = 0.001
 

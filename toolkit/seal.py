@@ -12,7 +12,10 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _builtin_sha256() -> Callable[[bytes], Any]:

@@ -10,20 +10,24 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from toolkit.emperor import protocol
 from toolkit.emperor.config import VassalConfig
-from toolkit.emperor.containment import Containment
 from toolkit.emperor.loop import Loop, Scheduled
 from toolkit.emperor.protocol import ToVassal
+from toolkit.installed import on_path
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from toolkit.emperor.containment import Containment
 
 LINE_LIMIT = 1 << 20
 PR_SET_PDEATHSIG = 1
@@ -57,32 +61,32 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-class Child(Protocol):
-    pid: int
+if TYPE_CHECKING:
 
-    def send(self, message: ToVassal) -> None: ...
+    class Child(Protocol):
+        pid: int
 
-    def signal(self, number: signal.Signals) -> None: ...
+        def send(self, message: ToVassal) -> None: ...
 
-    def kill_group(self) -> None: ...
+        def signal(self, number: signal.Signals) -> None: ...
 
+        def kill_group(self) -> None: ...
 
-class Parent(Protocol):
-    """What a child tells the vassal that spawned it; `exited` comes last, once."""
+    class Parent(Protocol):
+        """What a child tells the vassal that spawned it; `exited` comes last, once."""
 
-    def output(self, line: bytes) -> None: ...
+        def output(self, line: bytes) -> None: ...
 
-    def message(self, message: int) -> None: ...
+        def message(self, message: int) -> None: ...
 
-    def exited(self, code: int, why: str = "") -> None: ...
+        def exited(self, code: int, why: str = "") -> None: ...
 
-    def warn(self, text: str) -> None: ...
+        def warn(self, text: str) -> None: ...
 
-
-class Spawner(Protocol):
-    def spawn(self, config: VassalConfig, fds: list[int], parent: Parent) -> Child:
-        """Start the vassal's process, handing it these listening fds; OSError if it cannot."""
-        ...
+    class Spawner(Protocol):
+        def spawn(self, config: VassalConfig, fds: list[int], parent: Parent) -> Child:
+            """Start the vassal's process, handing it these listening fds; OSError if it cannot."""
+            ...
 
 
 def pdeathsig_wrapper() -> list[str]:
@@ -94,7 +98,7 @@ def pdeathsig_wrapper() -> list[str]:
     of 3 %. setpriv sets it and execs uwsgi (same pid). An Emperor that dies in the few
     microseconds before setpriv runs leaves a master that exits once it reads the end of
     its emperor socket (about two seconds)."""
-    setpriv = shutil.which("setpriv")
+    setpriv = on_path("setpriv")
     if setpriv is None:
         return []
     wrapper = [setpriv, "--pdeathsig", "KILL", "--"]

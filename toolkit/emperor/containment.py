@@ -19,7 +19,10 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Protocol
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import Protocol
 
 VARIABLE = "TOOLKIT_VASSAL_ID"
 NO_MEMORY_LIMIT = (
@@ -29,24 +32,26 @@ NO_MEMORY_LIMIT = (
 CGROUP_PREFIX = "toolkit-emperor-"
 
 
-class Containment(Protocol):
-    kind: str
+if TYPE_CHECKING:
 
-    def environment(self) -> dict[str, str]:
-        """What to add to the environment of the next vassal process."""
-        ...
+    class Containment(Protocol):
+        kind: str
 
-    def adopt(self, pid: int, environment: dict[str, str], memory_max: int = 0) -> str | None:
-        """The vassal process just started with that environment; with `memory_max`, its
-        processes together may hold that many bytes. Why that limit could not be set, or
-        None."""
-        ...
+        def environment(self) -> dict[str, str]:
+            """What to add to the environment of the next vassal process."""
+            ...
 
-    def end(self, pid: int) -> None:
-        """Its master has exited: end whatever it left behind."""
-        ...
+        def adopt(self, pid: int, environment: dict[str, str], memory_max: int = 0) -> str | None:
+            """The vassal process just started with that environment; with `memory_max`, its
+            processes together may hold that many bytes. Why that limit could not be set, or
+            None."""
+            ...
 
-    def close(self) -> None: ...
+        def end(self, pid: int) -> None:
+            """Its master has exited: end whatever it left behind."""
+            ...
+
+        def close(self) -> None: ...
 
 
 def _ids() -> itertools.count[int]:

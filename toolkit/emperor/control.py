@@ -11,19 +11,23 @@ import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from toolkit.emperor.loop import Loop, Scheduled
 from toolkit.emperor.status import VassalStatus
 from toolkit.errors import ExitCode, ToolkitError
 
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    Answer = Callable[[dict[str, Any]], None]
+    Handler = Callable[[dict[str, Any], Answer], None]
+    """Handles a request, and answers through the callable it is given, now or later."""
+
 SOCKET_NAME = "emperor.sock"
 PID_NAME = "emperor.pid"
 # The `--set` values `up` started this Emperor with: kept while it runs (toolkit.deployment).
 KEPT_NAME = "set.json"
-Answer = Callable[[dict[str, Any]], None]
-Handler = Callable[[dict[str, Any], Answer], None]
-"""Handles a request, and answers through the callable it is given, now or later."""
 REQUEST_LIMIT = 1 << 20
 # How long a client waits for an answer; `stop` answers once the vassal has stopped.
 ANSWER_TIMEOUT = 30.0

@@ -9,11 +9,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from toolkit.emperor import control, usage, watcher
-from toolkit.emperor.child import Spawner, UwsgiSpawner
-from toolkit.emperor.clock import Cancellable, Timers
+from toolkit.emperor.child import UwsgiSpawner
 from toolkit.emperor.config import VassalConfig
 from toolkit.emperor.containment import ProcessTree, containment
 from toolkit.emperor.events import EMPEROR, Event, Kind
@@ -26,6 +24,13 @@ from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.printer import Printer
 from toolkit.emperor.vassal import Vassal
 from toolkit.errors import ExitCode, ToolkitError
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from toolkit.emperor.child import Spawner
+    from toolkit.emperor.clock import Cancellable, Timers
 
 
 class Emperor:
@@ -344,7 +349,8 @@ class Emperor:
         self.shutdown("asked by `toolkit down`")
 
 
-Command = Callable[[Emperor, list[Vassal], control.Answer], None]
+if TYPE_CHECKING:
+    Command = Callable[[Emperor, list[Vassal], control.Answer], None]
 COMMANDS: dict[str, Command] = {
     "status": Emperor._status_command,
     "reload": Emperor._reload_command,

@@ -16,8 +16,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
 if TYPE_CHECKING:
     from toolkit.emperor.clock import Cancellable
     from toolkit.emperor.probe import Loop, Prober

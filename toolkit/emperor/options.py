@@ -12,9 +12,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from toolkit.emperor.throttle import Throttle
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 PROG = "toolkit emperor"
 

@@ -9,10 +9,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
 
 from toolkit.emperor.events import EMPEROR, Event, Kind
 from toolkit.emperor.logfiles import LogFiles
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 # Foreground colours, one per vassal in turn (cyan, magenta, green, yellow, blue, bright...).
 PALETTE = ("36", "35", "32", "33", "34", "91", "96", "95")

@@ -8,25 +8,30 @@ import errno
 import os
 import socket
 from collections.abc import Callable
-from typing import Protocol
 
 from toolkit import uwsgi_packet
-from toolkit.emperor.clock import Cancellable
 from toolkit.emperor.health import Health
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from toolkit.emperor.clock import Cancellable
 
 # Reading this much of an answer without its status line means it is not HTTP.
 STATUS_LINE_LIMIT = 8192
 
 
-class Prober(Protocol):
-    def probe(self, health: Health, done: Callable[[str | None], None]) -> Cancellable: ...
+if TYPE_CHECKING:
 
+    class Prober(Protocol):
+        def probe(self, health: Health, done: Callable[[str | None], None]) -> Cancellable: ...
 
-class Loop(Protocol):
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
-    def add_reader(self, fd: int, callback: Callable[[], None]) -> None: ...
-    def add_writer(self, fd: int, callback: Callable[[], None]) -> None: ...
-    def remove_reader(self, fd: int) -> None: ...
+    class Loop(Protocol):
+        def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
+        def add_reader(self, fd: int, callback: Callable[[], None]) -> None: ...
+        def add_writer(self, fd: int, callback: Callable[[], None]) -> None: ...
+        def remove_reader(self, fd: int) -> None: ...
 
 
 class LoopProber:
@@ -75,7 +80,7 @@ class Probe:
 
     def _readable(self) -> None:
         try:
-            chunk = self.socket.recv(4096)
+            chunk = self.socket.recv(256)
         except BlockingIOError:
             return
         except OSError as error:

@@ -4,9 +4,12 @@ Emperor and read by `toolkit status`, `up --detach` and releases."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
 
 from toolkit.emperor.machine import SERVING, State
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 FAILED = frozenset({State.THROTTLED, State.BACKOFF})
 

@@ -8,10 +8,7 @@ import resource
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from toolkit.emperor.child import Child, Spawner
-from toolkit.emperor.clock import Cancellable, Timers
 from toolkit.emperor.config import VassalConfig, stamp_of
 from toolkit.emperor.events import Event, Kind
 from toolkit.emperor.listeners import Listeners
@@ -40,7 +37,10 @@ from toolkit.emperor.machine import (
 from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.status import VassalStatus
 
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
 if TYPE_CHECKING:
+    from toolkit.emperor.child import Child, Spawner
+    from toolkit.emperor.clock import Cancellable, Timers
     from toolkit.emperor.deaths import WorkerDeaths
     from toolkit.emperor.probe import Prober
 

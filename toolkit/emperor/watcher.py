@@ -13,12 +13,15 @@ from pathlib import Path
 
 from toolkit import seal, uwsgi_ini
 from toolkit.emperor import inotify
-from toolkit.emperor.clock import Cancellable
 from toolkit.emperor.config import Stamp, VassalConfig, file_stamp
 from toolkit.emperor.health import Health, Rotation, parse_health, parse_rotation
 from toolkit.emperor.loop import Loop
 from toolkit.errors import ToolkitError
 from toolkit.files import LIMIT, regular_problem
+
+TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
+if TYPE_CHECKING:
+    from toolkit.emperor.clock import Cancellable
 
 # A safety net only: inotify says what changed, and a removed root is looked for each second.
 RESCAN_EVERY = 60.0
