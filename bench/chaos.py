@@ -768,6 +768,12 @@ How to read it:
   than the heartbeat tolerance, then continued.
 - *daemonizing app*: an app that double-forks a daemon holding a port at each start;
   *left* counts daemons still there after their vassal was removed.
+- *one of 3 apps hangs*: three app vassals behind one router (subscriptions), 50
+  keep-alive clients; one app's view starts hanging. Its health check (every 1 s, out
+  after 2 failures) takes it out of the rotation; *failed* are requests the router had
+  sent it before, each client waiting on one (the bound: at most one per client, or
+  interval x failures x its share of the rate); *back after release* is from the view
+  answering again until the app is back in the rotation.
 """
 
 
