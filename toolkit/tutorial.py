@@ -115,7 +115,7 @@ def _given_before(root: Path) -> list[str]:
 
 
 def make_certificate(root: Path, cert: str, key: str) -> None:
-    """Chapter 15's self-signed certificate for 127.0.0.1, made with the chapter's own
+    """Chapter 14's self-signed certificate for 127.0.0.1, made with the chapter's own
     openssl command, unless the deployment has one already."""
     import subprocess
 
