@@ -328,6 +328,12 @@ def shown_code(number: int, language: str) -> str:
 GUIDE_APP = shown_code(3, "python")
 
 
+def typed_commands(number: int, port: int) -> list[list[str]]:
+    """Chapter NUMBER's `uwsgi ...` lines as the reader types them, on `port`."""
+    lines = re.findall(r"^ *(uwsgi --.*)$", tutorial.chapter(number).text, re.MULTILINE)
+    return [line.replace(":8000", f":{port}").split()[1:] for line in lines]
+
+
 def guide_page() -> bytes:
     """What the reader's app answers: chapter 03's code, called as a server would."""
     namespace: dict[str, Any] = {}
@@ -346,8 +352,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_05_type_along_the_first_run_has_no_socket(project: Path) -> None:
+    first = typed_commands(5, 8000)[0]
     run = subprocess.run(
-        [str(UWSGI), "--module", "app"], cwd=project, capture_output=True, text=True, timeout=20
+        [str(UWSGI), *first], cwd=project, capture_output=True, text=True, timeout=20
     )
     assert run.returncode == 1
     assert "*** WARNING: you are running uWSGI without its master process manager ***" in (
@@ -364,8 +371,7 @@ def test_05_type_along_without_pythonpath_every_request_is_a_500(
     project: Path, processes: Processes
 ) -> None:
     port = free_ports(1)[0]
-    log = typed(processes, project, "run2.log", "--master", "--http-socket",
-                f"127.0.0.1:{port}", "--module", "app")  # fmt: skip
+    log = typed(processes, project, "run2.log", *typed_commands(5, port)[1])
     wait_for(
         lambda: "spawned uWSGI worker 1" in log.read_text(),
         what='"spawned uWSGI worker 1" in log.read_text()',
@@ -380,8 +386,7 @@ def test_05_type_along_with_pythonpath_it_serves_and_sigterm_reloads(
     project: Path, processes: Processes
 ) -> None:
     port = free_ports(1)[0]
-    log = typed(processes, project, "run3.log", "--master", "--http-socket",
-                f"127.0.0.1:{port}", "--pythonpath", "code", "--module", "app")  # fmt: skip
+    log = typed(processes, project, "run3.log", *typed_commands(5, port)[2])
     wait_for(
         lambda: "WSGI app 0 (mountpoint='') ready" in log.read_text(),
         what="\"WSGI app 0 (mountpoint='') ready\" in log.read_text()",
@@ -718,15 +723,37 @@ def test_07_type_along_the_ini_file_serves_like_the_command(
     assert get(port, "/base.css").body == (project / "static" / "base.css").read_bytes()
 
 
+def apply_diff(text: str, diff: str) -> str:
+    """A chapter's ```diff block applied as the reader edits: ` ` lines are where, `-` lines
+    go, `+` lines come in at that place (at the end of the file when the block says nowhere)."""
+    lines = text.splitlines()
+    anchored = any(line[:1] in " -" for line in diff.splitlines())
+    at = 0 if anchored else len(lines)
+    for line in diff.splitlines():
+        mark, body = line[:1], line[1:]
+        if mark == " ":
+            at = lines.index(body, at) + 1
+        elif mark == "-":
+            at = lines.index(body, at)
+            del lines[at]
+        elif mark == "+":
+            lines.insert(at, body)
+            at += 1
+    return "\n".join(lines) + "\n"
+
+
 def test_08_type_along_the_router_and_one_cheaper_worker_of_two_threads(
     project: Path, processes: Processes
 ) -> None:
+    """Chapter 07's file with 07's strict line, then 08's lines under the address and its
+    switch to the router, as the chapters show them."""
     port = free_ports(1)[0]
-    (project / "uwsgi.ini").write_text(
-        f"[uwsgi]\nstrict = true\nmaster = true\nhttp = 127.0.0.1:{port}\n"
-        "processes = 4\ncheaper = 1\nthreads = 2\npythonpath = code\nmodule = app\n"
-        "check-static = static\noffload-threads = 1\n"
-    )
+    chapter_07 = apply_diff(shown_code(7, "ini"), shown_code(7, "diff"))
+    address = "http-socket = 127.0.0.1:8000\n"
+    with_workers = chapter_07.replace(address, address + shown_code(8, "ini"))
+    chapter_08 = apply_diff(with_workers, shown_code(8, "diff"))
+    assert "strict = true" in chapter_08 and "http = 127.0.0.1:8000" in chapter_08
+    (project / "uwsgi.ini").write_text(chapter_08.replace(":8000", f":{port}"))
     log = started(processes, project, "uwsgi.ini")
     wait_for(
         lambda: "spawned uWSGI http 1" in log.read_text(),
@@ -739,6 +766,39 @@ def test_08_type_along_the_router_and_one_cheaper_worker_of_two_threads(
         what="the master's line for worker 1 with 2 cores",
     )
     assert "spawned uWSGI worker 2" not in log.read_text()
+
+
+def test_13_type_along_the_routers_request_log_never_appears(
+    project: Path, processes: Processes
+) -> None:
+    """Chapter 11's two files with chapter 13's lines for each: the router's request log
+    never appears, the app's has the request."""
+    port, subscriptions = free_ports(2)
+    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
+    for_router, for_app = re.findall(r"```diff\n(.*?)```", tutorial.chapter(13).text, re.DOTALL)
+    for name, text, diff in (("http.ini", router, for_router), ("uwsgi.ini", app, for_app)):
+        mine = apply_diff(text, diff).replace(":8000", f":{port}")
+        (project / name).write_text(mine.replace(":8001", f":{subscriptions}"))
+    (project / "hostnames.txt").write_text(f"localhost:{port}\n")
+    (project / "logs").mkdir()
+    started(processes, project, "http.ini")
+    started(processes, project, "uwsgi.ini")
+    host = {"Host": f"localhost:{port}"}
+
+    def served() -> bool:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            return get(port, "/?logged", headers=host).status == 200
+        return False
+
+    wait_for(served, what=f"a page for Host localhost:{port} through the router")
+    requests = project / "logs" / "app-requests.log"
+    wait_for(
+        lambda: requests.exists() and "GET /?logged" in requests.read_text(),
+        what="the request line in logs/app-requests.log",
+    )
+    assert (project / "logs" / "uwsgi.log").read_text(), "the router's messages"
+    router_requests = project / "logs" / "request.log"
+    assert not router_requests.exists(), "uWSGI opens a file logger at its first line"
 
 
 def test_12_type_along_uwsgis_emperor_spawns_both_and_only_the_app_is_ready_and_loyal(
