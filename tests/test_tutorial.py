@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import grp
 import gzip
@@ -262,6 +263,13 @@ def test_17_a_cached_value_is_served_from_the_cache(run_chapter: Callable[..., S
     assert first.headers["x-cache"] == "miss"
     assert second.headers["x-cache"] == "hit"
     assert second.body == first.body
+    app = (site.root / "code" / "app.py").read_text()
+    function = next(
+        node for node in ast.parse(app).body
+        if isinstance(node, ast.FunctionDef) and node.name == "cached_time"
+    )  # fmt: skip
+    shown = shown_code(17, "python").strip()
+    assert shown == ast.get_source_segment(app, function), "chapter 17 shows the code that ran"
 
 
 def test_18_a_spooled_job_runs(run_chapter: Callable[..., Site]) -> None:
