@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -143,3 +145,24 @@ def test_every_command_takes_h_and_shows_examples() -> None:
     summary = runner.invoke(app, ["-h"]).output
     commands = summary.split("Commands:")[1]
     assert "..." not in commands, "no summary cut mid-sentence"
+
+
+# What the Emperor's memory budget leaves out (docs/benchmark-analysis.md measures each):
+# typing 0.5 MB, shutil 0.6 MB, logging 1.8 MB, asyncio 5.5 MB, OpenSSL's hashlib 3.9 MB,
+# traceback 1.7 MB (loaded only on a bug), and the CLI's own libraries.
+NOT_IN_THE_EMPEROR = (
+    "typing", "shutil", "logging", "asyncio", "_hashlib", "ssl", "traceback",
+    "jinja2", "typer", "configobj", "rich", "psutil",
+)  # fmt: skip
+
+
+def test_the_emperor_loads_none_of_what_its_memory_budget_leaves_out() -> None:
+    """The Emperor's modules, probes and death reader included, as its process imports them."""
+    modules = (
+        "import sys, toolkit.emperor.main, toolkit.emperor.probe, toolkit.emperor.deaths; "
+        "print(' '.join(sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", modules], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [name for name in NOT_IN_THE_EMPEROR if name in loaded] == []
