@@ -179,6 +179,18 @@ def test_the_reader_takes_uwsgis_lines_as_they_come() -> None:
         "...The work of process 16500 is done. Seeya!",
         "worker 1 killed successfully (pid: 16500)",
         "DAMN ! worker 1 (pid: 16501) MISTERIOUSLY killed by signal 15 :( trying respawn ...",
+        # Seen under load: the master's lines inside a frame, cutting it before its name.
+        "Sat Dec  5 17:50:08 2026 - *** HARAKIRI ON WORKER 1 (pid: 9604, try: 1, "
+        "graceful: yes) ***",
+        "Sat Dec  5 17:50:08 2026 - HARAKIRI [core 0] 127.0.0.1 - GET /slow since 101",
+        "Current thread 0x00007fc267d22440 (most recent call first):",
+        '  File "/srv/app/app.py", line 5 in Sat Dec  5 17:50:08 2026 - HARAKIRI: graceful '
+        "termination attempt on worker 1 with signal 23. Next harakiri: 1796493009",
+        "slow_viewSat Dec  5 17:50:08 2026 - HARAKIRI triggered by worker 1 core 0 !!!",
+        "",
+        '  File "/srv/app/app.py", line 13 in application',
+        "Sat Dec  5 17:50:10 2026 - *** HARAKIRI ON WORKER 1 (pid: 9604, try: 2, graceful: no) ***",
+        "DAMN ! worker 1 (pid: 9604) died, killed by signal 9 :( trying respawn ...",
     ]
     said = [str(d) for line in lines if (d := reader.line(line, now=105.0)) is not None]
     assert said == [
@@ -187,4 +199,6 @@ def test_the_reader_takes_uwsgis_lines_as_they_come() -> None:
         "worker 1 (pid 16500) recycled (max-requests or reload-on-rss): not a failure",
         "worker 1 (pid 16501) ended by SIGTERM from another process (the kernel does not say "
         "which)",
+        "worker 1 (pid 9604) killed by harakiri: GET /slow ran for 4 s (harakiri = 2 s); "
+        "it was in app.py:5 in slow_view <- app.py:13 in application",
     ]

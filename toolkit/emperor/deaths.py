@@ -33,6 +33,8 @@ SEEYA = re.compile(r"\.\.\.The work of process (\d+) is done\. Seeya!")
 RETIRED = re.compile(r"worker (\d+) killed successfully \(pid: (\d+)\)")
 # faulthandler's dump: a thread's header, then its frames, innermost first.
 FRAME = re.compile(r'\s+File "([^"]+)", line (\d+) in (\S+)')
+# What starts each of the master's harakiri lines (uwsgi_log_verbose: the date, then " - ").
+MASTER_STAMP = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d (?:\d\d:\d\d:\d\d )?\d{4} - ")
 # Frames that are the machinery around a request, not where the app was.
 NOT_THE_APP = ("/threading.py", "/socketserver.py", "/selectors.py")
 KERNEL_LOG = "/dev/kmsg"
@@ -67,8 +69,26 @@ class WorkerDeaths:
         self._current: Harakiri | None = None
         self._retiring: set[int] = set()
         self._crashed: dict[int, str] = {}
+        self._fragment = ""
+
+    def _unwoven(self, text: str) -> str:
+        """During a harakiri the worker's stack and the master's lines share one pipe.
+        faulthandler writes a frame a piece at a time, the master a whole line at once, so a
+        master line can land inside a frame and run to the end of the line: the frame goes on
+        at the start of the next line. The piece before such a line is kept until the frame
+        is whole; a line is returned as its writer wrote it."""
+        if MASTER_STAMP.match(text):
+            return text
+        stamp = MASTER_STAMP.search(text, 1)
+        if stamp is None:
+            whole, self._fragment = self._fragment + text, ""
+            return whole
+        self._fragment += text[: stamp.start()]
+        return text[stamp.start() :]
 
     def line(self, text: str, now: float) -> Death | None:
+        if self._current is not None:
+            text = self._unwoven(text)
         if found := HARAKIRI.search(text):
             # Its second try (the kill after the graceful signal) is the same harakiri.
             pid = int(found.group(2))
@@ -81,7 +101,7 @@ class WorkerDeaths:
         # The worker's stack, printed on the graceful signal, between the harakiri and the
         # kill; its lines may come interleaved with the master's (one pipe, two writers), so
         # the frames are read whatever their thread header became.
-        if self._current is not None and (found := FRAME.match(text)):
+        if self._current is not None and (found := FRAME.search(text)):
             where = f"{os.path.basename(found.group(1))}:{found.group(2)} in {found.group(3)}"
             if not found.group(1).endswith(NOT_THE_APP) and len(self._current.frames) < 3:
                 self._current.frames.append(where)
@@ -114,7 +134,7 @@ class WorkerDeaths:
     def _by_signal(self, pid: int, number: int, now: float) -> str:
         harakiri = self._harakiri.pop(pid, None)
         if self._current is harakiri:
-            self._current = None
+            self._current, self._fragment = None, ""
         if harakiri is not None:
             return self._harakiri_said(harakiri, now)
         return by_signal(pid, number)
