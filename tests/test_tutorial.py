@@ -533,9 +533,9 @@ def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
     """2.0.31 starts no worker in an instance without a socket of its own; a router that
     found the app down keeps failing for http-gracetime (30 s by default) after it is up."""
     port, app_port = free_ports(2)
+    router_file = shown_code(10, "ini")
     (project / "http.ini").write_text(
-        f"[uwsgi]\nstrict = true\nmaster = true\nhttp = 127.0.0.1:{port}\n"
-        f"http-keepalive = 1\nhttp-to = 127.0.0.1:{app_port}\n"
+        router_file.replace(":8000", f":{port}").replace(":8001", f":{app_port}")
     )
     router = started(processes, project, "http.ini")
     wait_for(
@@ -546,8 +546,9 @@ def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
     assert "spawned uWSGI worker" not in router.read_text()
     with pytest.raises(http.client.RemoteDisconnected):
         get(port)
-    app = typed(processes, project, "app.log", "--master", "--socket", f"127.0.0.1:{app_port}",
-                "--pythonpath", "code", "--module", "app")  # fmt: skip
+    app_file = readers_app_file(through=10)
+    (project / "uwsgi.ini").write_text(app_file.replace(":8001", f":{app_port}"))
+    app = started(processes, project, "uwsgi.ini")
     wait_for(
         lambda: "WSGI app 0 (mountpoint='') ready" in app.read_text(),
         what="\"WSGI app 0 (mountpoint='') ready\" in app.read_text()",
@@ -748,6 +749,19 @@ def apply_diff(text: str, diff: str) -> str:
             lines.insert(at, body)
             at += 1
     return "\n".join(lines) + "\n"
+
+
+def readers_app_file(through: int) -> str:
+    """The reader's `uwsgi.ini` as chapters 07 to `through` have them edit it, in order."""
+    text = apply_diff(shown_code(7, "ini"), shown_code(7, "diff"))
+    address = "http-socket = 127.0.0.1:8000\n"
+    text = apply_diff(text.replace(address, address + shown_code(8, "ini")), shown_code(8, "diff"))
+    if through >= 9:
+        static, dynamic = re.findall(r"```diff\n(.*?)```", tutorial.chapter(9).text, re.DOTALL)[:2]
+        text = apply_diff(apply_diff(text, static), dynamic)
+    if through >= 10:
+        text = apply_diff(text, shown_code(10, "diff"))
+    return text
 
 
 def test_08_type_along_the_router_and_one_cheaper_worker_of_two_threads(
