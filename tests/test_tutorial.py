@@ -486,6 +486,51 @@ def test_14_type_along_a_relative_certificate_path_is_read_before_chdir(
     )
 
 
+def test_14_type_along_the_readers_router_speaks_tls_from_anywhere(
+    project: Path, processes: Processes, tmp_path: Path
+) -> None:
+    """Chapters 11 and 13's files with chapter 14's certificate, `https` line and name, both
+    started from another folder: the page comes over TLS, trusted with the chapter's cert."""
+    port, subscriptions, https_port = free_ports(3)
+    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
+    for_router, for_app = re.findall(r"```diff\n(.*?)```", tutorial.chapter(13).text, re.DOTALL)
+    https_line = shown_code(14, "ini")
+    files = {
+        "http.ini": apply_diff(router, for_router) + https_line,
+        "uwsgi.ini": apply_diff(app, for_app),
+    }
+    for name, text in files.items():
+        mine = text.replace(":8000", f":{port}").replace(":8001", f":{subscriptions}")
+        (project / name).write_text(mine.replace(":8443", f":{https_port}"))
+    (project / "logs").mkdir()
+    (project / "hostnames.txt").write_text(f"localhost:{port}\n")
+    shown = tutorial.chapter(14).text
+    making = re.search(r"```\n(mkdir -p tls\nopenssl req .*?)```", shown, re.DOTALL)
+    naming = re.search(r"^(echo .* >> hostnames.txt)$", shown, re.MULTILINE)
+    assert making is not None and naming is not None, "chapter 14 shows both steps"
+    for step in (making.group(1), naming.group(1).replace(":8443", f":{https_port}")):
+        subprocess.run(["sh", "-c", step], cwd=project, check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in files:
+        started(processes, elsewhere, str(project / name))
+    trusting = ssl.create_default_context(cafile=project / "tls" / "cert.pem")
+
+    def page() -> bytes | None:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", https_port, context=trusting, timeout=5
+        )
+        try:
+            connection.request("GET", "/")
+            return connection.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            connection.close()
+
+    wait_for(lambda: page() == guide_page(), what=f"the page over TLS on port {https_port}")
+
+
 def test_14_the_router_speaks_tls_with_the_chapters_certificate(
     run_chapter: Callable[..., Site],
 ) -> None:
