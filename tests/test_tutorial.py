@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -605,6 +606,41 @@ def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
     with pytest.raises(http.client.RemoteDisconnected):
         get(port)  # the app is up, and the router still counts it dead
     assert "marking 127.0.0.1:" in router.read_text()
+
+
+def test_16_type_along_the_guides_layout_under_one_emperor(
+    project: Path, processes: Processes, tmp_path: Path
+) -> None:
+    """Chapters 11 and 13's files, then chapter 16's commands as shown: the router moved to
+    its own folder beside the project, one Emperor over `*/uwsgi.ini`, the page served."""
+    srv = tmp_path / "srv"
+    shutil.copytree(project, srv / "project", ignore=shutil.ignore_patterns("srv"))
+    mine = srv / "project"
+    port, subscriptions = free_ports(2)
+    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
+    for_router, for_app = re.findall(r"```diff\n(.*?)```", tutorial.chapter(13).text, re.DOTALL)
+    for name, text, diff in (("http.ini", router, for_router), ("uwsgi.ini", app, for_app)):
+        edited = apply_diff(text, diff).replace(":8000", f":{port}")
+        (mine / name).write_text(edited.replace(":8001", f":{subscriptions}"))
+    (mine / "logs").mkdir()
+    (mine / "hostnames.txt").write_text(f"localhost:{port}\n")
+    shown = tutorial.chapter(16).text
+    steps = re.search(r"```\n(mkdir -p \.\./http/logs\n.*?)```", shown, re.DOTALL)
+    assert steps is not None, "chapter 16 shows the move and the Emperor"
+    *moves, cd, emperor = steps.group(1).splitlines()
+    assert cd == "cd .." and emperor.startswith("uwsgi --master --emperor ")
+    subprocess.run(["sh", "-c", " && ".join(moves)], cwd=mine, check=True, capture_output=True)
+    log = typed(processes, srv, "emperor.log", *emperor.split()[1:])
+    host = {"Host": f"localhost:{port}"}
+
+    def served() -> bool:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            return get(port, headers=host).body == guide_page()
+        return False
+
+    wait_for(served, what=f"the page through http/uwsgi.ini's router on port {port}")
+    assert "vassal http/uwsgi.ini has been spawned" in log.read_text()
+    assert (srv / "http" / "logs" / "uwsgi.log").exists(), "the router's log in its own folder"
 
 
 def test_16_type_along_procname_prefix_is_glued_and_the_spaced_one_is_not(
