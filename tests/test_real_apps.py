@@ -113,16 +113,21 @@ def no_state_in_releases(root: Path) -> None:
                 raise AssertionError(f"a database in a release: {path}")
 
 
+def unpacked_sdist(tmp_path_factory: pytest.TempPathFactory, package: str) -> Path:
+    """The source distribution of the `package` installed here, downloaded and unpacked."""
+    folder = tmp_path_factory.mktemp(f"{package}-sdist")
+    installed = version(package)
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+    run(*pip, f"{package}=={installed}", "-d", folder, cwd=folder)
+    with tarfile.open(folder / f"{package}-{installed}.tar.gz") as archive:
+        archive.extractall(folder, filter="data")
+    return folder / f"{package}-{installed}"
+
+
 @pytest.fixture(scope="session")
 def flask_tutorial(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/tutorial from the sdist of the Flask installed here."""
-    folder = tmp_path_factory.mktemp("flask-sdist")
-    flask = version("flask")
-    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-    run(*pip, f"flask=={flask}", "-d", folder, cwd=folder)
-    with tarfile.open(folder / f"flask-{flask}.tar.gz") as archive:
-        archive.extractall(folder, filter="data")
-    return folder / f"flask-{flask}" / "examples" / "tutorial"
+    return unpacked_sdist(tmp_path_factory, "flask") / "examples" / "tutorial"
 
 
 def test_flaskr_keeps_every_post_through_a_release_and_a_rollback(
@@ -300,13 +305,7 @@ def test_wagtail_keeps_every_image_through_a_migrating_release_and_a_rollback(
 def pyramid_starter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """docs/narr/myproject from the sdist of the Pyramid installed here: the project the
     pyramid-cookiecutter-starter makes, as Pyramid's own docs ship it."""
-    folder = tmp_path_factory.mktemp("pyramid-sdist")
-    pyramid = version("pyramid")
-    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-    run(*pip, f"pyramid=={pyramid}", "-d", folder, cwd=folder)
-    with tarfile.open(folder / f"pyramid-{pyramid}.tar.gz") as archive:
-        archive.extractall(folder, filter="data")
-    return folder / f"pyramid-{pyramid}" / "docs" / "narr" / "myproject"
+    return unpacked_sdist(tmp_path_factory, "pyramid") / "docs" / "narr" / "myproject"
 
 
 def test_the_pyramid_starter_from_new_to_a_page(pyramid_starter: Path, tmp_path: Path) -> None:

@@ -424,10 +424,7 @@ def test_11_type_along_port_0_and_hostnames_from_a_file(
     hostnames.txt is a name, the name includes the port, and an unknown name gets no
     answer at all."""
     port, subscriptions = free_ports(2)
-    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
-    for name, text in (("http.ini", router), ("uwsgi.ini", app)):
-        mine = text.replace(":8000", f":{port}").replace(":8001", f":{subscriptions}")
-        (project / name).write_text(mine)
+    write_readers_pair(project, {":8000": port, ":8001": subscriptions})
     (project / "hostnames.txt").write_text(f"localhost:{port}\nlocalhost\n")
     router_log = started(processes, project, "http.ini")
     app_log = started(processes, project, "uwsgi.ini")
@@ -493,18 +490,8 @@ def test_14_type_along_the_readers_router_speaks_tls_from_anywhere(
     """Chapters 11 and 13's files with chapter 14's certificate, `https` line and name, both
     started from another folder: the page comes over TLS, trusted with the chapter's cert."""
     port, subscriptions, https_port = free_ports(3)
-    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
-    for_router, for_app = re.findall(r"```diff\n(.*?)```", tutorial.chapter(13).text, re.DOTALL)
-    https_line = shown_code(14, "ini")
-    files = {
-        "http.ini": apply_diff(router, for_router) + https_line,
-        "uwsgi.ini": apply_diff(app, for_app),
-    }
-    for name, text in files.items():
-        mine = text.replace(":8000", f":{port}").replace(":8001", f":{subscriptions}")
-        (project / name).write_text(mine.replace(":8443", f":{https_port}"))
-    (project / "logs").mkdir()
-    (project / "hostnames.txt").write_text(f"localhost:{port}\n")
+    ports = {":8000": port, ":8001": subscriptions, ":8443": https_port}
+    write_readers_pair(project, ports, through=13, router_extra=shown_code(14, "ini"))
     shown = tutorial.chapter(14).text
     making = re.search(r"```\n(mkdir -p tls\nopenssl req .*?)```", shown, re.DOTALL)
     naming = re.search(r"^(echo .* >> hostnames.txt)$", shown, re.MULTILINE)
@@ -513,7 +500,7 @@ def test_14_type_along_the_readers_router_speaks_tls_from_anywhere(
         subprocess.run(["sh", "-c", step], cwd=project, check=True, capture_output=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    for name in files:
+    for name in ("http.ini", "uwsgi.ini"):
         started(processes, elsewhere, str(project / name))
     trusting = ssl.create_default_context(cafile=project / "tls" / "cert.pem")
 
@@ -617,13 +604,7 @@ def test_16_type_along_the_guides_layout_under_one_emperor(
     shutil.copytree(project, srv / "project", ignore=shutil.ignore_patterns("srv"))
     mine = srv / "project"
     port, subscriptions = free_ports(2)
-    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
-    for_router, for_app = re.findall(r"```diff\n(.*?)```", tutorial.chapter(13).text, re.DOTALL)
-    for name, text, diff in (("http.ini", router, for_router), ("uwsgi.ini", app, for_app)):
-        edited = apply_diff(text, diff).replace(":8000", f":{port}")
-        (mine / name).write_text(edited.replace(":8001", f":{subscriptions}"))
-    (mine / "logs").mkdir()
-    (mine / "hostnames.txt").write_text(f"localhost:{port}\n")
+    write_readers_pair(mine, {":8000": port, ":8001": subscriptions}, through=13)
     shown = tutorial.chapter(16).text
     steps = re.search(r"```\n(mkdir -p \.\./http/logs\n.*?)```", shown, re.DOTALL)
     assert steps is not None, "chapter 16 shows the move and the Emperor"
@@ -845,6 +826,25 @@ def readers_app_file(through: int) -> str:
     return text
 
 
+def write_readers_pair(
+    folder: Path, ports: dict[str, int], through: int = 11, router_extra: str = ""
+) -> None:
+    """Chapter 11's `http.ini` and `uwsgi.ini` in `folder`, with chapter 13's lines for each
+    when `through` is 13 or later (and its logs/ folder), `router_extra` after the router's
+    lines; the chapters' ports (":8000", ...) become `ports`' numbers; hostnames.txt names
+    localhost on the router's port."""
+    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
+    if through >= 13:
+        for_router, for_app = re.findall(r"```diff\n(.*?)```", tutorial.chapter(13).text, re.DOTALL)
+        router, app = apply_diff(router, for_router), apply_diff(app, for_app)
+        (folder / "logs").mkdir()
+    for name, text in (("http.ini", router + router_extra), ("uwsgi.ini", app)):
+        for shown, mine in ports.items():
+            text = text.replace(shown, f":{mine}")
+        (folder / name).write_text(text)
+    (folder / "hostnames.txt").write_text(f"localhost:{ports[':8000']}\n")
+
+
 def test_08_type_along_the_router_and_one_cheaper_worker_of_two_threads(
     project: Path, processes: Processes
 ) -> None:
@@ -877,13 +877,7 @@ def test_13_type_along_the_routers_request_log_never_appears(
     """Chapter 11's two files with chapter 13's lines for each: the router's request log
     never appears, the app's has the request."""
     port, subscriptions = free_ports(2)
-    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
-    for_router, for_app = re.findall(r"```diff\n(.*?)```", tutorial.chapter(13).text, re.DOTALL)
-    for name, text, diff in (("http.ini", router, for_router), ("uwsgi.ini", app, for_app)):
-        mine = apply_diff(text, diff).replace(":8000", f":{port}")
-        (project / name).write_text(mine.replace(":8001", f":{subscriptions}"))
-    (project / "hostnames.txt").write_text(f"localhost:{port}\n")
-    (project / "logs").mkdir()
+    write_readers_pair(project, {":8000": port, ":8001": subscriptions}, through=13)
     started(processes, project, "http.ini")
     started(processes, project, "uwsgi.ini")
     host = {"Host": f"localhost:{port}"}
@@ -909,11 +903,7 @@ def test_12_type_along_uwsgis_emperor_spawns_both_and_only_the_app_is_ready_and_
 ) -> None:
     """Chapter 11's two files where the reader has them, and chapter 12's command as shown."""
     port, subscription_port = free_ports(2)
-    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
-    for name, text in (("http.ini", router), ("uwsgi.ini", app)):
-        mine = text.replace(":8000", f":{port}").replace(":8001", f":{subscription_port}")
-        (project / name).write_text(mine)
-    (project / "hostnames.txt").write_text(f"localhost:{port}\n")
+    write_readers_pair(project, {":8000": port, ":8001": subscription_port})
     command = re.search(r"^uwsgi --master --emperor .*$", tutorial.chapter(12).text, re.MULTILINE)
     assert command is not None, "chapter 12 shows the Emperor's command"
     log = typed(processes, project, "emperor.log", *command.group(0).split()[1:])

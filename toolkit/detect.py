@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,11 +107,7 @@ def _asgi(app: Path, deployment: Path) -> Detected | None:
     """`application = ASGIMiddleware(app)` (a2wsgi): served as WSGI, loaded in each worker.
     An ASGI app with no adapter is refused: uWSGI speaks WSGI only."""
     bare: tuple[str, Path, int] | None = None
-    for module, path in _python_modules(app):
-        try:
-            tree = ast.parse(_source(path))
-        except SyntaxError:
-            continue
+    for module, path, tree in _module_trees(app):
         for node in tree.body:
             if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
                 continue
@@ -514,11 +511,7 @@ def _evaluate(node: ast.expr, names: dict[str, object], file: Path) -> object:
 
 
 def _flask(app: Path, deployment: Path) -> Detected:
-    for module, path in _python_modules(app):
-        try:
-            tree = ast.parse(_source(path))
-        except SyntaxError:
-            continue
+    for module, path, tree in _module_trees(app):
         for node in tree.body:
             if isinstance(node, ast.Assign) and _calls_flask(node.value):
                 target = node.targets[0]
@@ -549,17 +542,23 @@ def _flask(app: Path, deployment: Path) -> Detected:
     )
 
 
-def _python_modules(app: Path) -> list[tuple[str, Path]]:
-    """Importable modules at the top of the app folder and its packages' __init__.py."""
-    found: list[tuple[str, Path]] = []
+def _module_trees(app: Path) -> Iterator[tuple[str, Path, ast.Module]]:
+    """Importable modules at the top of the app folder and its packages' __init__.py, parsed;
+    one that does not parse is skipped."""
     for path in sorted(app.iterdir()):
         if path.name in SKIPPED_FOLDERS:
             continue
         if path.suffix == ".py" and path.stem.isidentifier():
-            found.append((path.stem, path))
+            module = path.stem
         elif path.is_dir() and (path / "__init__.py").is_file() and path.name.isidentifier():
-            found.append((path.name, path / "__init__.py"))
-    return found
+            module, path = path.name, path / "__init__.py"
+        else:
+            continue
+        try:
+            tree = ast.parse(_source(path))
+        except SyntaxError:
+            continue
+        yield module, path, tree
 
 
 def _calls_flask(node: ast.expr) -> bool:

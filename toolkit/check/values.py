@@ -185,6 +185,10 @@ SHELL_VARIABLE = re.compile(r"\$(\{?)([A-Za-z_][A-Za-z0-9_]*)\}?")
 SHELL_OR_ROUTING = ("daemon", "cron", "exec", "hook", "route", "log", "alarm", "rpc", "spool")
 
 
+def _in_quotes(value: str) -> bool:
+    return len(value) > 1 and value[0] in QUOTES and value[-1] == value[0]
+
+
 def quoted_value(config: Config, context: Context) -> Iterator[Finding]:
     """uWSGI's ini reader keeps quotes (core/ini.c has no quoting): `env = "A=b"` puts a
     variable named `"A` (putenv of the raw value, core/uwsgi.c uwsgi_opt_set_env), and a
@@ -200,12 +204,7 @@ def quoted_value(config: Config, context: Context) -> Iterator[Finding]:
                 f"{name.strip(''.join(QUOTES))}",
                 f"write `env = {value.strip(''.join(QUOTES))}`",
             )
-        elif (
-            setting.key in (*APP_KEYS, *PATH_KEYS, *VIRTUALENV_KEYS)
-            and len(value) > 1
-            and value[0] in QUOTES
-            and value[-1] == value[0]
-        ):
+        elif setting.key in (*APP_KEYS, *PATH_KEYS, *VIRTUALENV_KEYS) and _in_quotes(value):
             yield at(
                 setting,
                 f"{setting.key} = {value}: the quotes are part of the value to uWSGI (its ini "
@@ -224,7 +223,7 @@ def quotes_kept(config: Config, context: Context) -> Iterator[Finding]:
             name, _, value = value.partition("=")
             if name.startswith(QUOTES):
                 continue
-        if len(value) > 1 and value[0] in QUOTES and value[-1] == value[0]:
+        if _in_quotes(value):
             yield at(
                 setting,
                 f"{setting.key} = {setting.value}: the quotes are part of the value "
