@@ -179,16 +179,17 @@ def test_07_a_typo_stops_uwsgi_under_strict(tmp_path: Path) -> None:
 
 def test_08_several_workers_answer(run_chapter: Callable[..., Site]) -> None:
     site = run_chapter(8)
-    seen: set[int] = set()
+    seen: set[str] = set()
 
-    def worker_pid(_: int) -> int:
-        response = try_get(site.port, "/api/status")
-        return json.loads(response.body)["pid"] if response else 0
+    def served_by(_: int) -> str:
+        response = try_get(site.port, "/")
+        found = re.search(rb"Served by worker (\d+)\.", response.body) if response else None
+        return found.group(1).decode() if found else ""
 
     with ThreadPoolExecutor(8) as pool:
         wait_for(
-            lambda: seen.update(pool.map(worker_pid, range(32))) or len(seen - {0}) >= 2,
-            what="seen.update(pool.map(worker_pid, range(32))) or len(seen - {0}) >= 2",
+            lambda: seen.update(pool.map(served_by, range(32))) or len(seen - {""}) >= 2,
+            what='two different "Served by worker N" pages',
         )
 
 
@@ -219,6 +220,21 @@ def test_10_router_forwards_to_the_app_over_its_uwsgi_socket(
     assert f"http-to = 127.0.0.1:{site.app_port}" in router
     assert b"Hello from uWSGI" in get(site.port).body
     assert try_get(site.app_port) is None, "the app socket speaks uwsgi, not HTTP"
+
+
+def test_10_check_names_an_http_to_that_no_vassal_binds(project: Path) -> None:
+    """Chapter 10's pair as the reader has it, then with the app moved to another port."""
+    router, extra = re.findall(r"```ini\n(.*?)```", tutorial.chapter(10).text, re.DOTALL)[:2]
+    (project / "http.ini").write_text(router + extra)
+    (project / "uwsgi.ini").write_text(readers_app_file(through=10))
+    fitting = run_toolkit("check", project / "http.ini", project / "uwsgi.ini")
+    assert "http-to" not in fitting.stdout, fitting.stdout
+    (project / "uwsgi.ini").write_text(readers_app_file(through=10).replace(":8001", ":8009"))
+    moved = run_toolkit("check", project / "http.ini", project / "uwsgi.ini").stdout
+    assert "X300 warning: http-to 127.0.0.1:8001 is not bound by any vassal's socket" in moved
+    (project / "uwsgi.ini").write_text(readers_app_file(through=10).replace(":8001", ":8000"))
+    clashing = run_toolkit("check", project / "http.ini", project / "uwsgi.ini")
+    assert clashing.returncode == 1 and "X301 error" in clashing.stdout
 
 
 def test_12_a_killed_vassal_comes_back_and_a_touched_one_reloads(
@@ -269,8 +285,12 @@ def test_17_a_cached_value_is_served_from_the_cache(run_chapter: Callable[..., S
         node for node in ast.parse(app).body
         if isinstance(node, ast.FunctionDef) and node.name == "cached_time"
     )  # fmt: skip
-    shown = shown_code(17, "python").strip()
-    assert shown == ast.get_source_segment(app, function), "chapter 17 shows the code that ran"
+    readers = ast.parse(apply_diff(GUIDE_APP, re.findall(
+        r"```diff\n(.*?)```", tutorial.chapter(17).text, re.DOTALL)[1]))  # fmt: skip
+    shown = next(
+        n for n in readers.body if isinstance(n, ast.FunctionDef) and n.name == "cached_time"
+    )
+    assert ast.unparse(shown) == ast.unparse(function), "chapter 17 shows the code that ran"
 
 
 def test_18_a_spooled_job_runs(run_chapter: Callable[..., Site]) -> None:
@@ -304,6 +324,20 @@ def test_01_sys_is_sysfs_not_a_place_for_projects() -> None:
     """The guide's "/sys namespace" means /srv: /sys is the kernel's sysfs."""
     mounts = Path("/proc/mounts").read_text().splitlines()
     assert any(line.split()[1:3] == ["/sys", "sysfs"] for line in mounts)
+
+
+def test_01_02_type_along_the_folders_and_the_venv(tmp_path: Path) -> None:
+    """Chapters 01 and 02's commands, typed in one shell from an empty folder: the folders,
+    then a venv whose Python is the one in use."""
+    blocks = [re.findall(r"```\n(.*?)```", tutorial.chapter(n).text, re.DOTALL)[0] for n in (1, 2)]
+    typed_in = "\n".join(blocks).replace("python3 -m venv", f"{sys.executable} -m venv")
+    shown = subprocess.run(
+        ["sh", "-ec", typed_in], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    project = tmp_path / "project"
+    assert all((project / name).is_dir() for name in ("code", "static", "logs", "venv"))
+    assert shown.stdout.strip() == str(project / "venv")
 
 
 def test_04_this_build_has_internal_routing_and_is_the_version_checked() -> None:
@@ -391,6 +425,17 @@ def test_05_type_along_without_pythonpath_every_request_is_a_500(
     assert get(port).status == 500
 
 
+def test_05_need_app_refuses_to_start_with_code_22(project: Path) -> None:
+    """Step 2's command, which served 500s, with `need-app`: uWSGI exits 22 instead."""
+    port = free_ports(1)[0]
+    run = subprocess.run(
+        [str(UWSGI), *typed_commands(5, port)[1], "--need-app"],
+        cwd=project, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert run.returncode == 22, run.stdout + run.stderr
+    assert "no app loaded. GAME OVER" in run.stdout + run.stderr
+
+
 def test_05_type_along_with_pythonpath_it_serves_and_sigterm_reloads(
     project: Path, processes: Processes
 ) -> None:
@@ -449,7 +494,8 @@ def test_11_type_along_port_0_and_hostnames_from_a_file(
 def test_11_apps_announce_themselves_to_the_router(run_chapter: Callable[..., Site]) -> None:
     port, subscriptions = free_ports(2)
     site = run_chapter(11, f"http_port={port}", f"subscription_port={subscriptions}")
-    assert "socket = 127.0.0.1:0\n" in (site.root / "vassals" / "uwsgi.ini").read_text()
+    app = (site.root / "vassals" / "uwsgi.ini").read_text()
+    assert "socket = 127.0.0.1:0\n" in app and "subscribe-freq = 1\n" in app
     assert b"Hello from uWSGI" in get(port).body
     wait_for(
         lambda: "toolkit => new node: 127.0.0.1:" in site.log("http.log"),
@@ -491,13 +537,7 @@ def test_14_type_along_the_readers_router_speaks_tls_from_anywhere(
     started from another folder: the page comes over TLS, trusted with the chapter's cert."""
     port, subscriptions, https_port = free_ports(3)
     ports = {":8000": port, ":8001": subscriptions, ":8443": https_port}
-    write_readers_pair(project, ports, through=13, router_extra=shown_code(14, "ini"))
-    shown = tutorial.chapter(14).text
-    making = re.search(r"```\n(mkdir -p tls\nopenssl req .*?)```", shown, re.DOTALL)
-    naming = re.search(r"^(echo .* >> hostnames.txt)$", shown, re.MULTILINE)
-    assert making is not None and naming is not None, "chapter 14 shows both steps"
-    for step in (making.group(1), naming.group(1).replace(":8443", f":{https_port}")):
-        subprocess.run(["sh", "-c", step], cwd=project, check=True, capture_output=True)
+    write_readers_pair(project, ports, through=14)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     for name in ("http.ini", "uwsgi.ini"):
@@ -560,6 +600,43 @@ def test_15_the_router_uses_shared_sockets_and_drops_to_nobody(
         )
 
 
+# Chapter 15 drops the router to `nobody`: only root can; a reader who is not skips it.
+AS_ROOT = os.geteuid() == 0
+READERS_LAST_ROUTER_CHAPTER = 15 if AS_ROOT else 14
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="chapter 15 is typed as root (setuid to nobody)")
+def test_15_type_along_the_router_binds_as_root_and_serves_as_nobody(
+    project: Path, processes: Processes
+) -> None:
+    """Chapters 11 to 14's files with chapter 15's lines and commands, as root: the master
+    stays root, the router process is `nobody`, and the page comes through the shared
+    socket (on a free port here, not 80) for the plain Host name a browser sends on 80."""
+    port, subscriptions, https_port, shared = free_ports(4)
+    ports = {":8000": port, ":8001": subscriptions, ":8443": https_port, ":80": shared}
+    write_readers_pair(project, ports, through=15)
+    commands = re.findall(r"^uwsgi --ini (\S+) &$", tutorial.chapter(15).text, re.MULTILINE)
+    assert commands == ["http.ini", "uwsgi.ini"], "chapter 15 starts both"
+    router_log = project / "logs" / "uwsgi.log"
+    for name in commands:
+        started(processes, project, name)
+    host = {"Host": "127.0.0.1"}
+
+    def served() -> bool:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            return get(shared, headers=host).body == guide_page()
+        return False
+
+    wait_for(served, what=f"the page for Host 127.0.0.1 through the shared socket {shared}")
+    master = psutil.Process(processes.started[0].pid)
+    assert master.username() == "root"
+    assert [child.username() for child in master.children()] == ["nobody"]
+    wait_for(
+        lambda: "uWSGI http 1 setuid() to 65534" in router_log.read_text(errors="replace"),
+        what="the router's setuid line in its logs/uwsgi.log",
+    )
+
+
 def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
     project: Path, processes: Processes
 ) -> None:
@@ -592,36 +669,141 @@ def test_10_type_along_the_router_runs_no_worker_and_waits_out_a_refusal(
     )
     with pytest.raises(http.client.RemoteDisconnected):
         get(port)  # the app is up, and the router still counts it dead
+    assert try_get(app_port) is None, "the app's :8001 speaks uwsgi, not HTTP: no page"
     assert "marking 127.0.0.1:" in router.read_text()
 
 
-def test_16_type_along_the_guides_layout_under_one_emperor(
-    project: Path, processes: Processes, tmp_path: Path
-) -> None:
-    """Chapters 11 and 13's files, then chapter 16's commands as shown: the router moved to
-    its own folder beside the project, one Emperor over `*/uwsgi.ini`, the page served."""
-    srv = tmp_path / "srv"
+@dataclass
+class ReadersEmperor:
+    """The reader's folders after chapter 16 (`srv/http/`, `srv/project/`) under the
+    Emperor of chapter 16's command, started in `srv/`; `log` is its terminal."""
+
+    srv: Path
+    log: Path
+    port: int
+    host: str
+
+    def get(self, path: str = "/") -> Any:
+        return get(self.port, path, headers={"Host": self.host})
+
+    def page(self, path: str = "/") -> bytes | None:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            return self.get(path).body
+        return None
+
+
+def readers_emperor(
+    project: Path, processes: Processes, through: int = 16, toolkits: bool = False
+) -> ReadersEmperor:
+    """Chapters 11 to 15's files (15 only as root), chapter 16's moves, the edits of chapters
+    17 to `through`, then chapter 16's Emperor (uWSGI's, or with `toolkits` toolkit's, as the
+    chapter shows both); returns once the page is served."""
+    srv = project / "srv"
     shutil.copytree(project, srv / "project", ignore=shutil.ignore_patterns("srv"))
     mine = srv / "project"
-    port, subscriptions = free_ports(2)
-    write_readers_pair(mine, {":8000": port, ":8001": subscriptions}, through=13)
+    port, subscriptions, https_port, shared = free_ports(4)
+    ports = {":8000": port, ":8001": subscriptions, ":8443": https_port, ":80": shared}
+    write_readers_pair(mine, ports, through=READERS_LAST_ROUTER_CHAPTER)
     shown = tutorial.chapter(16).text
     steps = re.search(r"```\n(mkdir -p \.\./http/logs\n.*?)```", shown, re.DOTALL)
     assert steps is not None, "chapter 16 shows the move and the Emperor"
     *moves, cd, emperor = steps.group(1).splitlines()
     assert cd == "cd .." and emperor.startswith("uwsgi --master --emperor ")
     subprocess.run(["sh", "-c", " && ".join(moves)], cwd=mine, check=True, capture_output=True)
-    log = typed(processes, srv, "emperor.log", *emperor.split()[1:])
-    host = {"Host": f"localhost:{port}"}
+    for number in range(17, through + 1):
+        edit_as_chapter(number, mine)
+    if toolkits:
+        command = re.search(r"`toolkit emperor '([^']+)'`", shown)
+        assert command is not None, "chapter 16 shows toolkit's Emperor"
+        log = srv / "emperor.log"
+        log.touch()
+        run = f"exec '{TOOLKIT}' emperor '{command.group(1)}' > {log.name} 2>&1"
+        processes.start("sh", "-c", run, cwd=srv)
+    else:
+        log = typed(processes, srv, "emperor.log", *emperor.split()[1:])
+    served = (
+        ReadersEmperor(srv, log, shared, "127.0.0.1")
+        if READERS_LAST_ROUTER_CHAPTER >= 15
+        else ReadersEmperor(srv, log, port, f"localhost:{port}")
+    )
+    wait_for(
+        lambda: served.page() == guide_page(),
+        what=f"the page through http/uwsgi.ini's router on port {served.port}",
+    )
+    return served
 
-    def served() -> bool:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            return get(port, headers=host).body == guide_page()
-        return False
 
-    wait_for(served, what=f"the page through http/uwsgi.ini's router on port {port}")
-    assert "vassal http/uwsgi.ini has been spawned" in log.read_text()
-    assert (srv / "http" / "logs" / "uwsgi.log").exists(), "the router's log in its own folder"
+def edit_as_chapter(number: int, project: Path) -> None:
+    """Chapter NUMBER's (17 to 19) edits, as shown: its diffs to `uwsgi.ini` and
+    `code/app.py`, and the files it shows whole."""
+    text = tutorial.chapter(number).text
+    for name, diff in re.findall(r"In\s+`([\w/.]+)`:\n\n```diff\n(.*?)```", text, re.DOTALL):
+        (project / name).write_text(apply_diff((project / name).read_text(), diff))
+    for name, code in re.findall(r"`([\w/]+\.py)`, whole:\n\n```python\n(.*?)```", text, re.DOTALL):
+        (project / name).write_text(code)
+
+
+def test_16_type_along_the_guides_layout_under_one_emperor(
+    project: Path, processes: Processes
+) -> None:
+    """Chapters 11 to 15's files, then chapter 16's commands as shown: the router moved to
+    its own folder beside the project, one Emperor over `*/uwsgi.ini`, the page served."""
+    emperor = readers_emperor(project, processes)
+    assert "vassal http/uwsgi.ini has been spawned" in emperor.log.read_text()
+    assert (emperor.srv / "http" / "logs" / "uwsgi.log").exists(), "the router's log moved"
+
+
+def test_16_type_along_toolkits_emperor_names_each_vassal_after_its_folder(
+    project: Path, processes: Processes
+) -> None:
+    emperor = readers_emperor(project, processes, toolkits=True)
+    output = emperor.log.read_text()
+    assert re.search(r"^\S+ http +▸ spawned: pid \d+, http/uwsgi.ini$", output, re.MULTILINE)
+    assert re.search(r"^\S+ project ▸ spawned: pid \d+, project/uwsgi.ini$", output, re.MULTILINE)
+    toolkit = processes.started[-1]
+    toolkit.send_signal(signal.SIGINT)  # its vassals are not in its process group: stop it
+    wait_for(lambda: toolkit.poll() is not None, what="toolkit's Emperor gone after Ctrl-C")
+
+
+def test_17_type_along_the_cache_answers_miss_then_hit(project: Path, processes: Processes) -> None:
+    emperor = readers_emperor(project, processes, through=17)
+    first, second = emperor.get("/cached"), emperor.get("/cached")
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert second.body == first.body
+
+
+def test_18_type_along_a_spooled_job_runs(project: Path, processes: Processes) -> None:
+    emperor = readers_emperor(project, processes, through=18)
+    mine = emperor.srv / "project"
+    assert emperor.get("/job?report").body == b"queued report\n"
+    wait_for(
+        lambda: (mine / "logs" / "jobs" / "report").exists(),
+        what="logs/jobs/report in the reader's project",
+    )
+    wait_for(
+        lambda: "job report done" in (mine / "logs" / "app-messages.log").read_text(),
+        what='"job report done" in logs/app-messages.log',
+    )
+    assert (mine / "spool").is_dir()
+
+
+def test_19_type_along_the_daemon_is_spawned_again_when_killed(
+    project: Path, processes: Processes
+) -> None:
+    emperor = readers_emperor(project, processes, through=19)
+    mine = emperor.srv / "project"
+    pid_file, log = mine / "logs" / "daemon.pid", mine / "logs" / "app-messages.log"
+    wait_for(
+        lambda: pid_file.exists() and pid_file.read_text().strip(),
+        what="logs/daemon.pid written by the daemon",
+    )
+    assert '[uwsgi-daemons] spawning "python3 code/daemon.py"' in log.read_text()
+    first = int(pid_file.read_text())
+    subprocess.run(["sh", "-c", "kill $(cat logs/daemon.pid)"], cwd=mine, check=True)
+    wait_for(
+        lambda: pid_file.read_text().strip() not in {"", str(first)},
+        what="a new pid in logs/daemon.pid",
+    )
 
 
 def test_16_type_along_procname_prefix_is_glued_and_the_spaced_one_is_not(
@@ -757,6 +939,26 @@ def test_03_type_along_the_app_called_by_hand(tmp_path: Path) -> None:
     assert status == "200 OK [('Content-Type', 'text/html')]"
     assert page == repr([guide_page()])
     assert page.startswith("[b'\\n <!DOCTYPE html>\\n <html>")
+    reported: list[tuple[str, list[tuple[str, str]]]] = []
+    namespace: dict[str, Any] = {}
+    exec(GUIDE_APP, namespace)
+    body = namespace["application"]({}, lambda *args: reported.append(args))
+    assert reported == [], "a generator: start_response runs with the first part of the body"
+    assert b"".join(body) == guide_page()
+    assert reported == [("200 OK", [("Content-Type", "text/html")])]
+
+
+def test_03_the_tutorial_sites_app_names_its_worker_and_sends_no_content_length(
+    tmp_path: Path,
+) -> None:
+    assert run_toolkit("new", tmp_path / "site", "--recipe", "tutorial").returncode == 0
+    namespace: dict[str, Any] = {}
+    exec((tmp_path / "site" / "code" / "app.py").read_text(), namespace)
+    reported: list[tuple[str, list[tuple[str, str]]]] = []
+    body = b"".join(namespace["application"]({"PATH_INFO": "/"}, lambda *a: reported.append(a)))
+    [(status, headers)] = reported
+    assert status == "200 OK" and "Content-Length" not in dict(headers)
+    assert f"Served by worker {os.getpid()}.".encode() in body
 
 
 def test_06_type_along_check_static_then_an_offload_thread(
@@ -826,23 +1028,46 @@ def readers_app_file(through: int) -> str:
     return text
 
 
-def write_readers_pair(
-    folder: Path, ports: dict[str, int], through: int = 11, router_extra: str = ""
-) -> None:
-    """Chapter 11's `http.ini` and `uwsgi.ini` in `folder`, with chapter 13's lines for each
-    when `through` is 13 or later (and its logs/ folder), `router_extra` after the router's
-    lines; the chapters' ports (":8000", ...) become `ports`' numbers; hostnames.txt names
-    localhost on the router's port."""
-    router, app = re.findall(r"```ini\n(.*?)```", tutorial.chapter(11).text, re.DOTALL)[:2]
+def write_readers_pair(folder: Path, ports: dict[str, int], through: int = 11) -> None:
+    """The reader's `http.ini` and `uwsgi.ini` in `folder` as chapters 11 to `through` have
+    them typed, in order: 11's files and hostnames.txt, 13's lines for each (and logs/), 14's
+    certificate, `https` line and name, 15's shared socket and user. The chapters' ports
+    (":8000", ":80", ...) become `ports`' numbers."""
+    chapter_11 = tutorial.chapter(11).text
+    router, app = re.findall(r"```ini\n(.*?)```", chapter_11, re.DOTALL)[:2]
+    steps = re.findall(r"^(echo localhost:8000 > hostnames\.txt)$", chapter_11, re.MULTILINE)
     if through >= 13:
-        for_router, for_app = re.findall(r"```diff\n(.*?)```", tutorial.chapter(13).text, re.DOTALL)
+        chapter_13 = tutorial.chapter(13).text
+        for_router, for_app = re.findall(r"```diff\n(.*?)```", chapter_13, re.DOTALL)
         router, app = apply_diff(router, for_router), apply_diff(app, for_app)
-        (folder / "logs").mkdir()
-    for name, text in (("http.ini", router + router_extra), ("uwsgi.ini", app)):
-        for shown, mine in ports.items():
-            text = text.replace(shown, f":{mine}")
-        (folder / name).write_text(text)
-    (folder / "hostnames.txt").write_text(f"localhost:{ports[':8000']}\n")
+        steps.append("mkdir logs")
+    if through >= 14:
+        chapter_14 = tutorial.chapter(14).text
+        router += shown_code(14, "ini")
+        making = re.search(r"```\n(mkdir -p tls\nopenssl req .*?)```", chapter_14, re.DOTALL)
+        assert making is not None, "chapter 14 shows how to make the certificate"
+        steps += [making.group(1), *names_added(chapter_14)]
+    if through >= 15:
+        router = apply_diff(router, shown_code(15, "diff"))
+        steps += names_added(tutorial.chapter(15).text)
+    for name, text in (("http.ini", router), ("uwsgi.ini", app)):
+        (folder / name).write_text(with_ports(text, ports))
+    for step in steps:
+        command = ["sh", "-c", with_ports(step, ports)]
+        subprocess.run(command, cwd=folder, check=True, capture_output=True)
+
+
+def names_added(text: str) -> list[str]:
+    """A chapter's `echo NAME >> hostnames.txt` lines."""
+    return re.findall(r"^(echo .* >> hostnames\.txt)$", text, re.MULTILINE)
+
+
+def with_ports(text: str, ports: dict[str, int]) -> str:
+    """`text` with each chapter port (":8000") replaced by the test's free one, whole numbers
+    only (":80" is not the start of ":8000")."""
+    for shown, mine in ports.items():
+        text = re.sub(rf"{re.escape(shown)}(?!\d)", f":{mine}", text)
+    return text
 
 
 def test_08_type_along_the_router_and_one_cheaper_worker_of_two_threads(
