@@ -291,7 +291,7 @@ def test_status_json_lists_every_field(emperor: RunningEmperor) -> None:
         assert set(vassal) == {
             "name", "release", "pid", "state", "restarts", "uptime", "last_exit", "config",
             "digest", "log_problem", "rss", "cpu", "health", "worker_deaths",
-            "last_worker_death", "config_changed",
+            "last_worker_death", "worker_deaths_by_cause", "recent_worker_deaths", "config_changed",
         }  # fmt: skip
         assert vassal["config_changed"] is False
 

@@ -66,6 +66,14 @@ ABOUT: dict[str, tuple[str, tuple[str, ...]]] = {
             "toolkit reload site --wait",
         ),
     ),
+    "top": (
+        "Watch every vassal and its workers live.",
+        (
+            "toolkit top site",
+            "toolkit top site --sort r --filter uwsgi",
+            "toolkit top site --json",
+        ),
+    ),
     "stop": ("Stop one vassal.", ("toolkit stop site uwsgi",)),
     "down": ("Stop every vassal and the Emperor.", ("toolkit down site",)),
     "logs": (
@@ -609,6 +617,62 @@ def down(
 
     control.down(_deployment(directory, dir_option).run_dir, timeout)
     say("down")
+
+
+@app.command(**about("top"))
+@handled
+def top(
+    directory: Annotated[Path, typer.Argument(help="The deployment folder.")] = Path("."),
+    dir_option: DirOption = None,
+    sort: Annotated[
+        str,
+        typer.Option(
+            "--sort", help="n: name, r: requests per second, t: requests, m: memory, s: restarts."
+        ),
+    ] = "n",
+    filter_: Annotated[
+        str, typer.Option("--filter", help="Only vassals whose name contains this.")
+    ] = "",
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, max=3600, help="Seconds between samples.")
+    ] = 1.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one sample as JSON and exit.")
+    ] = False,
+) -> None:
+    """Every vassal and its workers, live: state, release, requests and requests per second,
+    average response time, memory, the listen queue and its peak, the router's nodes; keys
+    n r t m s sort, / filters, q quits. Without a terminal: one frame (two samples
+    --interval apart), or --json one sample."""
+    import json
+    import shutil
+    import time
+
+    from toolkit import observe
+    from toolkit import top as live
+
+    if sort not in live.SORTS:
+        raise ToolkitError(f"no sort key {sort!r}", hint=f"use one of {', '.join(live.SORTS)}")
+    deployment = _deployment(directory, dir_option)
+    sockets = observe.StatsSockets.of_emperor(deployment.run_dir)
+
+    def take() -> observe.Sample:
+        return observe.take(deployment.run_dir, sockets)
+
+    view = live.View(sort=sort, filter=filter_)
+    title = str(deployment.root)
+    if as_json:
+        sys.stdout.write(json.dumps(observe.as_json(take()), indent=2) + "\n")
+    elif sys.stdout.isatty() and sys.stdin.isatty():
+        live.watch(take, view, interval, title)
+    else:
+        first = take()
+        time.sleep(interval)
+        second = take()
+        view.note(first)
+        view.note(second)
+        width = shutil.get_terminal_size((120, 40)).columns
+        sys.stdout.write("\n".join(live.frame(second, first, view, width, None, title)) + "\n")
 
 
 @app.command(**about("logs"))

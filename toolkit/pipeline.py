@@ -145,7 +145,21 @@ def write(deployment: Deployment, changes: list[FileChange]) -> list[tuple[Path,
         control.own_run_dir(deployment.run_dir)
     kept = keep_hand_edits(changes)
     apply(changes)
+    for change in changes:
+        if change.new is None:
+            forget_run_files(deployment, change.path.stem)
     return kept
+
+
+# What a vassal file's templates name after it in run/ (`%n`): its stats server, its FIFO.
+RUN_FILE_SUFFIXES = (".stats", ".fifo")
+
+
+def forget_run_files(deployment: Deployment, stem: str) -> None:
+    """Remove what a vassal that is gone (or going: it stops gracefully, its descriptors
+    stay open) left in run/, so that old releases do not pile up there."""
+    for suffix in RUN_FILE_SUFFIXES:
+        (deployment.run_dir / f"{stem}{suffix}").unlink(missing_ok=True)
 
 
 def keep_hand_edits(changes: list[FileChange]) -> list[tuple[Path, Path]]:
@@ -181,9 +195,11 @@ def stage(deployment: Deployment, variables: Variables, release_id: str, uwsgi: 
 
 
 def unstage(deployment: Deployment, release_id: str | None = None) -> None:
-    """Remove a release's staging config, or every one a release killed half-way left."""
+    """Remove a release's staging config and its run files, or every one a release killed
+    half-way left."""
     for path in deployment.run_dir.glob(f"{STAGING_PREFIX}{release_id or '*'}.ini"):
         path.unlink(missing_ok=True)
+        forget_run_files(deployment, path.stem)
 
 
 def option_changes(old: str, new: str) -> list[str]:

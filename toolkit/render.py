@@ -50,21 +50,29 @@ def environment(recipe: Recipe, overrides: Path | None = None) -> jinja2.Environ
     environment.globals["toolkit_env_loader"] = as_uwsgi_text(own_module_path("env_loader"))
     environment.globals["toolkit_stack_dumper"] = as_uwsgi_text(own_module_path("stack_dumper"))
     environment.globals["system_python"] = as_uwsgi_text(system_python())
+    environment.globals["toolkit_python_path"] = as_uwsgi_text(
+        own_path(Path(__file__).parent.parent)
+    )
     return environment
 
 
 def own_module_path(name: str) -> str:
     """One of toolkit's modules that uWSGI imports by path into the app's Python (the env
     loader, the stack dumper): a file of the standard library's imports only."""
-    path = str((Path(__file__).parent / f"{name}.py").resolve())
-    magic = uwsgi_magic(path)
+    return own_path(Path(__file__).parent / f"{name}.py")
+
+
+def own_path(path: Path) -> str:
+    """A path of toolkit's own install, for a vassal file: refused if uWSGI would expand it."""
+    text = str(path.resolve())
+    magic = uwsgi_magic(text)
     if magic is not None:
         raise ToolkitError(
             f"toolkit is installed under a path holding {magic!r}, which uWSGI would expand",
-            file=path,
+            file=text,
             hint="install toolkit under another folder",
         )
-    return path
+    return text
 
 
 def as_uwsgi_text(value: Any) -> Any:

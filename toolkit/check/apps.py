@@ -1,9 +1,10 @@
 """Rules on app vassals under an Emperor: workers where none can run, need-app, a module that does
 not import or what it imports is not installed, an ASGI adapter loaded before the fork, output
-hidden from the Emperor."""
+hidden from the Emperor, a stats server or the status page reachable from other machines."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,43 @@ def output_hidden(config: Config, context: Context) -> Iterator[Finding]:
             "none of it, nor sees uWSGI say it has read its config",
             "use `logger = file:PATH` and `logger = stdio` to have both",
         )
+
+
+# Where uWSGI's stats servers listen, for an instance and for its HTTP router.
+STATS_KEYS = ("stats", "stats-server", "http-stats", "http-stats-server", "http-ss")
+# toolkit's status page and metrics (toolkit/dashboard.py), as a vassal runs them.
+DASHBOARD_MODULE = "toolkit.dashboard"
+
+
+def beyond_loopback(config: Config, context: Context) -> Iterator[Finding]:
+    """A stats server or toolkit's status page tells whoever reaches it what runs, its pids
+    and its load, and takes no password: reachable beyond this machine, it is a leak."""
+    exposed = [s for s in config.all(*STATS_KEYS) if s.resolved and _beyond_loopback(s.value)]
+    app = config.last("module")
+    if app is not None and app.value == DASHBOARD_MODULE:
+        exposed += [
+            s for s in config.all(*WORKER_SOCKET_KEYS) if s.resolved and _beyond_loopback(s.value)
+        ]
+    for setting in exposed:
+        yield at(
+            setting,
+            f"{setting.key} = {setting.value} is reachable from other machines: whoever "
+            "reaches it sees what runs, with no password",
+            "bind it to 127.0.0.1 (status_address in deploy.ini), or keep it behind a firewall",
+        )
+
+
+def _beyond_loopback(address: str) -> bool:
+    """A TCP address that is not a loopback one (no host: every interface)."""
+    if address.startswith(("/", "@", ".")) or ":" not in address:
+        return False
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 SETTINGS_VARIABLE = "DJANGO_SETTINGS_MODULE="

@@ -7,6 +7,7 @@ from __future__ import annotations
 from toolkit.check.apps import (
     app_without_need_app,
     asgi_adapter_without_lazy_apps,
+    beyond_loopback,
     imports_missing,
     memory_limit_unavailable,
     module_not_found,
@@ -112,6 +113,7 @@ RULES = (
     Rule("P408", Weight.MACHINE, "memory limit not possible here", one=memory_limit_unavailable),
     Rule("W602", Weight.WARNING, "app vassal without need-app", one=app_without_need_app),
     Rule("W603", Weight.WARNING, "output hidden from the Emperor", one=output_hidden),
+    Rule("W605", Weight.WARNING, "stats or status page beyond loopback", one=beyond_loopback),
     Rule("X300", Weight.MACHINE, "http-to no vassal binds", many=unbound_backend),
     Rule("X301", Weight.ERROR, "two vassals bind one address", many=address_clash),
 )

@@ -318,6 +318,16 @@ def down(run_dir: Path, timeout: float = ANSWER_TIMEOUT) -> None:
     cleanup(run_dir)
 
 
+def emperor_cwd(run_dir: Path) -> Path | None:
+    """The running Emperor's working folder: where the relative vassal paths it reports
+    start (None when it cannot be read)."""
+    pid = _pid(run_dir)
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")) if pid else None
+    except OSError:
+        return None
+
+
 def _pid(run_dir: Path) -> int | None:
     try:
         return int((run_dir / PID_NAME).read_text().strip())

@@ -37,6 +37,14 @@ FRAME = re.compile(r'\s+File "([^"]+)", line (\d+) in (\S+)')
 MASTER_STAMP = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d (?:\d\d:\d\d:\d\d )?\d{4} - ")
 # Frames that are the machinery around a request, not where the app was.
 NOT_THE_APP = ("/threading.py", "/socketserver.py", "/selectors.py")
+# How each explanation below starts, and the one word for its kind.
+CAUSES = (
+    ("killed by harakiri", "harakiri"),
+    ("killed by the kernel's OOM", "oom"),
+    ("crashed", "crash"),
+    ("recycled", "recycled"),
+    ("exited on its own", "exit"),
+)
 KERNEL_LOG = "/dev/kmsg"
 KERNEL_LOG_LIMIT = 4 * 1024 * 1024
 
@@ -57,6 +65,11 @@ class Death:
 
     def __str__(self) -> str:
         return f"worker {self.worker} (pid {self.pid}) {self.why}"
+
+    @property
+    def cause(self) -> str:
+        """One word for counting deaths by kind (the metrics' `cause` label)."""
+        return next((word for start, word in CAUSES if self.why.startswith(start)), "signal")
 
 
 class WorkerDeaths:

@@ -39,6 +39,10 @@ class VassalStatus:
     """Its workers' ends its master reported (crashes, harakiri, recycling)."""
     last_worker_death: str | None = None
     """The last of them, explained."""
+    worker_deaths_by_cause: dict[str, int] | None = None
+    """Their count by kind: harakiri, oom, crash, recycled, exit, signal (deaths.py)."""
+    recent_worker_deaths: list[tuple[float, str]] | None = None
+    """The last few of them: (when, as epoch seconds; what), oldest first."""
 
     @property
     def serving(self) -> bool:

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 # Printed by uWSGI once it has read its config; the protocol's first message comes later.
 CONFIG_READ_LINE = b"*** Starting uWSGI "
+# How many of a vassal's last worker deaths its status keeps (the status page shows them).
+RECENT_DEATHS = 5
 # Words in the lines that begin a worker's end (deaths.py reads them from then on).
 DEATH_WORDS = (b"HARAKIRI", b"DAMN !", b"Seeya!", b"got Segmentation", b"got Floating")
 # What the master prints once it has taken message 2 (gracefully_kill_them_all(),
@@ -92,6 +94,8 @@ class Vassal:
         self.deaths: WorkerDeaths | None = None  # made at the first line about one
         self.worker_deaths = 0
         self.last_worker_death: str | None = None
+        self.deaths_by_cause: dict[str, int] | None = None  # made at the first death
+        self.recent_deaths: list[tuple[float, str]] | None = None  # the last RECENT_DEATHS
         # The vassal this one replaces: it starts, and says it stopped, only after that one.
         self.after = after
         self.child: Child | None = None
@@ -135,6 +139,8 @@ class Vassal:
             health=machine.last_probe,
             worker_deaths=self.worker_deaths,
             last_worker_death=self.last_worker_death,
+            worker_deaths_by_cause=self.deaths_by_cause,
+            recent_worker_deaths=self.recent_deaths,
         )
 
     def start(self) -> None:
@@ -268,6 +274,11 @@ class Vassal:
         if death is not None:
             self.worker_deaths += 1
             self.last_worker_death = str(death)
+            self.deaths_by_cause = self.deaths_by_cause or {}
+            self.deaths_by_cause[death.cause] = self.deaths_by_cause.get(death.cause, 0) + 1
+            self.recent_deaths = [*(self.recent_deaths or []), (time.time(), str(death))][
+                -RECENT_DEATHS:
+            ]
             self.publish(Event(self.config.service, Kind.DIED, self.last_worker_death))
 
     def message(self, message: int) -> None:

@@ -1,0 +1,220 @@
+"""What uWSGI's stats servers say: an app vassal's workers (`stats`), a router's nodes
+(`http-stats`). Parsed into values here; read from their unix sockets all at once, so one
+slow vassal never holds up the others (uWSGI's master answers between its other duties)."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The longest unix socket path connect() takes (sun_path, 108 bytes with its NUL).
+UNIX_PATH_MAX = 107
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One worker slot. uWSGI lists every slot up to `processes`; one not running (cheaper
+    mode) has pid 0 and status "cheap", and keeps the requests it served."""
+
+    id: int
+    """Its slot, 1 to `processes` (uWSGI's own `id` is 0 for a slot never used)."""
+    pid: int
+    status: str
+    """idle, busy, cheap, pause, or sig (handling a uWSGI signal)."""
+    requests: int
+    exceptions: int
+    avg_rt: int
+    """Microseconds, uWSGI's running average (each request halves the weight of the past)."""
+    respawns: int
+    rss: int | None = None
+    """Bytes, read from /proc (uWSGI's own `rss` is 0 unless memory-report is on)."""
+
+    @property
+    def running(self) -> bool:
+        return self.pid > 0
+
+
+@dataclass(frozen=True)
+class Node:
+    """An app address a router sends requests to: a subscription's node or a static one."""
+
+    name: str
+    key: str
+    requests: int
+    failures: int
+    dead: bool
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    """One uWSGI instance's answer: workers for an app, nodes for a router."""
+
+    pid: int
+    listen_queue: int
+    listen_queue_errors: int
+    workers: tuple[Worker, ...]
+    nodes: tuple[Node, ...]
+
+    @property
+    def requests(self) -> int:
+        return sum(w.requests for w in self.workers) or sum(n.requests for n in self.nodes)
+
+    @property
+    def exceptions(self) -> int:
+        return sum(w.exceptions for w in self.workers)
+
+
+def parse(data: bytes) -> InstanceStats:
+    """A stats server's JSON. ValueError when it is not one (a half answer, another
+    program on the socket)."""
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"not uWSGI stats: {error}") from None
+    if not isinstance(document, dict) or "pid" not in document:
+        raise ValueError("not uWSGI stats: no pid")
+    workers = tuple(
+        Worker(
+            id=slot,
+            pid=_int(w, "pid"),
+            status=str(w.get("status", "?")),
+            requests=_int(w, "requests"),
+            exceptions=_int(w, "exceptions"),
+            avg_rt=_int(w, "avg_rt"),
+            respawns=_int(w, "respawn_count"),
+        )
+        for slot, w in enumerate(_list(document, "workers"), start=1)
+    )
+    nodes = [
+        Node(
+            str(n.get("name", "?")),
+            str(s.get("key", "")),
+            _int(n, "requests"),
+            _int(n, "failcnt"),
+            bool(n.get("death_mark")),
+        )
+        for s in _list(document, "subscriptions")
+        for n in _list(s, "nodes")
+    ]
+    nodes += [
+        Node(str(n.get("name", "?")), "", _int(n, "hits"), 0, bool(n.get("grace")))
+        for n in _list(document, "static_nodes")
+    ]
+    return InstanceStats(
+        pid=_int(document, "pid"),
+        listen_queue=_int(document, "listen_queue"),
+        listen_queue_errors=_int(document, "listen_queue_errors"),
+        workers=workers,
+        nodes=tuple(nodes),
+    )
+
+
+def _int(mapping: Mapping[str, Any], key: str) -> int:
+    value = mapping.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _list(mapping: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = mapping.get(key)
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def with_rss(stats: InstanceStats) -> InstanceStats:
+    """The workers' resident memory, from /proc/PID/statm (one small read each)."""
+    return InstanceStats(
+        stats.pid,
+        stats.listen_queue,
+        stats.listen_queue_errors,
+        tuple(
+            Worker(**{**w.__dict__, "rss": resident_bytes(w.pid)}) if w.running else w
+            for w in stats.workers
+        ),
+        stats.nodes,
+    )
+
+
+def resident_bytes(pid: int) -> int | None:
+    try:
+        fd = os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fields = os.read(fd, 128).split()
+    finally:
+        os.close(fd)
+    return int(fields[1]) * PAGE_SIZE if len(fields) > 1 else None
+
+
+def read_all(paths: Mapping[str, Path], timeout: float = 2.0) -> dict[str, bytes | str]:
+    """Each stats socket's whole answer, or why there is none (one line), read together
+    within `timeout` seconds."""
+    results: dict[str, bytes | str] = {}
+    pending: dict[socket.socket, tuple[str, bytearray]] = {}
+    with selectors.DefaultSelector() as selector:
+        for key, path in paths.items():
+            try:
+                connection = _connect(path)
+            except OSError as error:
+                results[key] = f"cannot connect to {path.name}: {error.strerror or error}"
+                continue
+            pending[connection] = (key, bytearray())
+            selector.register(connection, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        try:
+            while pending and (left := deadline - time.monotonic()) > 0:
+                for ready, _ in selector.select(left):
+                    answering = ready.fileobj
+                    assert isinstance(answering, socket.socket)
+                    key, received = pending[answering]
+                    try:
+                        chunk = answering.recv(65536)
+                    except OSError as error:
+                        chunk, results[key] = b"", f"read failed: {error.strerror}"
+                    if chunk:
+                        received += chunk
+                        continue
+                    results.setdefault(key, bytes(received))
+                    selector.unregister(answering)
+                    answering.close()
+                    del pending[answering]
+        finally:
+            for connection, (key, _) in pending.items():
+                results[key] = f"no answer within {timeout:g} s"
+                connection.close()
+    return results
+
+
+def _connect(path: Path) -> socket.socket:
+    """A non-blocking connection to a unix socket, whatever the length of its path: a long
+    one is reached through its folder's descriptor (/proc/self/fd/N/NAME)."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        if len(os.fsencode(path)) <= UNIX_PATH_MAX:
+            connection.connect(str(path))
+        else:
+            folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                connection.connect(f"/proc/self/fd/{folder}/{path.name}")
+            finally:
+                os.close(folder)
+    except BaseException:
+        connection.close()
+        raise
+    connection.setblocking(False)
+    return connection
+
+
+def read_one(path: Path, timeout: float = 2.0) -> InstanceStats:
+    """One stats socket, parsed (`ValueError` says why not)."""
+    answer = read_all({"one": path}, timeout)["one"]
+    if isinstance(answer, str):
+        raise ValueError(answer)
+    return parse(answer)

@@ -1,0 +1,236 @@
+"""`toolkit top`: every vassal of an Emperor and its workers on one screen, redrawn every
+second. `frame` makes the lines from samples (pure, tested as text); `watch` is the
+terminal's loop (curses), `once` the one frame printed where there is no terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import curses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolkit.observe import Sample, VassalView, per_second
+
+# Sort keys: the key pressed (and `--sort`'s value) -> what it orders by, largest first
+# except the name.
+SORTS: dict[str, str] = {
+    "n": "name",
+    "r": "req/s",
+    "t": "requests",
+    "m": "memory",
+    "s": "restarts",
+}
+MB = 1024 * 1024
+
+
+@dataclass
+class View:
+    """What the reader chose, and the listen-queue peaks seen since `top` started."""
+
+    sort: str = "n"
+    filter: str = ""
+    peaks: dict[str, int] = field(default_factory=dict)
+
+    def note(self, sample: Sample) -> None:
+        for view in sample.vassals:
+            if view.stats is not None:
+                seen = self.peaks.get(view.key, 0)
+                self.peaks[view.key] = max(seen, view.stats.listen_queue)
+
+
+COLUMNS = (
+    ("VASSAL", 20, "<"),
+    ("STATE", 10, "<"),
+    ("RELEASE", 16, "<"),
+    ("PID", 7, ">"),
+    ("RESTARTS", 8, ">"),
+    ("REQUESTS", 9, ">"),
+    ("REQ/S", 8, ">"),
+    ("AVG MS", 8, ">"),
+    ("EXC", 5, ">"),
+    ("RSS MB", 8, ">"),
+    ("LISTEN Q", 9, ">"),
+)
+
+
+def _row(*cells: str) -> str:
+    parts = []
+    for (_, width, align), cell in zip(COLUMNS, cells, strict=False):
+        text = cell if len(cell) <= width else cell[: width - 1] + "…"
+        parts.append(f"{text:{align}{width}}")
+    return " ".join(parts).rstrip()
+
+
+def frame(
+    sample: Sample, before: Sample | None, view: View, width: int, height: int | None, title: str
+) -> list[str]:
+    """The screen: a header, a line per vassal, a line per worker or router node under it;
+    cut to `width`, and to `height` lines with a last line saying how many were left out."""
+    rates = per_second(before, sample)
+    shown = [v for v in sample.vassals if view.filter in v.status.name]
+    shown.sort(key=_order(view.sort, rates))
+    # What the apps served (a router's requests are the same ones, passed on).
+    total = sum(rates.get((v.key, ""), 0.0) for v in sample.vassals if v.stats and v.stats.workers)
+    clock = time.strftime("%H:%M:%S", time.localtime(sample.wall))
+    lines = [
+        f"toolkit top · {title} · {len(sample.vassals)} vassal(s) · "
+        f"{_rate(total) if before else '-'} req/s · {clock}",
+        f"sort: {SORTS.get(view.sort, view.sort)} (n r t m s) · filter: "
+        f"{view.filter or '-'} (/) · q quits",
+        "",
+        _row(*(name for name, _, _ in COLUMNS)),
+    ]
+    for vassal in shown:
+        lines += _vassal_lines(vassal, rates, view, before is not None)
+    if not shown:
+        lines.append("(no vassal matches)" if view.filter else "(no vassal)")
+    lines = [line[:width] for line in lines]
+    if height is not None and len(lines) > height:
+        left_out = len(lines) - height + 1
+        lines = [*lines[: height - 1], f"… {left_out} more line(s): a taller terminal shows them"]
+    return lines
+
+
+def _order(
+    sort: str, rates: dict[tuple[str, str], float]
+) -> Callable[[VassalView], tuple[Any, ...]]:
+    if sort == "r":
+        return lambda v: (-rates.get((v.key, ""), 0.0), v.status.name)
+    if sort == "t":
+        return lambda v: (-(v.stats.requests if v.stats else 0), v.status.name)
+    if sort == "m":
+        return lambda v: (-(v.status.rss or 0), v.status.name)
+    if sort == "s":
+        return lambda v: (-v.status.restarts, v.status.name)
+    return lambda v: (v.status.name, v.status.release)
+
+
+def _vassal_lines(
+    vassal: VassalView, rates: dict[tuple[str, str], float], view: View, timed: bool
+) -> list[str]:
+    status, found = vassal.status, vassal.stats
+    rate = rates.get((vassal.key, ""))
+    running = [w for w in found.workers if w.running and w.requests] if found else []
+    average = sum(w.avg_rt for w in running) / len(running) / 1000 if running else None
+    queue = f"{found.listen_queue} ({view.peaks.get(vassal.key, 0)})" if found else "-"
+    lines = [
+        _row(
+            status.name,
+            str(status.state),
+            status.release or "-",
+            str(status.pid or "-"),
+            str(status.restarts),
+            str(found.requests) if found else "-",
+            _rate(rate) if timed and rate is not None else "-",
+            f"{average:.1f}" if average is not None else "-",
+            str(found.exceptions) if found and found.workers else "-",
+            f"{status.rss / MB:.1f}" if status.rss else "-",
+            queue if found and found.workers else "-",
+        )
+    ]
+    if found is None:
+        if vassal.problem and status.pid:
+            lines.append(f"  (no stats: {vassal.problem})")
+        return lines
+    for worker in found.workers:
+        worker_rate = rates.get((vassal.key, f"worker {worker.id}"))
+        lines.append(
+            _row(
+                f"  worker {worker.id}",
+                worker.status,
+                "",
+                str(worker.pid or "-"),
+                str(worker.respawns) if worker.running else "",
+                str(worker.requests),
+                _rate(worker_rate) if timed and worker_rate is not None else "-",
+                f"{worker.avg_rt / 1000:.1f}" if worker.requests else "-",
+                str(worker.exceptions),
+                f"{worker.rss / MB:.1f}" if worker.rss else "-",
+            )
+        )
+    for node in found.nodes:
+        node_rate = rates.get((vassal.key, f"node {node.name}"))
+        state = "dead" if node.dead else "node"
+        lines.append(
+            _row(
+                f"  → {node.name}",
+                state,
+                node.key,
+                "",
+                "",
+                str(node.requests),
+                _rate(node_rate) if timed and node_rate is not None else "-",
+            )
+        )
+    return lines
+
+
+def _rate(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def watch(take: Callable[[], Sample], view: View, interval: float, title: str) -> None:
+    """The live view, until `q` (or Ctrl-C)."""
+    # The terminal's own size, followed as it changes: LINES and COLUMNS in the environment
+    # would pin it (ncurses prefers them to asking the terminal).
+    for pinned in ("LINES", "COLUMNS"):
+        os.environ.pop(pinned, None)
+    with contextlib.suppress(KeyboardInterrupt):
+        curses.wrapper(_loop, take, view, interval, title)
+
+
+def _loop(
+    screen: curses.window,
+    take: Callable[[], Sample],
+    view: View,
+    interval: float,
+    title: str,
+) -> None:
+    curses.curs_set(0)
+    before: Sample | None = None
+    drawn_for = screen.getmaxyx()
+    while True:
+        sample = take()
+        view.note(sample)
+        deadline = time.monotonic() + interval
+        while True:
+            height, width = screen.getmaxyx()
+            if (height, width) != drawn_for:
+                screen.clear()  # repaint it all: the terminal has reflowed what it showed
+                drawn_for = (height, width)
+            screen.erase()
+            for row, line in enumerate(frame(sample, before, view, width - 1, height, title)):
+                screen.addnstr(row, 0, line, width - 1)
+            screen.refresh()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            screen.timeout(max(1, int(left * 1000)))
+            key = screen.getch()
+            if key in (ord("q"), ord("Q")):
+                return
+            if key == ord("/"):
+                view.filter = _ask(screen, "filter (vassal name contains, empty: all): ")
+            elif 0 <= key < 256 and chr(key) in SORTS:
+                view.sort = chr(key)
+            # anything else (a resize: KEY_RESIZE) only redraws
+        before = sample
+
+
+def _ask(screen: curses.window, prompt: str) -> str:
+    height, width = screen.getmaxyx()
+    screen.move(height - 1, 0)
+    screen.clrtoeol()
+    screen.addnstr(height - 1, 0, prompt, width - 1)
+    curses.echo()
+    curses.curs_set(1)
+    screen.timeout(-1)
+    try:
+        answer = screen.getstr(height - 1, min(len(prompt), width - 2), 40)
+    finally:
+        curses.noecho()
+        curses.curs_set(0)
+    return answer.decode(errors="replace").strip()
