@@ -17,7 +17,7 @@ define install
 	@$(ROUTING_CHECK) || { echo "uWSGI was built without routing: install the PCRE2 headers" >&2; exit 1; }
 endef
 
-.PHONY: up test lint bench chaos clean pcre
+.PHONY: up test lint bench chaos clean pcre browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,16 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check toolkit tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+# The status page's test loads it in a real browser: Debian's chromium, installed here as
+# root with apt; elsewhere that one test says why it is skipped.
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		else echo "no chromium: the status page's browser test will be skipped" >&2; fi; }
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.emperor

@@ -651,6 +651,13 @@ def main() -> int:
                     measure_scale(work, code, contender, count, results, idle=idle)
         print(f"health probes on {scales[0]} vassals at rest...", flush=True)
         measure_health_at_rest(work, code, competitors[0], scales[0], results, at_rest)
+        from bench import observe
+
+        print(f"top and metrics on {observe.VASSALS} vassals x {observe.WORKERS}...", flush=True)
+        observe.measure_watching(work, code, results, at_rest)
+        print("a vassal's stats server against uWSGI's metrics subsystem...", flush=True)
+        observe.measure_vassal_cost(work, code, results, 10 if options.quick else 30)
+        observe.measure_page_in_the_emperor(results)
         print("up --detach...", flush=True)
         measure_up(work, results, max(3, repeats // 2))
         print("render + check 1,000 configs...", flush=True)

@@ -459,6 +459,8 @@ def start_up(
         say(f"{vassal.name:<12} {vassal.state:<10} pid {vassal.pid}")
     for address in prepared.serving:
         say(f"serving {address}")
+    if prepared.status_page:
+        say(f"status page: {prepared.status_page} (metrics: {prepared.status_page}metrics)")
     say(f"stop it with: toolkit down {deployment.root}")
 
 

@@ -312,6 +312,8 @@ class UpReport:
     run_dir: Path
     logs_dir: Path
     serving: list[str]
+    status_page: str | None = None
+    """The status page's address (its metrics at /metrics), when status_port is set."""
     vassals: list[Any] = field(default_factory=list)
 
 
@@ -362,7 +364,10 @@ def prepare_up(
         log_backups=backups,
     )
     command = options.command(patterns)
-    return UpReport(report, command, patterns, deployment.run_dir, logs_dir, serving)
+    page, host = variables.values.get("status_port"), str(variables.values.get("status_address"))
+    host = f"[{host}]" if ":" in host else host
+    status_page = f"http://{host}:{page}/" if page else None
+    return UpReport(report, command, patterns, deployment.run_dir, logs_dir, serving, status_page)
 
 
 def log_rotation(values: Mapping[str, Any]) -> tuple[int, int]:
