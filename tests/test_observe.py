@@ -349,3 +349,51 @@ def test_the_status_page_in_a_real_browser(watched: Watched, tmp_path: Path) -> 
         capture_output=True, timeout=120, check=True,
     )  # fmt: skip
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_label_values_are_data_in_the_metrics() -> None:
+    """A vassal's name and release are the user's: quotes, backslashes and newlines in them
+    stay inside their label, as Prometheus' own parser reads it."""
+    from toolkit.emperor.machine import State
+    from toolkit.emperor.status import VassalStatus
+    from toolkit.metrics import exposition
+    from toolkit.observe import Sample, VassalView
+    from toolkit.stats import InstanceStats, Worker
+
+    odd = 'a"b\\c\nd'
+    status = VassalStatus(
+        name=odd, release=odd, state=State.LOYAL, pid=1, restarts=2, uptime=1.0,
+        last_exit=None, config="x.ini", digest="", worker_deaths=3,
+        worker_deaths_by_cause={"harakiri": 2, "oom": 1},
+    )  # fmt: skip
+    worker = Worker(id=1, pid=2, status="busy", requests=7, exceptions=0, avg_rt=1500,
+                    respawns=1, rss=4096)  # fmt: skip
+    found = InstanceStats(pid=1, listen_queue=3, listen_queue_errors=0, workers=(worker,), nodes=())
+    text = exposition(Sample(0.0, 0.0, (VassalView(status, found),)), 0.01)
+    assert metric_sum(text, "uwsgi_worker_requests_total", vassal=odd, release=odd) == 7
+    assert metric_sum(text, "toolkit_vassal_worker_deaths_total", cause="harakiri") == 2
+    assert metric_sum(text, "uwsgi_worker_busy", vassal=odd) == 1
+    assert metric_sum(text, "uwsgi_worker_average_response_time_seconds") == 0.0015
+
+
+def test_a_killed_worker_is_a_death_by_cause_on_the_page_and_in_the_metrics(
+    watched: Watched,
+) -> None:
+    shown = json.loads(run_toolkit("top", watched.root, "--json").stdout)
+    app = next(v for v in shown if v["name"] == "uwsgi")
+    victim = next(w["pid"] for w in app["stats"]["workers"] if w["pid"])
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: (
+            metric_sum(
+                watched.metrics(),
+                "toolkit_vassal_worker_deaths_total",
+                vassal="uwsgi",
+                cause="signal",
+            )
+            == 1
+        ),
+        what="one death by a signal for uwsgi in the metrics",
+    )
+    page = get(watched.status_port, "/").body.decode()
+    assert re.search(rf"<td>uwsgi</td><td>worker \d+ \(pid {victim}\) killed by SIGKILL", page)

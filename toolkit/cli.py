@@ -656,10 +656,8 @@ def top(
     if sort not in live.SORTS:
         raise ToolkitError(f"no sort key {sort!r}", hint=f"use one of {', '.join(live.SORTS)}")
     deployment = _deployment(directory, dir_option)
-    sockets = observe.StatsSockets.of_emperor(deployment.run_dir)
-
-    def take() -> observe.Sample:
-        return observe.take(deployment.run_dir, sockets)
+    watch = observe.Watch.of_emperor(deployment.run_dir, every=live.MEMORY_EVERY)
+    take = watch.take
 
     view = live.View(sort=sort, filter=filter_)
     title = str(deployment.root)

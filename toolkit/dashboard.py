@@ -17,18 +17,19 @@ from toolkit.errors import ToolkitError
 RUN_DIR = Path("run")
 REFRESH_SECONDS = 2
 
-_sockets: observe.StatsSockets | None = None
-_sockets_lock = threading.Lock()
+_watch: observe.Watch | None = None
+_watch_lock = threading.Lock()
 
 
 def _sample() -> tuple[observe.Sample, float]:
-    global _sockets
+    """A fresh sample (memory and CPU read now: scrapes are seconds apart); where the stats
+    sockets are is kept from one request to the next."""
+    global _watch
     started = time.monotonic()
-    with _sockets_lock:
-        if _sockets is None:
-            _sockets = observe.StatsSockets.of_emperor(RUN_DIR)
-        sockets = _sockets
-    sample = observe.take(RUN_DIR, sockets)
+    with _watch_lock:  # one sample at a time: the watch's caches are not shared safely
+        if _watch is None:
+            _watch = observe.Watch.of_emperor(RUN_DIR)
+        sample = _watch.take()
     return sample, time.monotonic() - started
 
 

@@ -4,10 +4,10 @@ with what each vassal's own stats server says of its workers, or of a router's n
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +42,74 @@ class Sample:
     vassals: tuple[VassalView, ...]
 
     def find(self, key: str) -> VassalView | None:
-        return next((v for v in self.vassals if v.key == key), None)
+        return self._by_key.get(key)
+
+    @functools.cached_property
+    def _by_key(self) -> dict[str, VassalView]:
+        return {v.key: v for v in self.vassals}
 
 
 @dataclass
-class StatsSockets:
-    """Where each vassal's stats server listens, as uWSGI reads its file (`stats`, or a
-    router's `http-stats`, relative to its `chdir`); read once per file content."""
+class Watch:
+    """What a viewer keeps from one sample to the next: where each vassal's stats server
+    listens (read from its file once per content), its workers' memory (read again every
+    `every` seconds), and the Emperor's memory and CPU figures (asked for every `every`
+    seconds: they cost the Emperor a walk over /proc)."""
 
+    run_dir: Path
     base: Path
     """Where the Emperor's relative vassal paths start: its working folder."""
-    known: dict[tuple[str, str], Path | str] = field(default_factory=dict)
+    every: float = 0.0
+    memory: stats.ResidentMemory = field(default_factory=stats.ResidentMemory)
+    sockets: dict[tuple[str, str], Path | str] = field(default_factory=dict)
+    usage: dict[str, tuple[int | None, float | None]] = field(default_factory=dict)
+    usage_read: float = float("-inf")
 
     @classmethod
-    def of_emperor(cls, run_dir: Path) -> StatsSockets:
-        return cls(control.emperor_cwd(run_dir) or Path.cwd())
+    def of_emperor(cls, run_dir: Path, every: float = 0.0) -> Watch:
+        base = control.emperor_cwd(run_dir) or Path.cwd()
+        return cls(run_dir, base, every, stats.ResidentMemory(every))
 
-    def of(self, vassal: VassalStatus) -> Path | str:
+    def socket_of(self, vassal: VassalStatus) -> Path | str:
         key = (vassal.config, vassal.digest)
-        if key not in self.known:
-            self.known[key] = stats_socket(self.base / vassal.config)
-        return self.known[key]
+        if key not in self.sockets:
+            self.sockets[key] = stats_socket(self.base / vassal.config)
+        return self.sockets[key]
+
+    def statuses(self) -> list[VassalStatus]:
+        now = time.monotonic()
+        if now - self.usage_read >= self.every:
+            vassals = control.status(self.run_dir, timeout=ANSWER_WITHIN)
+            self.usage = {v.config: (v.rss, v.cpu) for v in vassals}
+            self.usage_read = now
+            return vassals
+        vassals = control.status(self.run_dir, timeout=ANSWER_WITHIN, usage=False)
+        known = [(v, self.usage.get(v.config, (None, None))) for v in vassals]
+        return [replace(v, rss=rss, cpu=cpu) for v, (rss, cpu) in known]
+
+    def take(self) -> Sample:
+        """A sample of every vassal; ToolkitError (NoEmperor) when no Emperor answers."""
+        vassals = self.statuses()
+        where = {v.config: self.socket_of(v) for v in vassals}
+        answers = stats.read_all(
+            {key: path for key, path in where.items() if isinstance(path, Path)}, ANSWER_WITHIN
+        )
+        views = []
+        for vassal in vassals:
+            found: stats.InstanceStats | None = None
+            problem = where[vassal.config] if isinstance(where[vassal.config], str) else None
+            answer = answers.get(vassal.config)
+            if isinstance(answer, str):
+                problem = answer if vassal.pid else "not running"
+            elif answer is not None:
+                try:
+                    found = stats.parse(answer, self.memory.of)
+                except ValueError as error:
+                    problem = str(error)
+            views.append(VassalView(vassal, found, str(problem) if problem else None))
+        running = {w.pid for v in views if v.stats for w in v.stats.workers if w.running}
+        self.memory.keep_only(running)
+        return Sample(time.monotonic(), time.time(), tuple(views))
 
 
 def stats_socket(config: Path) -> Path | str:
@@ -82,31 +129,6 @@ def stats_socket(config: Path) -> Path | str:
     return Path(os.path.normpath(base / setting.value))
 
 
-def take(run_dir: Path, sockets: StatsSockets, rss: bool = True) -> Sample:
-    """A sample of every vassal; ToolkitError (NoEmperor) when no Emperor answers."""
-    vassals = control.status(run_dir, timeout=ANSWER_WITHIN)
-    where = {v.config: sockets.of(v) for v in vassals}
-    answers = stats.read_all(
-        {key: path for key, path in where.items() if isinstance(path, Path)}, ANSWER_WITHIN
-    )
-    views = []
-    for vassal in vassals:
-        found: stats.InstanceStats | None = None
-        problem = where[vassal.config] if isinstance(where[vassal.config], str) else None
-        answer = answers.get(vassal.config)
-        if isinstance(answer, str):
-            problem = answer if vassal.pid else "not running"
-        elif answer is not None:
-            try:
-                found = stats.parse(answer)
-            except ValueError as error:
-                problem = str(error)
-        if found is not None and rss:
-            found = stats.with_rss(found)
-        views.append(VassalView(vassal, found, str(problem) if problem else None))
-    return Sample(time.monotonic(), time.time(), tuple(views))
-
-
 def per_second(before: Sample | None, after: Sample) -> dict[tuple[str, str], float]:
     """Requests per second between two samples: per vassal (key, ""), per worker
     (key, "worker N"), per router node (key, "node NAME"). A counter that went down
@@ -119,20 +141,11 @@ def per_second(before: Sample | None, after: Sample) -> dict[tuple[str, str], fl
         earlier = before.find(view.key)
         if view.stats is None or earlier is None or earlier.stats is None:
             continue
-        then = dict(_counters(earlier.stats))
-        for name, count in _counters(view.stats):
+        then = earlier.stats.counters
+        for name, count in view.stats.counters.items():
             previous = then.get(name, 0)
             rates[(view.key, name)] = (count - previous if count >= previous else count) / elapsed
     return rates
-
-
-def _counters(found: stats.InstanceStats) -> Iterable[tuple[str, int]]:
-    yield "", found.requests
-    for worker in found.workers:
-        if worker.running:
-            yield f"worker {worker.id}", worker.requests
-    for node in found.nodes:
-        yield f"node {node.name}", node.requests
 
 
 def as_json(sample: Sample) -> list[dict[str, Any]]:

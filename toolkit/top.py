@@ -24,6 +24,8 @@ SORTS: dict[str, str] = {
     "s": "restarts",
 }
 MB = 1024 * 1024
+# Seconds between two reads of a worker's memory (the rest is read every refresh).
+MEMORY_EVERY = 5.0
 
 
 @dataclass
@@ -83,15 +85,33 @@ def frame(
         "",
         _row(*(name for name, _, _ in COLUMNS)),
     ]
-    for vassal in shown:
-        lines += _vassal_lines(vassal, rates, view, before is not None)
     if not shown:
         lines.append("(no vassal matches)" if view.filter else "(no vassal)")
-    lines = [line[:width] for line in lines]
-    if height is not None and len(lines) > height:
-        left_out = len(lines) - height + 1
-        lines = [*lines[: height - 1], f"… {left_out} more line(s): a taller terminal shows them"]
-    return lines
+    # Only what fits is formatted (100 vassals of 4 workers are 600 lines a second); the
+    # rest is counted, and one last line says so.
+    needed = sum(_line_count(v) for v in shown)
+    room = None if height is None or len(lines) + needed <= height else height - len(lines) - 1
+    left_out = 0
+    for vassal in shown:
+        if room is None:
+            lines += _vassal_lines(vassal, rates, view, before is not None)
+        elif room > 0:
+            drawn = _vassal_lines(vassal, rates, view, before is not None)
+            lines += drawn[:room]
+            left_out += max(0, len(drawn) - room)
+            room -= min(room, len(drawn))
+        else:
+            left_out += _line_count(vassal)
+    if left_out:
+        lines.append(f"… {left_out} more line(s): a taller terminal shows them")
+    return [line[:width] for line in lines]
+
+
+def _line_count(vassal: VassalView) -> int:
+    found = vassal.stats
+    if found is None:
+        return 2 if vassal.problem and vassal.status.pid else 1
+    return 1 + len(found.workers) + len(found.nodes)
 
 
 def _order(
@@ -202,7 +222,9 @@ def _loop(
                 screen.clear()  # repaint it all: the terminal has reflowed what it showed
                 drawn_for = (height, width)
             screen.erase()
-            for row, line in enumerate(frame(sample, before, view, width - 1, height, title)):
+            for row, line in enumerate(
+                frame(sample, before, view, width - 1, height, title)[:height]
+            ):
                 screen.addnstr(row, 0, line, width - 1)
             screen.refresh()
             left = deadline - time.monotonic()
@@ -210,6 +232,8 @@ def _loop(
                 break
             screen.timeout(max(1, int(left * 1000)))
             key = screen.getch()
+            if key == -1:
+                break  # time for the next sample
             if key in (ord("q"), ord("Q")):
                 return
             if key == ord("/"):

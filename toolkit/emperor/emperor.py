@@ -310,7 +310,15 @@ class Emperor:
         command(self, chosen, answer)
 
     def _status_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
-        used = usage.by_group({v.pid for v in chosen if v.pid})
+        self._answer_status(chosen, answer, usage.by_group({v.pid for v in chosen if v.pid}))
+
+    def _glance_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
+        """`status` without memory and CPU (what `toolkit top` asks between its reads)."""
+        self._answer_status(chosen, answer, {})
+
+    def _answer_status(
+        self, chosen: list[Vassal], answer: control.Answer, used: dict[int, usage.Usage]
+    ) -> None:
         vassals = []
         for vassal in chosen:
             found = used.get(vassal.pid or 0)
@@ -353,8 +361,10 @@ if TYPE_CHECKING:
     Command = Callable[[Emperor, list[Vassal], control.Answer], None]
 COMMANDS: dict[str, Command] = {
     "status": Emperor._status_command,
+    "glance": Emperor._glance_command,
     "reload": Emperor._reload_command,
     "stop": Emperor._stop_command,
     "down": Emperor._down_command,
 }
-"""What the control socket answers to: `toolkit status`, `reload`, `stop` and `down`."""
+"""What the control socket answers to: `toolkit status` (and `glance`, the same without
+memory and CPU), `reload`, `stop` and `down`."""

@@ -64,6 +64,9 @@ class VassalStatus:
     @classmethod
     def from_json(cls, data: Any) -> VassalStatus:
         """Raises ValueError for anything that is not a vassal's status."""
-        if not isinstance(data, dict) or set(data) != {f.name for f in fields(cls)}:
+        if not isinstance(data, dict) or data.keys() != _FIELD_NAMES:
             raise ValueError(f"not a vassal status: {str(data)[:80]}")
         return cls(**{**data, "state": State(data["state"])})
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(VassalStatus))
