@@ -343,6 +343,7 @@ def test_the_status_page_in_a_real_browser(watched: Watched, tmp_path: Path) -> 
     text = re.sub(r"<[^>]+>", " ", dom)
     assert re.search(r"\buwsgi\s+loyal\b", text), text[:800]
     assert "Last worker deaths" in text and "listen queue" in text
+    assert '<meta http-equiv="refresh" content="2">' in dom and "<script" not in dom
     shot = tmp_path / "status.png"
     subprocess.run(
         [*browser, "--window-size=1000,900", f"--screenshot={shot}", url],

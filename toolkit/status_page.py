@@ -7,6 +7,7 @@ import time
 from html import escape
 
 from toolkit.observe import Sample, VassalView
+from toolkit.stats import Worker
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -88,7 +89,7 @@ def _vassal(view: VassalView) -> str:
             parts.append(
                 f"<tr><td>{worker.id}</td><td>{escape(worker.status)}</td>"
                 f"<td>{worker.pid or '-'}</td><td>{worker.requests}</td>"
-                f"<td>{worker.exceptions}</td><td>{worker.avg_rt / 1000:.1f}</td>"
+                f"<td>{worker.exceptions}</td><td>{_milliseconds(worker)}</td>"
                 f"<td>{_megabytes(worker.rss)}</td><td>{worker.respawns}</td></tr>"
             )
         parts.append("</table>")
@@ -129,3 +130,8 @@ def _duration(seconds: float | None) -> str:
     minutes, second = divmod(int(seconds), 60)
     hours, minute = divmod(minutes, 60)
     return f"{hours}h{minute:02d}m" if hours else f"{minute}m{second:02d}s"
+
+
+def _milliseconds(worker: Worker) -> str:
+    """uWSGI's running average of its response time; none before its first request."""
+    return f"{worker.avg_rt / 1000:.2f}" if worker.requests else "-"

@@ -145,7 +145,7 @@ def _vassal_lines(
             str(status.restarts),
             str(found.requests) if found else "-",
             _rate(rate) if timed and rate is not None else "-",
-            f"{average:.1f}" if average is not None else "-",
+            f"{average:.2f}" if average is not None else "-",
             str(found.exceptions) if found and found.workers else "-",
             f"{status.rss / MB:.1f}" if status.rss else "-",
             queue if found and found.workers else "-",
@@ -166,7 +166,7 @@ def _vassal_lines(
                 str(worker.respawns) if worker.running else "",
                 str(worker.requests),
                 _rate(worker_rate) if timed and worker_rate is not None else "-",
-                f"{worker.avg_rt / 1000:.1f}" if worker.requests else "-",
+                f"{worker.avg_rt / 1000:.2f}" if worker.requests else "-",
                 str(worker.exceptions),
                 f"{worker.rss / MB:.1f}" if worker.rss else "-",
             )
