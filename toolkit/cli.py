@@ -793,18 +793,91 @@ def release(
     ] = None,
     host: HostOption = None,
     uwsgi: UwsgiOption = None,
+    stage_id: Annotated[
+        str | None,
+        typer.Option(
+            "--stage", help="Fleet step: copy, build and health-check as release ID; not live."
+        ),
+    ] = None,
+    once_id: Annotated[
+        str | None,
+        typer.Option("--once", help="Fleet step: run release ID's release_once_commands here."),
+    ] = None,
+    switch_id: Annotated[
+        str | None,
+        typer.Option("--switch", help="Fleet step: make the staged release ID live here."),
+    ] = None,
+    watch: Annotated[
+        float,
+        typer.Option(
+            min=0, max=86400, help="With --switch: seconds its health is watched after it."
+        ),
+    ] = 0.0,
+    all_hosts: Annotated[
+        bool,
+        typer.Option(
+            "--all-hosts",
+            help="Release --git REF on every host of --inventory through Ansible: stage "
+            "everywhere, run the once-steps, a canary, then batches; all or nothing.",
+        ),
+    ] = False,
+    inventory: Annotated[
+        Path | None,
+        typer.Option(help="With --all-hosts: the Ansible inventory (default: DIR/hosts.ini)."),
+    ] = None,
+    canary_watch: Annotated[
+        float, typer.Option(min=0, max=86400, help="With --all-hosts: seconds the canary serves.")
+    ] = 10.0,
+    batch: Annotated[
+        int, typer.Option(min=1, max=10000, help="With --all-hosts: hosts per batch after it.")
+    ] = 1,
+    max_fail: Annotated[
+        int,
+        typer.Option(
+            min=0, max=100, help="With --all-hosts: per cent of hosts that may fail to switch."
+        ),
+    ] = 0,
 ) -> None:
     """Ship new code: copy it to releases/ID/, health-check it on its own, switch the
-    router to it, retire the old code gracefully. A failing release never serves."""
+    router to it, retire the old code gracefully. A failing release never serves. Across
+    hosts, --all-hosts runs the fleet steps (--stage, --once, --switch) through Ansible."""
     from toolkit import release as releases
 
+    deployment = _deployment(directory, dir_option)
+    root = deployment.root
+    steps = [s for s in (stage_id, once_id, switch_id) if s is not None]
+    if len(steps) + all_hosts > 1:
+        raise ToolkitError("give one of --stage, --once, --switch or --all-hosts")
+    if once_id is not None:
+        releases.run_once(root, once_id, uwsgi, host, say=say)
+        say(f"release {once_id}: its once-steps ran here")
+        return
+    if switch_id is not None:
+        outcome = releases.switch(root, switch_id, watch=watch, uwsgi=uwsgi, host=host, say=say)
+        show_outcome(outcome, root)
+        return
     if (source is None) == (git is None):
         raise ToolkitError("give one of --from FOLDER or --git REF", hint="toolkit release --help")
-    deployment = _deployment(directory, dir_option)
+    if all_hosts:
+        from toolkit import fleet
+
+        if git is None:
+            raise ToolkitError("--all-hosts ships a commit: give --git REF")
+        plan = fleet.Plan(
+            root, inventory or root / "hosts.ini", git, repo, canary_watch, batch, max_fail
+        )
+        fleet.release(plan, say)
+        return
+    if stage_id is not None:
+        staged = releases.stage(
+            root, stage_id, source=source, git=git, repo=repo, uwsgi=uwsgi, host=host, say=say
+        )
+        say(f"release {staged.id} is staged: healthy, not live")
+        return
     outcome = releases.ship(
-        deployment.root, source=source, git=git, repo=repo, uwsgi=uwsgi, host=host, say=say
+        root, source=source, git=git, repo=repo, uwsgi=uwsgi, host=host, say=say
     )
-    show_outcome(outcome, deployment.root)
+    show_outcome(outcome, root)
 
 
 def show_outcome(outcome: Outcome, root: Path) -> None:
@@ -829,12 +902,32 @@ def rollback(
     dir_option: DirOption = None,
     host: HostOption = None,
     uwsgi: UwsgiOption = None,
+    all_hosts: Annotated[
+        bool,
+        typer.Option(
+            "--all-hosts",
+            help="Every host of --inventory back to release ID through Ansible, one at a "
+            "time; none if one host lacks it.",
+        ),
+    ] = False,
+    inventory: Annotated[
+        Path | None,
+        typer.Option(help="With --all-hosts: the Ansible inventory (default: DIR/hosts.ini)."),
+    ] = None,
 ) -> None:
     """Make the previous (or a named) release live again, checked and switched like a new one."""
     from toolkit import release as releases
 
     folder, names = _split(arguments, dir_option, 1)
     deployment = _deployment(folder, dir_option)
+    if all_hosts:
+        from toolkit import fleet
+
+        if not names:
+            raise ToolkitError("--all-hosts goes back to one release: name its ID",
+                               hint=f"`toolkit releases {deployment.root}` lists them")  # fmt: skip
+        fleet.rollback(inventory or deployment.root / "hosts.ini", names[0], say)
+        return
     outcome = releases.rollback(deployment.root, names[0] if names else None, uwsgi, host, say=say)
     show_outcome(outcome, deployment.root)
 

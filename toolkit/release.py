@@ -327,27 +327,32 @@ def _withdraw(site: Site, previous: Release | None, values: Mapping[str, Any]) -
     time.sleep(DRAIN)
 
 
-def _verify_and_switch(site: Site, release: Release, say: Say, build: bool) -> Outcome:
-    """Check its vassal files, run its release phase (`build`: a new release), run it on a
+# Which of deploy.ini's release phase runs where: per host, or once for every host.
+PER_HOST, ONCE = "release_commands", "release_once_commands"
+
+
+def _verify_and_switch(site: Site, release: Release, say: Say, phases: tuple[str, ...]) -> Outcome:
+    """A release verified (`_verify`), then switched to."""
+    changes = _verify(site, release, say, phases)
+    previous = site.store.live_id()
+    took = _switch(site, release, changes)
+    return Outcome(release, previous, took, site.store.prune(int(site.values["keep_releases"])))
+
+
+def _verify(site: Site, release: Release, say: Say, phases: tuple[str, ...]) -> list[FileChange]:
+    """Check its vassal files, run the release phases named (a new release), run it on a
     port free now (a release rolled back to gets a new one: its old port may be anyone's
-    by then), check its health, record it, switch to it."""
+    by then), check its health, record it. Returns its vassal files, to switch to."""
     release.port = _free_port(str(site.values["app_address"]))
     variables = site.variables(release)
     code = site.store.code(release.id)
-    commands = list(variables.values.get("release_commands") or []) if build else []
+    commands = [c for phase in phases for c in variables.values.get(phase) or []]
     # Checked before anything runs; what the release phase builds is checked once it has.
     changes = pipeline.prepare(
         site.deployment, variables, site.uwsgi, building=code.resolve() if commands else None
     )
     if commands:
-        release_phase.run(
-            commands,
-            code,
-            release_phase.environment(variables.values, site.deployment.root),
-            float(variables.values["release_timeout"]),
-            site.store.log(release.id),
-            say,
-        )
+        _run_phase(site, release, commands, say)
         changes = pipeline.prepare(site.deployment, variables, site.uwsgi)
     staging = _stage(site, release)
     try:
@@ -364,9 +369,19 @@ def _verify_and_switch(site: Site, release: Release, say: Say, build: bool) -> O
         )
     # A new release is recorded once it has proved healthy; the port is this run's.
     site.store.record(release)
-    previous = site.store.live_id()
-    took = _switch(site, release, changes)
-    return Outcome(release, previous, took, site.store.prune(int(site.values["keep_releases"])))
+    return changes
+
+
+def _run_phase(site: Site, release: Release, commands: list[str], say: Say) -> None:
+    variables = site.variables(release)
+    release_phase.run(
+        commands,
+        site.store.code(release.id),
+        release_phase.environment(variables.values, site.deployment.root),
+        float(variables.values["release_timeout"]),
+        site.store.log(release.id),
+        say,
+    )
 
 
 def _clean_leftovers(site: Site) -> None:
@@ -392,46 +407,159 @@ def ship(
     say: Say = lambda line: None,
 ) -> Outcome:
     """`toolkit release`: move state into shared/ (once), copy the code, run its release
-    phase, verify, switch, prune; the live release serves throughout. With `host`, the
-    deployment's variables are that inventory host's (as rendered there)."""
+    phase (per host, then once), verify, switch, prune; the live release serves throughout.
+    With `host`, the deployment's variables are that inventory host's (as rendered there)."""
     site = _site(root, host, uwsgi)
-    store = site.store
+    with locked(site.deployment):
+        with _new_release(site, source, git, repo, None, say) as (release, copied, moved):
+            outcome = _verify_and_switch(site, release, say, (PER_HOST, ONCE))
+        outcome.copied, outcome.moved = copied, moved
+        return outcome
+
+
+def stage(
+    root: Path,
+    release_id: str,
+    *,
+    source: Path | None = None,
+    git: str | None = None,
+    repo: Path | None = None,
+    uwsgi: Path | None = None,
+    host: str | None = None,
+    say: Say = lambda line: None,
+) -> Release:
+    """A fleet release's first step on one host (`toolkit release --stage ID`): the code
+    copied, the per-host release phase run, the release proved healthy on its own and
+    recorded under the ID every host shares; not live. A host that has it already staged
+    is done."""
+    check_id(release_id)
+    site = _site(root, host, uwsgi)
+    with locked(site.deployment):
+        if release_id in {r.id for r in site.store.all()}:
+            say(f"release {release_id} is staged here already")
+            return site.store.read(release_id)
+        with _new_release(site, source, git, repo, release_id, say) as (release, _, _):
+            _verify(site, release, say, (PER_HOST,))
+        return release
+
+
+def run_once(
+    root: Path, release_id: str, uwsgi: Path | None = None, host: str | None = None,
+    say: Say = lambda line: None,
+) -> None:  # fmt: skip
+    """A fleet release's steps that change what every host shares (its
+    `release_once_commands`: migrations), in the staged release's folder on this host."""
+    check_id(release_id)
+    site = _site(root, host, uwsgi)
+    with locked(site.deployment):
+        release = site.store.read(release_id)
+        commands = list(site.variables(release).values.get(ONCE) or [])
+        if commands:
+            _run_phase(site, release, commands, say)
+
+
+def switch(
+    root: Path,
+    release_id: str,
+    *,
+    watch: float = 0.0,
+    uwsgi: Path | None = None,
+    host: str | None = None,
+    say: Say = lambda line: None,
+) -> Outcome:
+    """A fleet release's switch on one host (`toolkit release --switch ID`): the staged
+    release verified again and switched to, then watched for `watch` seconds (its health
+    path asked every WATCH_EVERY s on its own socket); one that fails meanwhile is switched
+    back at once, and the error says why."""
+    check_id(release_id)
+    site = _site(root, host, uwsgi)
     with locked(site.deployment):
         _clean_leftovers(site)
-        moved = release_code.adopt_state(root, _serving_code(site), site.shared)
-        for item in moved:
-            say(f"moved {item.path} into {item.to} (state lives once, in shared/)")
-        release_id = ""
-        committed = False
-        before = None if store.all() else _snapshot(site)
-        try:
-            probe_id = _new_id("dir")
-            target = store.code(probe_id)
-            copied = None
-            if git is not None:
-                origin, commit = _from_git(git, repo or site.app, target)
-            else:
-                assert source is not None
-                excluded = list(site.base.get("release_exclude") or [])
-                copied = release_code.copy_code(source, target, site.shared, excluded)
-                origin, commit = str(source), ""
-                say(_copy_report(copied))
-            release_code.link_shared(root, target, site.shared)
-            release_id = _new_id(commit[:8] or "dir")
-            if release_id != probe_id:
-                target.rename(store.code(release_id))
-            release = Release(release_id, origin, commit, time.time(), port=0)
-            outcome = _verify_and_switch(site, release, say, build=True)
-            if before is not None:
-                store.record(before)
-            committed = True
-            outcome.copied, outcome.moved = copied, moved
+        release = site.store.read(release_id)
+        if site.store.live_id() == release_id:
+            say(f"release {release_id} is live here already")
+            return Outcome(release, None, 0.0, [])
+        release_code.link_shared(root, site.store.code(release.id), site.shared)
+        outcome = _verify_and_switch(site, release, say, ())
+        failure = _watch(site, outcome.release, watch)
+        if failure is None:
             return outcome
-        finally:
-            if not committed:
-                for leftover in (release_id, before and before.id):
-                    if leftover:
-                        store.remove(leftover)
+        back = outcome.previous
+        if back is not None:
+            _verify_and_switch(site, site.store.read(back), say, ())
+        raise ToolkitError(
+            f"release {release_id} failed after switching: {failure}; "
+            + (f"switched back to {back}" if back else "nothing to switch back to"),
+            exit_code=ExitCode.PROBLEMS,
+        )
+
+
+# How often a switched release's health is asked while it is watched.
+WATCH_EVERY = 0.5
+
+
+def _watch(site: Site, release: Release, seconds: float) -> str | None:
+    """None when the live release answered its health check for `seconds`; else why not."""
+    values = site.values
+    address = (str(values["app_address"]), release.port)
+    host = f"{values['http_address']}:{values['http_port']}"
+    path, want = str(values["health_path"]), int(values["health_status"])
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        said = health.probe(address, path, host, 5.0).says(path, want)
+        if said is not None:
+            return said
+        time.sleep(WATCH_EVERY)
+    return None
+
+
+@contextlib.contextmanager
+def _new_release(
+    site: Site,
+    source: Path | None,
+    git: str | None,
+    repo: Path | None,
+    release_id: str | None,
+    say: Say,
+) -> Iterator[tuple[Release, release_code.Copied | None, list[release_code.Moved]]]:
+    """State moved into shared/ (once), the code copied to releases/ID/ (`release_id`, or a
+    new one from the time and the commit), shared state linked in; what the block does not
+    finish is removed, a first release's snapshot of the code before it is kept once it
+    does."""
+    store, root = site.store, site.deployment.root
+    _clean_leftovers(site)
+    moved = release_code.adopt_state(root, _serving_code(site), site.shared)
+    for item in moved:
+        say(f"moved {item.path} into {item.to} (state lives once, in shared/)")
+    made = ""
+    committed = False
+    before = None if store.all() else _snapshot(site)
+    try:
+        probe_id = release_id or _new_id("dir")
+        made = probe_id
+        target = store.code(probe_id)
+        copied = None
+        if git is not None:
+            origin, commit = _from_git(git, repo or site.app, target)
+        else:
+            assert source is not None
+            excluded = list(site.base.get("release_exclude") or [])
+            copied = release_code.copy_code(source, target, site.shared, excluded)
+            origin, commit = str(source), ""
+            say(_copy_report(copied))
+        release_code.link_shared(root, target, site.shared)
+        made = release_id or _new_id(commit[:8] or "dir")
+        if made != probe_id:
+            target.rename(store.code(made))
+        yield Release(made, origin, commit, time.time(), port=0), copied, moved
+        if before is not None:
+            store.record(before)
+        committed = True
+    finally:
+        if not committed:
+            for leftover in (made, before and before.id):
+                if leftover:
+                    store.remove(leftover)
 
 
 def _copy_report(copied: release_code.Copied) -> str:
@@ -498,4 +626,4 @@ def rollback(
             raise ToolkitError(f"release {release_id} is already live", exit_code=ExitCode.PROBLEMS)
         target = store.read(release_id)
         release_code.link_shared(root, store.code(target.id), site.shared)
-        return _verify_and_switch(site, target, say, build=False)
+        return _verify_and_switch(site, target, say, ())
