@@ -670,6 +670,10 @@ def main() -> int:
     rounds = 1 if options.quick else 3
     print(f"releases under {release.CLIENTS} clients, {rounds} rounds...", flush=True)
     releases = release.table(release.measure(rounds), rounds)
+    from bench import fleet
+
+    print(f"fleet releases of {fleet.SIZES} hosts over SSH...", flush=True)
+    releases += "\n" + fleet.table(fleet.measure())
     report = (
         "# Benchmarks: toolkit's Emperor and uWSGI's Emperor\n\n"
         f"Measured by `make bench` on: {machine()}.\n\n"

@@ -4,6 +4,7 @@ addresses (127.0.0.2, .3, .4), each host a deployment with its own Emperor, a lo
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -128,43 +129,53 @@ def _accepts(address: str, port: int) -> bool:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, processes: Processes, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
-    """HOSTS hosts over SSH, each on v1 (a first release), behind a load balancer."""
+def fleet(tmp_path: Path, processes: Processes) -> Iterator[Fleet]:
+    with fleet_of(tmp_path, HOSTS, processes) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def fleet_of(folder: Path, count: int, processes: Processes) -> Iterator[Fleet]:
+    """`count` hosts over SSH, each on v1 (a first fleet release), behind a load balancer;
+    every host's Emperor and SSH connection ended after."""
     # One SSH connection per host, reused by its tasks (Ansible's default), in a folder of
-    # the test's own: the connections it leaves open are closed at the end.
-    control = tmp_path / "cp"
+    # the fleet's own: the connections left open are closed at the end.
+    control = folder / "cp"
     control.mkdir()
-    monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", str(control))
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")],
+    saved = os.environ.get("ANSIBLE_SSH_CONTROL_PATH_DIR")
+    os.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "key")],
                    check=True)  # fmt: skip
-    shutil.copy(tmp_path / "key.pub", tmp_path / "authorized_keys")
-    repo = tmp_path / "app"
+    shutil.copy(folder / "key.pub", folder / "authorized_keys")
+    repo = folder / "app"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     for setting in ("user.email=fleet@example.invalid", "user.name=fleet"):
         key, value = setting.split("=")
         subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
     hosts: list[Host] = []
-    lines = ["[web]"]
     try:
-        yield from _fleet(tmp_path, processes, repo, hosts, lines)
+        yield _fleet(folder, count, processes, repo, hosts)
     finally:
         for host in hosts:
             run_toolkit("down", host.root)
         for path in control.iterdir():  # each host's SSH master: asked to exit
             subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={path}", "x"],
                            capture_output=True, timeout=30)  # fmt: skip
+        if saved is None:
+            os.environ.pop("ANSIBLE_SSH_CONTROL_PATH_DIR", None)
+        else:
+            os.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"] = saved
 
 
-def _fleet(
-    tmp_path: Path, processes: Processes, repo: Path, hosts: list[Host], lines: list[str]
-) -> Iterator[Fleet]:
-    for number in range(1, HOSTS + 1):
+def _fleet(folder: Path, count: int, processes: Processes, repo: Path, hosts: list[Host]) -> Fleet:
+    lines = ["[web]"]
+    for number in range(1, count + 1):
         address = f"127.0.0.{number + 1}"
-        folder = tmp_path / f"host{number}"
-        folder.mkdir()
-        ssh_port = start_sshd(folder, address, processes)
-        root = folder / "site"
+        place = folder / f"host{number}"
+        place.mkdir()
+        ssh_port = start_sshd(place, address, processes)
+        root = place / "site"
         assert run_toolkit("new", root).returncode == 0
         (root / "code" / "app.py").write_text(APP.format(version="v0"))
         http_port, app_port, subscriptions = (free_port_on(address) for _ in range(3))
@@ -180,10 +191,10 @@ def _fleet(
         lines.append(
             f"host{number} ansible_host={address} ansible_port={ssh_port} toolkit_dest={root}"
         )
-    inventory = tmp_path / "hosts.ini"
+    inventory = folder / "hosts.ini"
     inventory.write_text(
         "\n".join(lines) + "\n\n[all:vars]\nansible_user=root\n"
-        f"ansible_ssh_private_key_file={tmp_path / 'key'}\n"
+        f"ansible_ssh_private_key_file={folder / 'key'}\n"
         "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n"
         f"toolkit_bin={TOOLKIT}\ntoolkit_release_repo={repo}\n"
         # The hosts' own Python runs Ansible's modules (not whatever a shim finds).
@@ -194,12 +205,12 @@ def _fleet(
     nodes = [f"--rawrouter-to={h.address}:{h.http_port}" for h in hosts]
     processes.start(UWSGI, "--master", f"--rawrouter=127.0.0.1:{balancer}", *nodes,
                     "--rawrouter-gracetime=1", "--processes=0")  # fmt: skip
-    made = Fleet(tmp_path, hosts, repo, inventory, balancer)
+    made = Fleet(folder, hosts, repo, inventory, balancer)
     made.commit("v1")
     first = made.toolkit("release", str(hosts[0].root), "--all-hosts", "--git",
                          made.commits["v1"], "--canary-watch", "0")  # fmt: skip
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr
-    yield made
+    return made
 
 
 @dataclass

@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from toolkit import __version__
+from toolkit import __version__, fleet
 from toolkit.deployment import Deployment
 from toolkit.emperor.options import EmperorOptions
 from toolkit.inventory import Inventory
@@ -208,4 +208,27 @@ def ansible_files(deployment: Deployment, inventory: Inventory) -> dict[str, str
         files="[" + ", ".join(shipped) + "]", logs=logs,
         code=variables.values.get("pythonpath", "code"),
     )  # fmt: skip
-    return {"playbook.yml": playbook, "hosts.ini": "\n".join(hosts) + "\n"}
+    shared = GROUP_VARS.format(
+        name=root.name, code=variables.values.get("pythonpath", "code"),
+        inventory="true" if inventory.host_names() else "false",
+    )  # fmt: skip
+    return {
+        "playbook.yml": playbook,
+        "hosts.ini": "\n".join(hosts) + "\n",
+        "group_vars/all.yml": shared,
+        "release.yml": fleet.PLAYBOOK,
+        "rollback.yml": fleet.ROLLBACK_PLAYBOOK,
+    }
+
+
+# What release.yml and rollback.yml read for every host (playbook.yml sets the same).
+GROUP_VARS = """\
+# Written by `toolkit export ansible`: where each host keeps toolkit and the deployment.
+toolkit_home: /srv/toolkit
+toolkit_dest: "{{{{ toolkit_home }}}}/{name}"
+toolkit_venv: "{{{{ toolkit_home }}}}/venv"
+toolkit_bin: "{{{{ toolkit_venv }}}}/bin/toolkit"
+toolkit_release_repo: "{{{{ toolkit_dest }}}}/{code}"
+# Each host renders with its own inventory.ini variables (`--host`).
+toolkit_inventory: {inventory}
+"""

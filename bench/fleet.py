@@ -1,0 +1,87 @@
+"""Fleet releases under load: 3 and 5 hosts over real SSH (tests/test_fleet.py's hosts), 50
+keep-alive clients through the load balancer. Part of `make bench` (bench.emperor adds the
+table); alone: `python -m bench.fleet`."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tests.support import Processes
+from tests.test_fleet import Fleet, Load, fleet_of
+
+CLIENTS = 50
+SIZES = (3, 5)
+
+
+def served_everywhere(fleet: Fleet, version: str) -> bool:
+    return all(fleet.version_served(h) == f"<h1>{version}</h1>" for h in fleet.hosts)
+
+
+def timed_release(fleet: Fleet, version: str, *extra: str) -> tuple[int, float, float, int]:
+    """Exit code, seconds from the command to every host serving `version` (0 if never),
+    seconds to the command's end, failed requests meanwhile."""
+    fleet.commit(version)
+    reached: list[float] = []
+    done = threading.Event()
+    start = time.monotonic()
+
+    def watch() -> None:
+        while not done.is_set():
+            if not reached and served_everywhere(fleet, version):
+                reached.append(time.monotonic() - start)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    with Load(fleet.balancer, clients=CLIENTS) as load:
+        watcher.start()
+        result = fleet.toolkit("release", str(fleet.hosts[0].root), "--all-hosts", "--git",
+                               fleet.commits[version], *extra)  # fmt: skip
+        took = time.monotonic() - start
+        done.set()
+        watcher.join()
+    return result.returncode, reached[0] if reached else 0.0, took, len(load.failures)
+
+
+def measure() -> list[str]:
+    rows = []
+    for size in SIZES:
+        processes = Processes()
+        with tempfile.TemporaryDirectory(prefix="toolkit-bench-fleet-") as work:
+            try:
+                with fleet_of(Path(work), size, processes) as fleet:
+                    code, reach, took, failed = timed_release(fleet, "v2", "--canary-watch", "2")
+                    rows.append(
+                        f"| {size} hosts: release (canary watched 2 s, then batches of 1) | "
+                        f"{'ok' if code == 0 else f'exit {code}'} | {failed} | "
+                        f"{reach:.1f} s | {took:.1f} s |"
+                    )
+                    second = fleet.hosts[1]
+                    with (second.root / "deploy.ini").open("a") as stream:
+                        stream.write("env = BREAKS_AFTER=v3:30\n")
+                    code, _, took, failed = timed_release(fleet, "v3", "--canary-watch", "1")
+                    back = served_everywhere(fleet, "v2")
+                    rows.append(
+                        f"| {size} hosts: host2 fails after the canary switched: all back | "
+                        f"{'exit ' + str(code)}{', all on v2' if back else ', NOT all back'} | "
+                        f"{failed} (its 500s before it was caught) | - | {took:.1f} s |"
+                    )
+            finally:
+                processes.stop_all()
+    return rows
+
+
+def table(rows: list[str]) -> str:
+    return (
+        f"## Fleet releases over SSH, {CLIENTS} keep-alive clients through the load balancer\n\n"
+        "| case | outcome | failed requests | command to every host on the new code "
+        "| command to its end |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    print(table(measure()))
+    sys.exit(0)
