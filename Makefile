@@ -17,7 +17,7 @@ define install
 	@$(ROUTING_CHECK) || { echo "uWSGI was built without routing: install the PCRE2 headers" >&2; exit 1; }
 endef
 
-.PHONY: up test lint bench chaos clean pcre browser
+.PHONY: up test lint bench chaos clean pcre test-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,16 +49,17 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check toolkit tests bench
 	$(BIN)/mypy
 
-test: lint browser
+test: lint test-tools
 	$(BIN)/pytest
 
-# The status page's test loads it in a real browser: Debian's chromium, installed here as
-# root with apt; elsewhere that one test says why it is skipped.
-browser:
-	@command -v chromium >/dev/null || { \
+# What some tests drive for real, from Debian's packages (as root, with apt): chromium loads
+# the status page; openssh-server runs the SSH hosts of the fleet releases. Elsewhere those
+# tests say why they are skipped.
+test-tools:
+	@command -v chromium >/dev/null && test -x /usr/sbin/sshd || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
-		else echo "no chromium: the status page's browser test will be skipped" >&2; fi; }
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium openssh-server >/dev/null; \
+		else echo "no chromium or sshd: the browser and fleet tests will be skipped" >&2; fi; }
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.emperor

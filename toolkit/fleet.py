@@ -303,15 +303,19 @@ def release(plan: Plan, say: Callable[[str], None]) -> list[HostResult]:
     }
     if plan.repo is not None:
         extra["toolkit_release_repo"] = str(plan.repo.resolve())
-    return _run(plan.inventory, PLAYBOOK, extra, hosts, release_id, say)
+    found = _run(plan.inventory, PLAYBOOK, extra, hosts, release_id, say)
+    say(f"release {release_id} is live on every host")
+    return found
 
 
 def rollback(inventory: Path, release_id: str, say: Callable[[str], None]) -> list[HostResult]:
     """Every host back to `release_id`, one at a time, or none if one host lacks it."""
     hosts = hosts_of(inventory)
     say(f"rollback to {release_id} on {len(hosts)} host(s): {', '.join(hosts)}, one at a time")
-    return _run(inventory, ROLLBACK_PLAYBOOK, {"toolkit_release_id": release_id}, hosts,
-                release_id, say)  # fmt: skip
+    found = _run(inventory, ROLLBACK_PLAYBOOK, {"toolkit_release_id": release_id}, hosts,
+                 release_id, say)  # fmt: skip
+    say(f"release {release_id} is live on every host")
+    return found
 
 
 def _run(
