@@ -47,7 +47,8 @@ class Site:
 
     def status(self) -> dict[str, dict[str, object]]:
         result = run_toolkit("status", "-C", self.root, "--json")
-        assert result.returncode == 0, result.stderr
+        # 3: one is not serving (a killed vassal, until it is back); the JSON says which.
+        assert result.returncode in (0, 3), result.stderr
         return {v["name"]: v for v in json.loads(result.stdout)}
 
     def log(self, name: str) -> str:
