@@ -274,13 +274,16 @@ def test_a_fleet_release_under_load_fails_no_request_and_a_fleet_rollback_goes_b
     fleet.commit("v2")
     with Load(fleet.balancer) as load:
         result = fleet.toolkit("release", str(fleet.hosts[0].root), "--all-hosts", "--git",
-                               fleet.commits["v2"], "--canary-watch", "2")  # fmt: skip
+                               fleet.commits["v2"], "--canary-watch", "1",
+                               "--batch", "2")  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert not load.failures, load.failures[:5]
     after = fleet.live()
     assert len(set(after)) == 1 and after[0] != before[0], "one new release ID on every host"
     assert all(fleet.version_served(h) == "<h1>v2</h1>" for h in fleet.hosts)
-    assert "canary: host1" in result.stdout and "summary" in result.stdout
+    assert (
+        "canary: host1, watched 1 s" in result.stdout and "batch 1: host2, host3" in result.stdout
+    )
     for host in fleet.hosts:
         assert f"{host.name}: stage ok" in result.stdout and "switch ok" in result.stdout
     refused = fleet.toolkit("rollback", str(fleet.hosts[0].root), "--all-hosts", "19990101-x")
