@@ -398,3 +398,37 @@ def test_a_killed_worker_is_a_death_by_cause_on_the_page_and_in_the_metrics(
     )
     page = get(watched.status_port, "/").body.decode()
     assert re.search(rf"<td>uwsgi</td><td>worker \d+ \(pid {victim}\) killed by SIGKILL", page)
+
+
+def test_a_stats_socket_deeper_than_a_unix_path_allows_is_still_read(tmp_path: Path) -> None:
+    """sun_path holds 107 bytes: a deployment in a deep folder has its stats socket past that,
+    and is read through its folder's descriptor."""
+    import socket as sockets
+
+    from toolkit.stats import read_all
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    path = deep / "uwsgi.stats"
+    assert len(str(path)) > 107
+    server = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    cwd = os.getcwd()
+    os.chdir(deep)  # bind by a short relative name, as uWSGI does from its chdir
+    try:
+        server.bind("uwsgi.stats")
+    finally:
+        os.chdir(cwd)
+    server.listen(1)
+
+    def answer() -> None:
+        connection, _ = server.accept()
+        connection.sendall(b'{"pid": 7, "workers": []}')
+        connection.close()
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    try:
+        assert read_all({"deep": path}) == {"deep": b'{"pid": 7, "workers": []}'}
+    finally:
+        thread.join(10)
+        server.close()

@@ -360,6 +360,10 @@ def test_the_ansible_playbook_ships_a_release_on_each_host(tmp_path: Path) -> No
     commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
     ansible = tmp_path / "ansible"
     assert run_toolkit("export", "ansible", root, "--output", ansible).returncode == 0
+    # The fleet's playbooks come with it, and read where each host keeps things from here.
+    assert {"release.yml", "rollback.yml"} <= {p.name for p in ansible.iterdir()}
+    shared = (ansible / "group_vars" / "all.yml").read_text()
+    assert "toolkit_bin:" in shared and "toolkit_inventory: true" in shared
     dest = tmp_path / "dest"
     playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local",
                 "-i", str(ansible / "hosts.ini"), str(ansible / "playbook.yml")]  # fmt: skip

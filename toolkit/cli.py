@@ -863,9 +863,7 @@ def release(
 
         if git is None:
             raise ToolkitError("--all-hosts ships a commit: give --git REF")
-        plan = fleet.Plan(
-            root, inventory or root / "hosts.ini", git, repo, canary_watch, batch, max_fail
-        )
+        plan = fleet.Plan(inventory or root / "hosts.ini", git, repo, canary_watch, batch, max_fail)
         fleet.release(plan, say)
         return
     if stage_id is not None:

@@ -219,7 +219,8 @@ ROLLBACK_PLAYBOOK = """\
 
 @dataclass(frozen=True)
 class Plan:
-    root: Path
+    """What `release --all-hosts` was asked: where the hosts are, what to ship, how."""
+
     inventory: Path
     commit: str
     repo: Path | None

@@ -82,7 +82,7 @@ class InstanceStats:
         return found
 
 
-def parse(data: bytes, rss: Callable[[int], int | None] | None = None) -> InstanceStats:
+def parse(data: bytes, rss: Callable[[int], int | None]) -> InstanceStats:
     """A stats server's JSON, with each running worker's memory as `rss` reads it for its
     pid. ValueError when it is not one (a half answer, another program on the socket)."""
     try:
@@ -100,7 +100,7 @@ def parse(data: bytes, rss: Callable[[int], int | None] | None = None) -> Instan
             exceptions=_int(w, "exceptions"),
             avg_rt=_int(w, "avg_rt"),
             respawns=_int(w, "respawn_count"),
-            rss=rss(pid) if rss is not None and pid > 0 else None,
+            rss=rss(pid) if pid > 0 else None,
         )
         for slot, w in enumerate(_list(document, "workers"), start=1)
         for pid in (_int(w, "pid"),)
@@ -229,11 +229,3 @@ def _connect(path: Path) -> socket.socket:
         raise
     connection.setblocking(False)
     return connection
-
-
-def read_one(path: Path, timeout: float = 2.0) -> InstanceStats:
-    """One stats socket, parsed (`ValueError` says why not)."""
-    answer = read_all({"one": path}, timeout)["one"]
-    if isinstance(answer, str):
-        raise ValueError(answer)
-    return parse(answer)
