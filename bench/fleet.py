@@ -4,10 +4,12 @@ table); alone: `python -m bench.fleet`."""
 
 from __future__ import annotations
 
+import http.client
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from tests.support import Processes
@@ -18,12 +20,20 @@ SIZES = (3, 5)
 
 
 def served_everywhere(fleet: Fleet, version: str) -> bool:
-    return all(fleet.version_served(h) == f"<h1>{version}</h1>" for h in fleet.hosts)
+    """Every host's router answers with `version` (a probe that fails is a "not yet")."""
+    try:
+        return all(fleet.version_served(h) == f"<h1>{version}</h1>" for h in fleet.hosts)
+    except (OSError, http.client.HTTPException):
+        return False
 
 
-def timed_release(fleet: Fleet, version: str, *extra: str) -> tuple[int, float, float, int]:
+def kinds(failures: list[str]) -> str:
+    return ", ".join(f"{count} x {what}" for what, count in Counter(failures).most_common(3))
+
+
+def timed_release(fleet: Fleet, version: str, *extra: str) -> tuple[int, float, float, list[str]]:
     """Exit code, seconds from the command to every host serving `version` (0 if never),
-    seconds to the command's end, failed requests meanwhile."""
+    seconds to the command's end, the requests that failed meanwhile."""
     fleet.commit(version)
     reached: list[float] = []
     done = threading.Event()
@@ -43,7 +53,7 @@ def timed_release(fleet: Fleet, version: str, *extra: str) -> tuple[int, float, 
         took = time.monotonic() - start
         done.set()
         watcher.join()
-    return result.returncode, reached[0] if reached else 0.0, took, len(load.failures)
+    return result.returncode, reached[0] if reached else 0.0, took, load.failures
 
 
 def measure() -> list[str]:
@@ -56,8 +66,8 @@ def measure() -> list[str]:
                     code, reach, took, failed = timed_release(fleet, "v2", "--canary-watch", "2")
                     rows.append(
                         f"| {size} hosts: release (canary watched 2 s, then batches of 1) | "
-                        f"{'ok' if code == 0 else f'exit {code}'} | {failed} | "
-                        f"{reach:.1f} s | {took:.1f} s |"
+                        f"{'ok' if code == 0 else f'exit {code}'} | {len(failed)} "
+                        f"{kinds(failed)} | {reach:.1f} s | {took:.1f} s |"
                     )
                     second = fleet.hosts[1]
                     with (second.root / "deploy.ini").open("a") as stream:
@@ -67,7 +77,8 @@ def measure() -> list[str]:
                     rows.append(
                         f"| {size} hosts: host2 fails after the canary switched: all back | "
                         f"{'exit ' + str(code)}{', all on v2' if back else ', NOT all back'} | "
-                        f"{failed} (its 500s before it was caught) | - | {took:.1f} s |"
+                        f"{len(failed)}: {kinds(failed)} (before it was caught) | - | "
+                        f"{took:.1f} s |"
                     )
             finally:
                 processes.stop_all()
