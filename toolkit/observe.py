@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,8 @@ class Sample:
 class Watch:
     """What a viewer keeps from one sample to the next: where each vassal's stats server
     listens (read from its file once per content), its workers' memory (read again every
-    `every` seconds), and the Emperor's memory and CPU figures (asked for every `every`
-    seconds: they cost the Emperor a walk over /proc)."""
+    `every` seconds), and when the Emperor last read its vassals' memory and CPU (again every
+    `every` seconds: it costs the Emperor a walk over /proc)."""
 
     run_dir: Path
     base: Path
@@ -62,7 +62,6 @@ class Watch:
     every: float = 0.0
     memory: stats.ResidentMemory = field(default_factory=stats.ResidentMemory)
     sockets: dict[tuple[str, str], Path | str] = field(default_factory=dict)
-    usage: dict[str, tuple[int | None, float | None]] = field(default_factory=dict)
     usage_read: float = float("-inf")
 
     @classmethod
@@ -77,15 +76,13 @@ class Watch:
         return self.sockets[key]
 
     def statuses(self) -> list[VassalStatus]:
+        """Every `every` seconds with memory and CPU read again; between, a glance: the
+        Emperor's figures from then."""
         now = time.monotonic()
-        if now - self.usage_read >= self.every:
-            vassals = control.status(self.run_dir, timeout=ANSWER_WITHIN)
-            self.usage = {v.config: (v.rss, v.cpu) for v in vassals}
+        fresh = now - self.usage_read >= self.every
+        if fresh:
             self.usage_read = now
-            return vassals
-        vassals = control.status(self.run_dir, timeout=ANSWER_WITHIN, usage=False)
-        known = [(v, self.usage.get(v.config, (None, None))) for v in vassals]
-        return [replace(v, rss=rss, cpu=cpu) for v, (rss, cpu) in known]
+        return control.status(self.run_dir, timeout=ANSWER_WITHIN, usage=fresh)
 
     def take(self) -> Sample:
         """A sample of every vassal; ToolkitError (NoEmperor) when no Emperor answers."""

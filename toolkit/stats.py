@@ -91,47 +91,52 @@ def parse(data: bytes, rss: Callable[[int], int | None]) -> InstanceStats:
         raise ValueError(f"not uWSGI stats: {error}") from None
     if not isinstance(document, dict) or "pid" not in document:
         raise ValueError("not uWSGI stats: no pid")
-    workers = tuple(
-        Worker(
-            id=slot,
-            pid=pid,
-            status=str(w.get("status", "?")),
-            requests=_int(w, "requests"),
-            exceptions=_int(w, "exceptions"),
-            avg_rt=_int(w, "avg_rt"),
-            respawns=_int(w, "respawn_count"),
-            rss=rss(pid) if pid > 0 else None,
+    try:
+        return _instance(document, rss)
+    except (TypeError, ValueError, AttributeError) as error:  # a number that is not one
+        raise ValueError(f"not uWSGI stats: {error}") from None
+
+
+def _instance(document: Mapping[str, Any], rss: Callable[[int], int | None]) -> InstanceStats:
+    """uWSGI's own numbers, taken as numbers (`int()`: anything else is not its answer);
+    read every second for every vassal by `top`, so kept to plain lookups."""
+    workers = []
+    for slot, w in enumerate(_list(document, "workers"), start=1):
+        pid = int(w.get("pid", 0))
+        workers.append(
+            Worker(
+                slot,
+                pid,
+                str(w.get("status", "?")),
+                int(w.get("requests", 0)),
+                int(w.get("exceptions", 0)),
+                int(w.get("avg_rt", 0)),
+                int(w.get("respawn_count", 0)),
+                rss(pid) if pid > 0 else None,
+            )
         )
-        for slot, w in enumerate(_list(document, "workers"), start=1)
-        for pid in (_int(w, "pid"),)
-    )
     nodes = [
         Node(
             str(n.get("name", "?")),
             str(s.get("key", "")),
-            _int(n, "requests"),
-            _int(n, "failcnt"),
+            int(n.get("requests", 0)),
+            int(n.get("failcnt", 0)),
             bool(n.get("death_mark")),
         )
         for s in _list(document, "subscriptions")
         for n in _list(s, "nodes")
     ]
     nodes += [
-        Node(str(n.get("name", "?")), "", _int(n, "hits"), 0, bool(n.get("grace")))
+        Node(str(n.get("name", "?")), "", int(n.get("hits", 0)), 0, bool(n.get("grace")))
         for n in _list(document, "static_nodes")
     ]
     return InstanceStats(
-        pid=_int(document, "pid"),
-        listen_queue=_int(document, "listen_queue"),
-        listen_queue_errors=_int(document, "listen_queue_errors"),
-        workers=workers,
+        pid=int(document.get("pid", 0)),
+        listen_queue=int(document.get("listen_queue", 0)),
+        listen_queue_errors=int(document.get("listen_queue_errors", 0)),
+        workers=tuple(workers),
         nodes=tuple(nodes),
     )
-
-
-def _int(mapping: Mapping[str, Any], key: str) -> int:
-    value = mapping.get(key, 0)
-    return value if isinstance(value, int) else 0
 
 
 def _list(mapping: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

@@ -259,8 +259,8 @@ def request(
 def status(
     run_dir: Path, timeout: float = ANSWER_TIMEOUT, name: str | None = None, usage: bool = True
 ) -> list[VassalStatus]:
-    """Every vassal's status (or the named one's); without `usage`, no memory and CPU
-    figures, which cost the Emperor a walk over /proc."""
+    """Every vassal's status (or the named one's); without `usage`, the memory and CPU
+    figures the Emperor read last (reading them costs it a walk over /proc)."""
     answer = request(run_dir, "status" if usage else "glance", timeout, name=name)
     try:
         return [VassalStatus.from_json(v) for v in answer["vassals"]]

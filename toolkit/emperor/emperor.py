@@ -71,6 +71,7 @@ class Emperor:
         self.scanner = watcher.Scanner()
         self.notifier = Notifier()
         self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._last_usage: dict[int, usage.Usage] = {}
 
     def emit(self, kind: Kind, text: str) -> None:
         self.show(Event(EMPEROR, kind, text))
@@ -310,11 +311,14 @@ class Emperor:
         command(self, chosen, answer)
 
     def _status_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
-        self._answer_status(chosen, answer, usage.by_group({v.pid for v in chosen if v.pid}))
+        used = usage.by_group({v.pid for v in chosen if v.pid})
+        self._last_usage = used
+        self._answer_status(chosen, answer, used)
 
     def _glance_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
-        """`status` without memory and CPU (what `toolkit top` asks between its reads)."""
-        self._answer_status(chosen, answer, {})
+        """`status` with the memory and CPU the last `status` read, not read again (what
+        `toolkit top` asks between its reads: the walk over /proc is most of the cost)."""
+        self._answer_status(chosen, answer, self._last_usage)
 
     def _answer_status(
         self, chosen: list[Vassal], answer: control.Answer, used: dict[int, usage.Usage]
