@@ -69,9 +69,7 @@ def measure() -> list[str]:
                         f"{'ok' if code == 0 else f'exit {code}'} | {len(failed)} "
                         f"{kinds(failed)} | {reach:.1f} s | {took:.1f} s |"
                     )
-                    second = fleet.hosts[1]
-                    with (second.root / "deploy.ini").open("a") as stream:
-                        stream.write("env = BREAKS_AFTER=v3:30\n")
+                    fleet.set_on(fleet.hosts[1], "env = BREAKS_AFTER=v3:30")
                     code, _, took, failed = timed_release(fleet, "v3", "--canary-watch", "1")
                     back = served_everywhere(fleet, "v2")
                     rows.append(

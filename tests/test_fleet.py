@@ -89,6 +89,17 @@ class Fleet:
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
 
+    def release(self, version: str, *options: str) -> subprocess.CompletedProcess[str]:
+        """`version` committed, then released on every host from the first one."""
+        self.commit(version)
+        return self.toolkit("release", str(self.hosts[0].root), "--all-hosts", "--git",
+                            self.commits[version], *options)  # fmt: skip
+
+    def set_on(self, host: Host, line: str) -> None:
+        """A line of that host's own deploy.ini."""
+        with (host.root / "deploy.ini").open("a") as stream:
+            stream.write(line + "\n")
+
     def live(self) -> list[str | None]:
         found = []
         for host in self.hosts:
@@ -271,11 +282,8 @@ def test_a_fleet_release_under_load_fails_no_request_and_a_fleet_rollback_goes_b
 ) -> None:
     before = fleet.live()
     assert len(set(before)) == 1 and before[0] is not None, "v1 on every host"
-    fleet.commit("v2")
     with Load(fleet.balancer) as load:
-        result = fleet.toolkit("release", str(fleet.hosts[0].root), "--all-hosts", "--git",
-                               fleet.commits["v2"], "--canary-watch", "1",
-                               "--batch", "2")  # fmt: skip
+        result = fleet.release("v2", "--canary-watch", "1", "--batch", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert not load.failures, load.failures[:5]
     after = fleet.live()
@@ -297,14 +305,10 @@ def test_a_fleet_release_under_load_fails_no_request_and_a_fleet_rollback_goes_b
 
 
 def test_a_release_failing_its_health_check_on_one_host_switches_no_host(fleet: Fleet) -> None:
-    third = fleet.hosts[2]
-    with (third.root / "deploy.ini").open("a") as stream:
-        stream.write("env = BROKEN_RELEASES=v2\n")
+    fleet.set_on(fleet.hosts[2], "env = BROKEN_RELEASES=v2")
     before = fleet.live()
-    fleet.commit("v2")
     with Load(fleet.balancer) as load:
-        result = fleet.toolkit("release", str(fleet.hosts[0].root), "--all-hosts", "--git",
-                               fleet.commits["v2"], "--canary-watch", "0")  # fmt: skip
+        result = fleet.release("v2", "--canary-watch", "0")
     assert result.returncode == 1, result.stdout[-3000:]
     assert "host3: stage failed" in result.stdout
     assert "switch" not in result.stdout.split("summary")[1]
@@ -314,14 +318,10 @@ def test_a_release_failing_its_health_check_on_one_host_switches_no_host(fleet: 
 
 
 def test_a_host_failing_after_it_switched_sends_every_switched_host_back(fleet: Fleet) -> None:
-    second = fleet.hosts[1]
-    with (second.root / "deploy.ini").open("a") as stream:
-        stream.write("env = BREAKS_AFTER=v2:30\n")
+    fleet.set_on(fleet.hosts[1], "env = BREAKS_AFTER=v2:30")
     before = fleet.live()
-    fleet.commit("v2")
     with Load(fleet.balancer) as load:
-        result = fleet.toolkit("release", str(fleet.hosts[0].root), "--all-hosts", "--git",
-                               fleet.commits["v2"], "--canary-watch", "1")  # fmt: skip
+        result = fleet.release("v2", "--canary-watch", "1")
         assert result.returncode == 1, result.stdout[-3000:]
         assert fleet.live() == before, "every host back on its release"
         seen = dict(load.answers)

@@ -232,11 +232,17 @@ def _stage(site: Site, release: Release) -> Staging:
     return Staging(process, log, start)
 
 
-def _health(staging: Staging, values: Mapping[str, Any], port: int) -> str | None:
-    """None when the release answers its health check; otherwise why not, in words."""
+def _health_check(values: Mapping[str, Any], port: int) -> tuple[tuple[str, int], str, str, int]:
+    """Where a release's health check goes (its own socket on `port`), the Host it names,
+    the path and the status it wants."""
     address = (str(values["app_address"]), port)
     host = f"{values['http_address']}:{values['http_port']}"
-    path, want = str(values["health_path"]), int(values["health_status"])
+    return address, host, str(values["health_path"]), int(values["health_status"])
+
+
+def _health(staging: Staging, values: Mapping[str, Any], port: int) -> str | None:
+    """None when the release answers its health check; otherwise why not, in words."""
+    address, host, path, want = _health_check(values, port)
     timeout = float(values["health_timeout"])
     deadline = time.monotonic() + timeout
     tries, last = 0, health.Probe(None, f"it never accepted a connection within {timeout:g} s")
@@ -501,9 +507,7 @@ WATCH_EVERY = 0.5
 def _watch(site: Site, release: Release, seconds: float) -> str | None:
     """None when the live release answered its health check for `seconds`; else why not."""
     values = site.values
-    address = (str(values["app_address"]), release.port)
-    host = f"{values['http_address']}:{values['http_port']}"
-    path, want = str(values["health_path"]), int(values["health_status"])
+    address, host, path, want = _health_check(values, release.port)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         said = health.probe(address, path, host, 5.0).says(path, want)
