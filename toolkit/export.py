@@ -10,7 +10,7 @@ from toolkit import __version__, fleet
 from toolkit.deployment import Deployment
 from toolkit.emperor.options import EmperorOptions
 from toolkit.inventory import Inventory
-from toolkit.pipeline import log_rotation
+from toolkit.pipeline import log_rotation, serving_addresses
 from toolkit.settings import Variables
 
 UNIT = """\
@@ -20,8 +20,8 @@ Description=toolkit Emperor for {root}
 After=network.target
 
 [Service]
-# The Emperor says READY=1 once every vassal serves, STATUS= with how many do, and WATCHDOG=1
-# from its loop (toolkit/emperor/notify.py).
+# The Emperor says READY=1 once every vassal serves and the site answers, STATUS= with how
+# many vassals serve, and WATCHDOG=1 from its loop (toolkit/emperor/notify.py).
 Type=notify
 NotifyAccess=main
 WatchdogSec=30
@@ -58,6 +58,7 @@ def systemd_unit(deployment: Deployment, variables: Variables, uwsgi: Path) -> s
         timestamps=False,  # the journal stamps every line
         log_max_bytes=max_bytes,
         log_backups=backups,
+        serving=tuple(serving_addresses(variables.values)),
     )
     command = options.command(resolved.vassal_patterns(variables.recipe))
     command[0] = str(Path(sys.executable).absolute())

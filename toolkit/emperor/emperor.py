@@ -15,7 +15,7 @@ from toolkit.emperor.child import UwsgiSpawner
 from toolkit.emperor.config import VassalConfig
 from toolkit.emperor.containment import ProcessTree, containment
 from toolkit.emperor.events import EMPEROR, Event, Kind
-from toolkit.emperor.health import LazyProber
+from toolkit.emperor.health import LazyProber, site_check
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.loop import Loop
 from toolkit.emperor.machine import SERVING
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
     from toolkit.emperor.child import Spawner
     from toolkit.emperor.clock import Cancellable, Timers
+
+
+# How soon a site that did not answer yet is asked again.
+SITE_RETRY = 0.1
 
 
 class Emperor:
@@ -50,8 +54,10 @@ class Emperor:
         self.run_dir = options.run_dir
         self.printer = printer
         self.rescan_every = rescan_every
-        # Addresses to announce once every vassal first serves (`up` prints its URL).
-        self.serving = list(options.serving)
+        # The site's public addresses, asked once every vassal first serves: announced (`up`
+        # prints its URL, systemd hears READY=1) once each answers.
+        self._unanswered = [site_check(url) for url in options.serving]
+        self._asking_site: Cancellable | None = None
         self._failed = False
         # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
         self.listeners = Listeners() if options.hold_sockets else None
@@ -79,15 +85,39 @@ class Emperor:
     def show(self, event: Event) -> None:
         self.printer.show(event)
         if event.kind not in {Kind.OUTPUT, Kind.INFO, Kind.WARNING}:
-            vassals = list(self.vassals.values())
-            self.notifier.serving(sum(v.state in SERVING for v in vassals), len(vassals))
-        if self.serving and event.kind in {Kind.READY, Kind.LOYAL} and self._all_serving():
-            for address in self.serving:
-                self.printer.show(Event(EMPEROR, Kind.INFO, f"serving {address}"))
-            self.serving = []
+            self._count_serving()
 
-    def _all_serving(self) -> bool:
-        return bool(self.vassals) and all(v.state in SERVING for v in self.vassals.values())
+    def _count_serving(self) -> None:
+        """Tell systemd how many vassals serve, and that the site does once it answers; ask
+        it when every vassal first serves."""
+        vassals = list(self.vassals.values())
+        count = sum(v.state in SERVING for v in vassals)
+        if self._unanswered and self._asking_site is None and vassals and count == len(vassals):
+            self._ask_site()
+        self.notifier.serving(count, len(vassals), answering=not self._unanswered)
+
+    def _ask_site(self) -> None:
+        """A router answers only once its apps announced themselves to it (`subscribe-to`,
+        sent by their masters on their own clock), which can be after every vassal said it
+        is ready: until the site answers, it is not announced as serving."""
+        self._asking_site = None
+        vassals = self.vassals.values()
+        if self._leaving or not vassals or any(v.state not in SERVING for v in vassals):
+            return  # asked again when they all serve
+        self._asking_site = self.prober.probe(self._unanswered[0], self._site_answered)
+
+    def _site_answered(self, problem: str | None) -> None:
+        if problem is not None:
+            self._asking_site = self.timers.call_later(SITE_RETRY, self._ask_site)
+            return
+        self._unanswered.pop(0)
+        if self._unanswered:
+            self._ask_site()
+            return
+        self._asking_site = None
+        for address in self.options.serving:
+            self.printer.show(Event(EMPEROR, Kind.INFO, f"serving {address}"))
+        self._count_serving()
 
     def run(self) -> int:
         """Supervise until SIGINT, SIGTERM or `toolkit down`; always stop every vassal."""
@@ -112,8 +142,7 @@ class Emperor:
             self.shutdown(str(error))
         else:
             self.reconcile()
-            vassals = list(self.vassals.values())
-            self.notifier.serving(sum(v.state in SERVING for v in vassals), len(vassals))
+            self._count_serving()
         try:
             self.loop.run()
         finally:
@@ -152,6 +181,8 @@ class Emperor:
             self._server.close()
         if self._rescan_soon is not None:
             self._rescan_soon[1].cancel()
+        if self._asking_site is not None:
+            self._asking_site.cancel()
         self.emit(Kind.INFO, f"stopping every vassal ({reason})")
         leaving = self.every_vassal()
         remaining = set(map(id, leaving))

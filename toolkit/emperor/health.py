@@ -33,6 +33,7 @@ class Health:
     address: tuple[str, int]
     path: str = "/"
     status: int = 200
+    """The status wanted; 0: any HTTP answer."""
     host: str = "localhost"
     every: float = 5.0
     timeout: float = 2.0
@@ -40,6 +41,8 @@ class Health:
     """Failures in a row that take it out of its router's rotation (readiness)."""
     restart_after: int = 6
     """Failures in a row that restart it (liveness); 0: never."""
+    over_http: bool = False
+    """Asked as a browser asks (a router's public address), not on a uwsgi socket."""
 
     def __str__(self) -> str:
         return f"GET {self.path} -> {self.status}"
@@ -67,6 +70,13 @@ def parse_health(line: str | None, sockets: tuple[str, ...]) -> Health | None:
         )
     except ValueError:
         return None
+
+
+def site_check(url: str) -> Health:
+    """Any answer at a site's public address (`http://HOST:PORT`, as `up` prints it)."""
+    host, _, port = url.partition("://")[2].rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    return Health((host, int(port)), status=0, host=host, timeout=2.0, over_http=True)
 
 
 @dataclass(frozen=True)

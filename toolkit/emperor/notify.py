@@ -1,6 +1,7 @@
 """systemd's notify protocol (sd_notify(3)), for a unit of Type=notify: READY=1 once every
-vassal serves, STATUS= with how many do, WATCHDOG=1 from the loop when the unit asks for it
-(WatchdogSec=), STOPPING=1 on the way out. Nothing at all outside such a unit."""
+vassal serves and the site answers, STATUS= with how many vassals serve, WATCHDOG=1 from the
+loop when the unit asks for it (WatchdogSec=), STOPPING=1 on the way out. Nothing at all
+outside such a unit."""
 
 from __future__ import annotations
 
@@ -32,14 +33,14 @@ class Notifier:
             with contextlib.suppress(OSError):
                 self._socket.sendto("\n".join(lines).encode(), self.address)
 
-    def serving(self, count: int, total: int) -> None:
-        """Say how many vassals serve; READY=1 the first time every one of them does (at
-        once when there are none)."""
+    def serving(self, count: int, total: int, answering: bool = True) -> None:
+        """Say how many vassals serve; READY=1 the first time every one of them does and the
+        site answers (at once when there are none)."""
         status = f"STATUS={count} of {total} vassals serving"
         if status == self._said and self.ready:
             return
         self._said = status
-        if count == total and not self.ready:
+        if count == total and (answering or not total) and not self.ready:
             self.ready = True
             self.send("READY=1", status)
         else:

@@ -112,7 +112,12 @@ class EmperorOptions:
         ),
     )
     serving: tuple[str, ...] = field(
-        default=(), metadata=_about("address to announce once all serve", str)
+        default=(),
+        metadata=_about(
+            "the site's public address (http://HOST:PORT): announced, and READY=1 sent to "
+            "systemd, once every vassal serves and it answers",
+            str,
+        ),
     )
 
     def throttle(self) -> Throttle:

@@ -52,7 +52,8 @@ class Probe:
         self.loop, self.health, self.done = loop, health, done
         self.answer = b""
         self.finished = False
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in health.address[0] else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setblocking(False)
         self.timer = loop.call_later(health.timeout, self._timed_out)
         code = self.socket.connect_ex(health.address)
@@ -72,7 +73,7 @@ class Probe:
             return
         health = self.health
         try:
-            self.socket.send(uwsgi_packet.request_packet(health.path, health.host))
+            self.socket.send(_request(health))
         except OSError as error:
             self._finish(f"the request could not be sent: {error.strerror}")
             return
@@ -95,7 +96,7 @@ class Probe:
         words = line.split(" ")
         if len(words) < 2 or not words[1].isdigit():
             return f"{self.health.path} answered {line[:60]!r}, not HTTP"
-        if int(words[1]) != self.health.status:
+        if self.health.status and int(words[1]) != self.health.status:
             return f"GET {self.health.path} answered {words[1]}, not {self.health.status}"
         return None
 
@@ -131,6 +132,12 @@ class Probe:
         if self.socket.fileno() >= 0:
             self.loop.remove_reader(self.socket.fileno())
             self.socket.close()
+
+
+def _request(health: Health) -> bytes:
+    if health.over_http:
+        return f"GET {health.path} HTTP/1.0\r\nHost: {health.host}\r\n\r\n".encode("latin-1")
+    return uwsgi_packet.request_packet(health.path, health.host)
 
 
 def _shown(health: Health) -> str:
