@@ -3,6 +3,7 @@ they show agrees with what the clients sent, in a real terminal and a real brows
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import http.client
 import json
@@ -432,3 +433,54 @@ def test_a_stats_socket_deeper_than_a_unix_path_allows_is_still_read(tmp_path: P
     finally:
         thread.join(10)
         server.close()
+
+
+def test_top_reads_the_vassals_off_its_screen_less_often(watched: Watched) -> None:
+    """Each second `top` reads the stats of the vassals it shows; the others keep their
+    last read until it is `every` seconds old, and their rates from it."""
+    from toolkit.observe import Watch
+
+    watch = Watch.of_emperor(watched.root / "run", every=600)
+    first = watch.take()
+    keys = {view.status.name: view.key for view in first.vassals}
+    app, router = keys["uwsgi"], keys["http"]
+    clients = Clients(watched.port, clients=2).start(each=30)
+    clients.join()
+    assert not clients.failures and clients.sent == 60
+    second = watch.take({router})
+    app_then, router_then = first.find(app), first.find(router)
+    kept, again = second.find(app), second.find(router)
+    assert app_then and router_then and kept and again
+    assert kept == dataclasses.replace(app_then, status=kept.status)  # as read the first time
+    assert again.read > router_then.read
+
+    def app_read_anew() -> bool:
+        view = watch.take({app}).find(app)
+        assert view is not None and view.stats is not None and kept.stats is not None
+        return agrees(view.stats.requests - kept.stats.requests, clients.sent)
+
+    wait_for(app_read_anew, what=f"the app's requests up by {clients.sent} once read again")
+
+
+def test_top_knows_which_vassals_it_shows() -> None:
+    from toolkit.emperor.machine import State
+    from toolkit.emperor.status import VassalStatus
+    from toolkit.observe import Sample, VassalView
+    from toolkit.stats import InstanceStats, Worker
+    from toolkit.top import View, frame, on_screen
+
+    def vassal(name: str) -> VassalView:
+        status = VassalStatus(
+            name=name, release=None, state=State.READY, pid=1, restarts=0, uptime=1.0,
+            last_exit=None, config=f"{name}.ini", digest="",
+        )  # fmt: skip
+        workers = tuple(Worker(n, 10 + n, "idle", 0, 0, 0, 0) for n in (1, 2, 3, 4))
+        return VassalView(status, InstanceStats(1, 0, 0, workers, ()))
+
+    sample = Sample(0.0, 0.0, tuple(vassal(name) for name in ("a", "b", "c", "d")))
+    # 4 header lines, then 5 lines a vassal: 12 lines show a whole and a part of another.
+    assert on_screen(sample, View(), 12) == {"a.ini", "b.ini"}
+    assert on_screen(sample, View(filter="c"), 12) == {"c.ini"}
+    assert on_screen(sample, View(), 100) == {"a.ini", "b.ini", "c.ini", "d.ini"}
+    shown = frame(sample, View(), 80, 12, "t")
+    assert len(shown) == 12 and shown[-1].startswith("… 13 more line(s)")

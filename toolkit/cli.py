@@ -656,7 +656,7 @@ def top(
     if sort not in live.SORTS:
         raise ToolkitError(f"no sort key {sort!r}", hint=f"use one of {', '.join(live.SORTS)}")
     deployment = _deployment(directory, dir_option)
-    watch = observe.Watch.of_emperor(deployment.run_dir, every=live.MEMORY_EVERY)
+    watch = observe.Watch.of_emperor(deployment.run_dir, every=live.SLOWER_EVERY)
     take = watch.take
 
     view = live.View(sort=sort, filter=filter_)
@@ -672,7 +672,7 @@ def top(
         view.note(first)
         view.note(second)
         width = shutil.get_terminal_size((120, 40)).columns
-        sys.stdout.write("\n".join(live.frame(second, first, view, width, None, title)) + "\n")
+        sys.stdout.write("\n".join(live.frame(second, view, width, None, title)) + "\n")
 
 
 @app.command(**about("logs"))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ class VassalView:
     stats: stats.InstanceStats | None
     problem: str | None = None
     """Why there are no stats: no stats server in its file, not answering..."""
+    read: float = 0.0
+    """time.monotonic() when its stats were read (`top` reads those off its screen less
+    often)."""
+    rates: Mapping[str, float] = field(default_factory=dict)
+    """Requests per second between its last two reads, by counter (InstanceStats.counters);
+    empty after its first read."""
 
     @property
     def key(self) -> str:
@@ -52,9 +59,11 @@ class Sample:
 @dataclass
 class Watch:
     """What a viewer keeps from one sample to the next: where each vassal's stats server
-    listens (read from its file once per content), its workers' memory (read again every
-    `every` seconds), and when the Emperor last read its vassals' memory and CPU (again every
-    `every` seconds: it costs the Emperor a walk over /proc)."""
+    listens (read from its file once per content), each vassal's last view (for its rates,
+    and for `top`, which reads a vassal off its screen only every `every` seconds), its
+    workers' memory (read again every `every` seconds), and when the Emperor last read its
+    vassals' memory and CPU (again every `every` seconds: it costs the Emperor a walk over
+    /proc)."""
 
     run_dir: Path
     base: Path
@@ -63,6 +72,7 @@ class Watch:
     memory: stats.ResidentMemory = field(default_factory=stats.ResidentMemory)
     sockets: dict[tuple[str, str], Path | str] = field(default_factory=dict)
     usage_read: float = float("-inf")
+    last: dict[str, VassalView] = field(default_factory=dict)
 
     @classmethod
     def of_emperor(cls, run_dir: Path, every: float = 0.0) -> Watch:
@@ -84,15 +94,22 @@ class Watch:
             self.usage_read = now
         return control.status(self.run_dir, timeout=ANSWER_WITHIN, usage=fresh)
 
-    def take(self) -> Sample:
-        """A sample of every vassal; ToolkitError (NoEmperor) when no Emperor answers."""
+    def take(self, first: Collection[str] | None = None) -> Sample:
+        """A sample of every vassal; ToolkitError (NoEmperor) when no Emperor answers.
+        `first`: the vassals (keys) whose stats are read now; the others keep their last
+        read until it is `every` seconds old, or they changed. None: every vassal's now."""
         vassals = self.statuses()
-        where = {v.config: self.socket_of(v) for v in vassals}
+        now = time.monotonic()
+        due = [v for v in vassals if first is None or v.config in first or self._aged(v, now)]
+        where = {v.config: self.socket_of(v) for v in due}
         answers = stats.read_all(
             {key: path for key, path in where.items() if isinstance(path, Path)}, ANSWER_WITHIN
         )
         views = []
         for vassal in vassals:
+            if vassal.config not in where:
+                views.append(replace(self.last[vassal.config], status=vassal))
+                continue
             found: stats.InstanceStats | None = None
             problem = where[vassal.config] if isinstance(where[vassal.config], str) else None
             answer = answers.get(vassal.config)
@@ -103,10 +120,21 @@ class Watch:
                     found = stats.parse(answer, self.memory.of)
                 except ValueError as error:
                     problem = str(error)
-            views.append(VassalView(vassal, found, str(problem) if problem else None))
+            rates = _rates(self.last.get(vassal.config), found, now)
+            views.append(VassalView(vassal, found, str(problem) if problem else None, now, rates))
+        self.last = {view.key: view for view in views}
         running = {w.pid for v in views if v.stats for w in v.stats.workers if w.running}
         self.memory.keep_only(running)
         return Sample(time.monotonic(), time.time(), tuple(views))
+
+    def _aged(self, vassal: VassalStatus, now: float) -> bool:
+        """Its last read is old, or no longer its own (another file, another master)."""
+        last = self.last.get(vassal.config)
+        return (
+            last is None
+            or now - last.read >= self.every
+            or (last.status.digest, last.status.pid) != (vassal.digest, vassal.pid)
+        )
 
 
 def stats_socket(config: Path) -> Path | str:
@@ -126,22 +154,18 @@ def stats_socket(config: Path) -> Path | str:
     return Path(os.path.normpath(base / setting.value))
 
 
-def per_second(before: Sample | None, after: Sample) -> dict[tuple[str, str], float]:
-    """Requests per second between two samples: per vassal (key, ""), per worker
-    (key, "worker N"), per router node (key, "node NAME"). A counter that went down
-    (a respawned worker, a restarted vassal) counts from zero."""
-    if before is None or after.taken <= before.taken:
+def _rates(
+    earlier: VassalView | None, found: stats.InstanceStats | None, now: float
+) -> dict[str, float]:
+    """Requests per second since the `earlier` read. A counter that went down (a respawned
+    worker, a restarted vassal) counts from zero."""
+    if earlier is None or earlier.stats is None or found is None or now <= earlier.read:
         return {}
-    elapsed = after.taken - before.taken
-    rates: dict[tuple[str, str], float] = {}
-    for view in after.vassals:
-        earlier = before.find(view.key)
-        if view.stats is None or earlier is None or earlier.stats is None:
-            continue
-        then = earlier.stats.counters
-        for name, count in view.stats.counters.items():
-            previous = then.get(name, 0)
-            rates[(view.key, name)] = (count - previous if count >= previous else count) / elapsed
+    elapsed, then = now - earlier.read, earlier.stats.counters
+    rates = {}
+    for name, count in found.counters.items():
+        previous = then.get(name, 0)
+        rates[name] = (count - previous if count >= previous else count) / elapsed
     return rates
 
 
