@@ -193,6 +193,49 @@ def test_a_broken_release_never_serves(site: Site, broken: str) -> None:
     assert not [p for p in psutil.process_iter(["cmdline"]) if staging in str(p.info["cmdline"])]
 
 
+# Each worker of this code answers 500 from its 31st request on.
+BREAKS_AFTER_30 = (
+    "\n_ok, _served = application, 0\n"
+    "def application(environ, start):\n"
+    "    global _served\n"
+    "    _served += 1\n"
+    "    if _served > 30:\n"
+    "        start('500 Internal Server Error', [])\n"
+    "        return [b'<h1>broken</h1>']\n"
+    "    return _ok(environ, start)\n"
+)
+
+
+def test_a_release_failing_while_watched_is_switched_back_with_an_app_always_in_the_router(
+    site: Site,
+) -> None:
+    """A fleet's switch step (`--switch ID --watch S`) on one host: a release that starts
+    failing once live goes back to the one before. The router has an app to send to
+    throughout: every failed request is the failing release's own 500, none a connection
+    closed without an answer (the release switched back to was once withdrawn instead of the
+    failing one, leaving a stopping app alone in the router)."""
+    assert run_toolkit("release", site.root, "--from", site.version("one")).returncode == 0
+    first = site.live()
+    failing = "20300101T000000-failing"
+    staged = run_toolkit(
+        "release",
+        site.root,
+        "--stage",
+        failing,
+        "--from",
+        site.version("two", append=BREAKS_AFTER_30),
+    )
+    assert staged.returncode == 0, staged.stdout + staged.stderr
+    with Load(site.port) as load:
+        result = run_toolkit("release", site.root, "--switch", failing, "--watch", "10")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"release {failing} failed after switching" in result.stderr
+    assert f"switched back to {first}" in result.stderr
+    assert site.live() == first
+    assert set(load.failures) <= {"500"}, [f for f in load.failures if f != "500"][:5]
+    assert load.answers.get(failing, 0) > 0, "the failing release did serve for a while"
+
+
 def test_rollback_and_a_named_release(site: Site) -> None:
     assert run_toolkit("release", site.root, "--from", site.version("two")).returncode == 0
     second = site.live()

@@ -307,17 +307,19 @@ def _switch(site: Site, release: Release, changes: list[FileChange]) -> float:
             hint=f"see `toolkit logs {site.deployment.root} http`",
             exit_code=ExitCode.PROBLEMS,
         )
-    _withdraw(site, previous, values)
+    _withdraw(site, previous)
     pipeline.write(site.deployment, [c for c in changes if c.new is None])
     return waited
 
 
-def _withdraw(site: Site, previous: Release | None, values: Mapping[str, Any]) -> None:
+def _withdraw(site: Site, previous: Release | None) -> None:
     """Take the old release out of the router before it stops: block its announcements
     (its master FIFO's "S"; it would announce itself again within a second), withdraw it
     (an unsubscribe packet, sent a few times: it is UDP), and give the requests the router
     sent it meanwhile time to be taken by its workers, which still accept. Its graceful
-    stop then finds nothing new in its backlog."""
+    stop then finds nothing new in its backlog. Its own address, not the site's at the
+    command's start: switching back after a watch withdraws the release just switched to."""
+    values = site.variables(previous).values
     stem = pipeline.release_vassal(previous.id) if previous else pipeline.RELEASE_VASSAL
     fifo = site.deployment.run_dir / (stem.rpartition(".")[0] + ".fifo")
     with contextlib.suppress(OSError):
