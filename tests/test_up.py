@@ -135,3 +135,14 @@ def test_the_emperor_exits_non_zero_when_it_cannot_watch(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "cannot watch" in result.stdout + result.stderr
+
+
+def test_the_address_up_announces_is_the_one_it_asks() -> None:
+    from toolkit.emperor.health import site_check
+    from toolkit.pipeline import serving_addresses
+
+    for address, port in (("127.0.0.1", 8000), ("::1", 8080)):
+        [url] = serving_addresses({"http_address": address, "http_port": port})
+        check = site_check(url)
+        assert check.address == (address, port) and check.over_http and check.status == 0
+    assert serving_addresses({"http_address": "::1", "http_port": 8080}) == ["http://[::1]:8080"]

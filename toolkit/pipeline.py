@@ -365,8 +365,7 @@ def prepare_up(
     )
     command = options.command(patterns)
     page, host = variables.values.get("status_port"), str(variables.values.get("status_address"))
-    host = f"[{host}]" if ":" in host else host
-    status_page = f"http://{host}:{page}/" if page else None
+    status_page = f"http://{url_host(host)}:{page}/" if page else None
     return UpReport(report, command, patterns, deployment.run_dir, logs_dir, serving, status_page)
 
 
@@ -379,8 +378,13 @@ def log_rotation(values: Mapping[str, Any]) -> tuple[int, int]:
 def serving_addresses(values: Mapping[str, Any]) -> list[str]:
     """The public HTTP address of a deployment, when its recipe has one."""
     if "http_address" in values and "http_port" in values:
-        return [f"http://{values['http_address']}:{values['http_port']}"]
+        return [f"http://{url_host(str(values['http_address']))}:{values['http_port']}"]
     return []
+
+
+def url_host(address: str) -> str:
+    """An address as a URL names it: an IPv6 one in brackets."""
+    return f"[{address}]" if ":" in address else address
 
 
 def up_detached(prepared: UpReport) -> UpReport:
