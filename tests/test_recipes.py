@@ -160,7 +160,9 @@ def test_exported_playbook_renders_each_hosts_vassals(deployment: Path, tmp_path
     syntax = subprocess.run([*playbook, "--syntax-check"], capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr
     dest = tmp_path / "dest"
+    # Everything the play makes stays in the test's folder (toolkit_home is /srv/toolkit).
     extra = {"ansible_python_interpreter": sys.executable, "toolkit_dest": str(dest),
+             "toolkit_home": str(tmp_path / "home"),
              "toolkit_venv": str(BIN.parent), "toolkit_install": "false",
              "toolkit_systemd": "false"}  # fmt: skip
     run = subprocess.run(

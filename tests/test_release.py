@@ -410,7 +410,9 @@ def test_the_ansible_playbook_ships_a_release_on_each_host(tmp_path: Path) -> No
     dest = tmp_path / "dest"
     playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local",
                 "-i", str(ansible / "hosts.ini"), str(ansible / "playbook.yml")]  # fmt: skip
+    # Everything the play makes stays in the test's folder (toolkit_home is /srv/toolkit).
     extra = {"ansible_python_interpreter": sys.executable, "toolkit_dest": str(dest),
+             "toolkit_home": str(tmp_path / "home"),
              "toolkit_venv": str(Path(sys.executable).parent.parent),
              "toolkit_install": "false", "toolkit_systemd": "false"}  # fmt: skip
     env = {**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "ANSIBLE_NOCOLOR": "1"}
