@@ -24,6 +24,7 @@ from tests.support import (
     Processes,
     Response,
     free_port,
+    free_ports,
     get,
     kill_group,
     port_closed,
@@ -590,3 +591,29 @@ def test_a_watched_folder_removed_and_made_again_is_watched_again(
         what='emperor.state("three") in {"ready", "loyal"}',
         timeout=15,
     )
+
+
+def test_the_site_is_announced_once_it_answers_and_its_silence_is_said(tmp_path: Path) -> None:
+    """`--serving URL` (what `up` passes): once every vassal is ready the Emperor asks the
+    site. One that does not answer is not announced, and after 10 s the Emperor says why,
+    once; once it answers, `serving URL`."""
+    port, site = free_ports(2)
+    emperor = start_emperor(tmp_path, "--serving", f"http://127.0.0.1:{site}")
+    try:
+        emperor.add("web", port)
+        wait_for(
+            lambda: "has not answered for 10 s" in emperor.text(),
+            what="the Emperor saying the site is silent",
+            timeout=30,
+        )
+        said = emperor.text()
+        assert f"127.0.0.1:{site} has not answered for 10 s: connection refused" in said
+        assert "serving http" not in said
+        emperor.add("site", site)  # something answers there now
+        wait_for(
+            lambda: f"emperor ▸ serving http://127.0.0.1:{site}" in emperor.text(),
+            what="the site announced once it answers",
+        )
+        assert emperor.text().count("has not answered") == 1
+    finally:
+        emperor.stop()

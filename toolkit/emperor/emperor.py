@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from toolkit.emperor.clock import Cancellable, Timers
 
 
-# How soon a site that did not answer yet is asked again.
+# How soon a site that did not answer yet is asked again, and after how long without an
+# answer the Emperor says so (once).
 SITE_RETRY = 0.1
+SITE_PATIENCE = 10.0
 
 
 class Emperor:
@@ -56,8 +58,10 @@ class Emperor:
         self.rescan_every = rescan_every
         # The site's public addresses, asked once every vassal first serves: announced (`up`
         # prints its URL, systemd hears READY=1) once each answers.
-        self._unanswered = [site_check(url) for url in options.serving]
+        self._unanswered = [(url, site_check(url)) for url in options.serving]
         self._asking_site: Cancellable | None = None
+        self._site_silent_since: float | None = None
+        self._site_silence_said = False
         self._failed = False
         # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
         self.listeners = Listeners() if options.hold_sockets else None
@@ -104,10 +108,20 @@ class Emperor:
         vassals = self.vassals.values()
         if self._leaving or not vassals or any(v.state not in SERVING for v in vassals):
             return  # asked again when they all serve
-        self._asking_site = self.prober.probe(self._unanswered[0], self._site_answered)
+        self._asking_site = self.prober.probe(self._unanswered[0][1], self._site_answered)
 
     def _site_answered(self, problem: str | None) -> None:
         if problem is not None:
+            if self._site_silent_since is None:
+                self._site_silent_since = self.timers.now()
+            silent = self.timers.now() - self._site_silent_since
+            if silent >= SITE_PATIENCE and not self._site_silence_said:
+                self._site_silence_said = True
+                self.emit(
+                    Kind.WARNING,
+                    f"every vassal is ready, but {self._unanswered[0][0]} has not answered "
+                    f"for {SITE_PATIENCE:g} s: {problem} (still asking)",
+                )
             self._asking_site = self.timers.call_later(SITE_RETRY, self._ask_site)
             return
         self._unanswered.pop(0)
