@@ -391,6 +391,36 @@ def test_the_unit_speaks_systemds_notify_protocol(tmp_path: Path) -> None:
         listener.close()
 
 
+def test_ready_is_said_again_when_the_notify_queue_was_full(tmp_path: Path) -> None:
+    """A READY=1 that could not be sent (the unit's socket queue full) is sent at the next
+    occasion (an event, or the watchdog's tick), not lost: systemd would wait for it."""
+    import socket
+
+    from toolkit.emperor.notify import Notifier
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.setblocking(False)
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    try:
+        for _ in range(100_000):
+            if not notifier.send("STATUS=filling the queue"):
+                break
+        notifier.serving(2, 2)
+        assert not notifier.ready
+        listener.recv(4096)  # room for one
+        notifier.serving(2, 2)
+        assert notifier.ready
+        said = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                said.append(listener.recv(4096).decode())
+        assert said[-1] == "READY=1\nSTATUS=2 of 2 vassals serving"
+    finally:
+        notifier.close()
+        listener.close()
+
+
 def test_the_wheel_installs_outside_the_checkout_and_deploys(tmp_path: Path) -> None:
     """Built as the package index would ship it, installed in a fresh virtualenv, used from
     another folder: no file of the checkout is needed."""

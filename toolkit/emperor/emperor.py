@@ -177,6 +177,7 @@ class Emperor:
         if self._leaving or not self.notifier.watchdog:
             return
         self.notifier.send("WATCHDOG=1")
+        self.notifier.send_ready()
         self.loop.call_later(self.notifier.watchdog / 2, self._watchdog)
 
     def _reopen_logs(self) -> None:

@@ -5,7 +5,6 @@ outside such a unit."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 
@@ -22,16 +21,23 @@ class Notifier:
         if usec.isdigit() and environ.get("WATCHDOG_PID", str(os.getpid())) == str(os.getpid()):
             self.watchdog = int(usec) / 1e6
         self.ready = False
+        self._unsent_ready: str | None = None
         self._said = ""
         self._socket: socket.socket | None = None
         if self.address:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.setblocking(False)
 
-    def send(self, *lines: str) -> None:
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.sendto("\n".join(lines).encode(), self.address)
+    def send(self, *lines: str) -> bool:
+        """False when it could not be sent: no such socket, or its queue is full (systemd
+        reads it at once; its queue holds net.unix.max_dgram_qlen messages)."""
+        if self._socket is None:
+            return False
+        try:
+            self._socket.sendto("\n".join(lines).encode(), self.address)
+        except OSError:
+            return False
+        return True
 
     def serving(self, count: int, total: int, answering: bool = True) -> None:
         """Say how many vassals serve; READY=1 the first time every one of them does and the
@@ -41,10 +47,16 @@ class Notifier:
             return
         self._said = status
         if count == total and (answering or not total) and not self.ready:
-            self.ready = True
-            self.send("READY=1", status)
+            self._unsent_ready = status
+            self.send_ready()
         else:
             self.send(status)
+
+    def send_ready(self) -> None:
+        """READY=1, due and not sent yet (the socket's queue was full): sent again at each
+        event and watchdog tick until it goes."""
+        if self._unsent_ready is not None and self.send("READY=1", self._unsent_ready):
+            self.ready, self._unsent_ready = True, None
 
     def close(self) -> None:
         if self._socket is not None:
