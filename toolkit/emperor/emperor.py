@@ -15,13 +15,14 @@ from toolkit.emperor.child import UwsgiSpawner
 from toolkit.emperor.config import VassalConfig
 from toolkit.emperor.containment import ProcessTree, containment
 from toolkit.emperor.events import EMPEROR, Event, Kind
-from toolkit.emperor.health import LazyProber, site_check
+from toolkit.emperor.health import LazyProber
 from toolkit.emperor.listeners import Listeners
 from toolkit.emperor.loop import Loop
 from toolkit.emperor.machine import SERVING
 from toolkit.emperor.notify import Notifier
 from toolkit.emperor.options import EmperorOptions
 from toolkit.emperor.printer import Printer
+from toolkit.emperor.site import SiteCheck
 from toolkit.emperor.vassal import Vassal
 from toolkit.errors import ExitCode, ToolkitError
 
@@ -31,12 +32,6 @@ if TYPE_CHECKING:
 
     from toolkit.emperor.child import Spawner
     from toolkit.emperor.clock import Cancellable, Timers
-
-
-# How soon a site that did not answer yet is asked again, and after how long without an
-# answer the Emperor says so (once).
-SITE_RETRY = 0.1
-SITE_PATIENCE = 10.0
 
 
 class Emperor:
@@ -56,12 +51,6 @@ class Emperor:
         self.run_dir = options.run_dir
         self.printer = printer
         self.rescan_every = rescan_every
-        # The site's public addresses, asked once every vassal first serves: announced (`up`
-        # prints its URL, systemd hears READY=1) once each answers.
-        self._unanswered = [(url, site_check(url)) for url in options.serving]
-        self._asking_site: Cancellable | None = None
-        self._site_silent_since: float | None = None
-        self._site_silence_said = False
         self._failed = False
         # Vassals' uwsgi sockets, bound here so that they outlive a crashed vassal.
         self.listeners = Listeners() if options.hold_sockets else None
@@ -70,6 +59,14 @@ class Emperor:
         self.spawner = spawner or UwsgiSpawner(self.uwsgi, self.loop, self.containment)
         self.timers = timers or self.loop
         self.prober = LazyProber(self.loop)
+        self.site = SiteCheck(
+            options.serving,
+            self.prober,
+            self.timers,
+            self._all_serving,
+            self._site_answered,
+            partial(self.emit, Kind.WARNING),
+        )
         self.vassals: dict[str, Vassal] = {}
         # Vassals removed from `vassals` and not stopped yet: their successor waits.
         self._stopping: dict[str, Vassal] = {}
@@ -93,42 +90,18 @@ class Emperor:
 
     def _count_serving(self) -> None:
         """Tell systemd how many vassals serve, and that the site does once it answers; ask
-        it when every vassal first serves."""
+        it when every vassal serves."""
         vassals = list(self.vassals.values())
         count = sum(v.state in SERVING for v in vassals)
-        if self._unanswered and self._asking_site is None and vassals and count == len(vassals):
-            self._ask_site()
-        self.notifier.serving(count, len(vassals), answering=not self._unanswered)
+        if vassals and count == len(vassals):
+            self.site.ask()
+        self.notifier.serving(count, len(vassals), answering=self.site.done)
 
-    def _ask_site(self) -> None:
-        """A router answers only once its apps announced themselves to it (`subscribe-to`,
-        sent by their masters on their own clock), which can be after every vassal said it
-        is ready: until the site answers, it is not announced as serving."""
-        self._asking_site = None
+    def _all_serving(self) -> bool:
         vassals = self.vassals.values()
-        if self._leaving or not vassals or any(v.state not in SERVING for v in vassals):
-            return  # asked again when they all serve
-        self._asking_site = self.prober.probe(self._unanswered[0][1], self._site_answered)
+        return not self._leaving and bool(vassals) and all(v.state in SERVING for v in vassals)
 
-    def _site_answered(self, problem: str | None) -> None:
-        if problem is not None:
-            if self._site_silent_since is None:
-                self._site_silent_since = self.timers.now()
-            silent = self.timers.now() - self._site_silent_since
-            if silent >= SITE_PATIENCE and not self._site_silence_said:
-                self._site_silence_said = True
-                self.emit(
-                    Kind.WARNING,
-                    f"every vassal is ready, but {self._unanswered[0][0]} has not answered "
-                    f"for {SITE_PATIENCE:g} s: {problem} (still asking)",
-                )
-            self._asking_site = self.timers.call_later(SITE_RETRY, self._ask_site)
-            return
-        self._unanswered.pop(0)
-        if self._unanswered:
-            self._ask_site()
-            return
-        self._asking_site = None
+    def _site_answered(self) -> None:
         for address in self.options.serving:
             self.printer.show(Event(EMPEROR, Kind.INFO, f"serving {address}"))
         self._count_serving()
@@ -196,8 +169,7 @@ class Emperor:
             self._server.close()
         if self._rescan_soon is not None:
             self._rescan_soon[1].cancel()
-        if self._asking_site is not None:
-            self._asking_site.cancel()
+        self.site.cancel()
         self.emit(Kind.INFO, f"stopping every vassal ({reason})")
         leaving = self.every_vassal()
         remaining = set(map(id, leaving))
