@@ -371,7 +371,7 @@ def test_label_values_are_data_in_the_metrics() -> None:
     worker = Worker(id=1, pid=2, status="busy", requests=7, exceptions=0, avg_rt=1500,
                     respawns=1, rss=4096)  # fmt: skip
     found = InstanceStats(pid=1, listen_queue=3, listen_queue_errors=0, workers=(worker,), nodes=())
-    text = exposition(Sample(0.0, 0.0, (VassalView(status, found),)), 0.01)
+    text = exposition(Sample(0.0, (VassalView(status, found),)), 0.01)
     assert metric_sum(text, "uwsgi_worker_requests_total", vassal=odd, release=odd) == 7
     assert metric_sum(text, "toolkit_vassal_worker_deaths_total", cause="harakiri") == 2
     assert metric_sum(text, "uwsgi_worker_busy", vassal=odd) == 1
@@ -477,7 +477,7 @@ def test_top_knows_which_vassals_it_shows() -> None:
         workers = tuple(Worker(n, 10 + n, "idle", 0, 0, 0, 0) for n in (1, 2, 3, 4))
         return VassalView(status, InstanceStats(1, 0, 0, workers, ()))
 
-    sample = Sample(0.0, 0.0, tuple(vassal(name) for name in ("a", "b", "c", "d")))
+    sample = Sample(0.0, tuple(vassal(name) for name in ("a", "b", "c", "d")))
     # 4 header lines, then 5 lines a vassal: 12 lines show a whole and a part of another.
     assert on_screen(sample, View(), 12) == {"a.ini", "b.ini"}
     assert on_screen(sample, View(filter="c"), 12) == {"c.ini"}

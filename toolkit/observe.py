@@ -43,9 +43,8 @@ class VassalView:
 
 @dataclass(frozen=True)
 class Sample:
-    taken: float
-    """time.monotonic() when it was taken."""
     wall: float
+    """time.time() when it was taken."""
     vassals: tuple[VassalView, ...]
 
     def find(self, key: str) -> VassalView | None:
@@ -125,7 +124,7 @@ class Watch:
         self.last = {view.key: view for view in views}
         running = {w.pid for v in views if v.stats for w in v.stats.workers if w.running}
         self.memory.keep_only(running)
-        return Sample(time.monotonic(), time.time(), tuple(views))
+        return Sample(time.time(), tuple(views))
 
     def _aged(self, vassal: VassalStatus, now: float) -> bool:
         """Its last read is old, or no longer its own (another file, another master)."""
