@@ -48,11 +48,27 @@ def test_a_log_rotates_at_its_size_keeping_its_backups(emperor: RunningEmperor) 
     wait_for(serving(port), what="the vassal serving")
     requests(port, 150)  # each a request line uWSGI prints
     logs = emperor.root / "logs"
-    wait_for(lambda: (logs / "web.log.2").exists(), what="two rotated files")
-    assert sorted(p.name for p in logs.glob("web.log*")) == ["web.log", "web.log.1", "web.log.2"]
-    for path in logs.glob("web.log*"):
-        assert path.stat().st_size <= 3000 + 500, "past the size, the next line rotates"
-        assert all(STAMPED.match(line) for line in path.read_text().splitlines())
+    files = wait_for(
+        lambda: log_files(logs / "web.log", backups=2),
+        what="web.log with two rotated files beside it, and no third",
+    )
+    assert isinstance(files, dict)
+    for text in files.values():
+        assert len(text.encode()) <= 3000 + 500, "past the size, the next line rotates"
+        assert all(STAMPED.match(line) for line in text.splitlines())
+
+
+def log_files(log: Path, backups: int) -> dict[str, str] | None:
+    """The texts of `log` and its `backups` rotated files when exactly those are there, or
+    None before that, or while a rotation is between its renames (NAME.log.1 has become .2
+    and NAME.log not yet .1)."""
+    names = [log.name, *(f"{log.name}.{number}" for number in range(1, backups + 1))]
+    try:
+        if sorted(p.name for p in log.parent.glob(f"{log.name}*")) != sorted(names):
+            return None
+        return {name: (log.parent / name).read_text() for name in names}
+    except FileNotFoundError:
+        return None
 
 
 class Follower:
