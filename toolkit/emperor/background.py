@@ -23,24 +23,6 @@ def tail(path: Path, count: int = 15) -> str:
         return ""
 
 
-def answers(url: str) -> bool:
-    """An HTTP answer of any status at `url`: a router whose apps have not announced
-    themselves to its subscription server yet closes the connection without one."""
-    import http.client
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=2)
-    try:
-        connection.request("GET", "/")
-        connection.getresponse().read()
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-    return True
-
-
 def start_detached(
     command: list[str],
     patterns: list[str],
@@ -49,8 +31,9 @@ def start_detached(
     serving: list[str],
     timeout: float = READY_TIMEOUT,
 ) -> list[VassalStatus]:
-    """Every vassal's status once all serve and every address in `serving` answers; on a
-    failing vassal, stop and explain."""
+    """Every vassal's status once all serve and the Emperor has announced the site (every
+    address in `serving`, which `command` passes it, answered); on a failing vassal, stop and
+    explain."""
     # Its events and every vassal's lines go to logs/*.log on their own; what it prints
     # besides (an error before it could start) goes here.
     log = logs_dir / OUTPUT_NAME
@@ -71,7 +54,9 @@ def start_detached(
         if process.poll() is not None:
             raise ToolkitError(f"the Emperor exited at once:\n{tail(log)}", file=log)
         try:
-            vassals = control.status(run_dir, timeout=max(0.1, deadline - time.monotonic()))
+            vassals, announced = control.overview(
+                run_dir, timeout=max(0.1, deadline - time.monotonic()), usage=False
+            )
         except ToolkitError:
             time.sleep(0.02)
             continue
@@ -83,10 +68,8 @@ def start_detached(
                 + tail(logs_dir / f"{failed[0].name}.log"),
                 file=failed[0].config,
             )
-        if len(vassals) >= expected and all(v.serving for v in vassals):
-            silent = [url for url in serving if not answers(url)]
-            if not silent:
-                return vassals
+        if len(vassals) >= expected and all(v.serving for v in vassals) and announced:
+            return vassals
         time.sleep(0.02)
     control.down(run_dir)
     waiting = [f"{v.name} ({v.state.value})" for v in vassals if not v.serving]

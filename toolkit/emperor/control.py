@@ -261,9 +261,17 @@ def status(
 ) -> list[VassalStatus]:
     """Every vassal's status (or the named one's); without `usage`, the memory and CPU
     figures the Emperor read last (reading them costs it a walk over /proc)."""
+    return overview(run_dir, timeout, name, usage)[0]
+
+
+def overview(
+    run_dir: Path, timeout: float = ANSWER_TIMEOUT, name: str | None = None, usage: bool = True
+) -> tuple[list[VassalStatus], bool]:
+    """`status`, and whether the Emperor has announced its site (every address it was given
+    with `--serving` answered once every vassal served)."""
     answer = request(run_dir, "status" if usage else "glance", timeout, name=name)
     try:
-        return [VassalStatus.from_json(v) for v in answer["vassals"]]
+        return [VassalStatus.from_json(v) for v in answer["vassals"]], bool(answer["announced"])
     except (KeyError, TypeError, ValueError) as error:
         raise ToolkitError(f"the Emperor's status is unreadable: {error}") from None
 

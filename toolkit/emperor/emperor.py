@@ -351,7 +351,7 @@ class Emperor:
                 cpu=found.cpu if found else None,
             )
             vassals.append(status.as_json())
-        answer({"ok": True, "pid": os.getpid(), "vassals": vassals})
+        answer({"ok": True, "pid": os.getpid(), "vassals": vassals, "announced": self.site.done})
 
     def _reload_command(self, chosen: list[Vassal], answer: control.Answer) -> None:
         self.reload(chosen)

@@ -1,7 +1,8 @@
 """The site's public address (`up` passes it: `--serving http://HOST:PORT`), asked once every
 vassal serves. A router answers only once its apps announced themselves to it (`subscribe-to`,
 sent by their masters on their own clock), which can be after every vassal said it is ready:
-until the site answers, it is not announced (`up` prints its URL, systemd hears READY=1)."""
+until the site answers, it is not announced (`up` prints its URL, systemd hears READY=1, the
+status answer says `announced`, which `up --detach` waits for)."""
 
 from __future__ import annotations
 
