@@ -530,9 +530,11 @@ def test_a_vassal_whose_heartbeat_stops_is_killed_and_respawned(emperor: Running
 
 
 SLOW_APP = """
+import pathlib
 import time
 
 def application(environ, start_response):
+    pathlib.Path(__file__).with_name("slow.started").touch()
     time.sleep(1)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"finished"]
@@ -557,7 +559,9 @@ def test_a_removed_vassal_finishes_the_request_in_flight(
     answers: list[Response | None] = []
     client = threading.Thread(target=lambda: answers.append(try_get(port)))
     client.start()
-    time.sleep(0.3)  # the request is in the app's sleep
+    wait_for(
+        lambda: (emperor.root / "code" / "slow.started").exists(), what="the request in the app"
+    )
     path.unlink()
     client.join(10)
     wait_for(
