@@ -37,6 +37,13 @@ def status(root: Path) -> dict[str, dict[str, object]]:
     return {str(v["name"]): v for v in listed}
 
 
+def live_nodes(root: Path) -> set[str]:
+    """The app addresses the router sends requests to, as its stats server says."""
+    shown = json.loads(run_toolkit("top", root, "--json").stdout or "[]")
+    router = next((v["stats"] for v in shown if v["name"] == "http" and v["stats"]), None)
+    return {n["name"] for n in router["nodes"] if not n["dead"]} if router else set()
+
+
 def through_router(port: int, timeout: float = 3.0) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as answer:
         return str(answer.read().decode())
@@ -85,6 +92,8 @@ def test_a_hung_app_leaves_the_rotation_comes_back_and_is_restarted(
     root, port = two_apps
     (tmp_path / "first").touch()
     wait_for(lambda: status(root)["uwsgi"]["state"] == "unhealthy", what="the hung app unhealthy")
+    # Its unsubscribe is a datagram the router reads on its own clock: marked dead there.
+    wait_for(lambda: len(live_nodes(root)) == 1, what="the router's pool down to one live node")
     shown = run_toolkit("status", root)
     assert shown.returncode == 3, "an unhealthy vassal is not serving"
     assert re.search(
