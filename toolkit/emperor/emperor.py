@@ -89,12 +89,11 @@ class Emperor:
             self._count_serving()
 
     def _count_serving(self) -> None:
-        """Tell systemd how many vassals serve, and that the site does once it answers; ask
-        it when every vassal serves."""
+        """Tell systemd how many vassals serve, and that the site does once it answers (it
+        is asked as soon as every vassal serves)."""
+        self.site.ask()
         vassals = list(self.vassals.values())
         count = sum(v.state in SERVING for v in vassals)
-        if vassals and count == len(vassals):
-            self.site.ask()
         self.notifier.serving(count, len(vassals), answering=self.site.done)
 
     def _all_serving(self) -> bool:

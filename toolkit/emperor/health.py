@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 TYPE_CHECKING = False  # the Emperor never loads typing (toolkit/emperor/__init__.py)
 if TYPE_CHECKING:
@@ -74,9 +75,9 @@ def parse_health(line: str | None, sockets: tuple[str, ...]) -> Health | None:
 
 def site_check(url: str) -> Health:
     """Any answer at a site's public address (`http://HOST:PORT`, as `up` prints it)."""
-    host, _, port = url.partition("://")[2].rstrip("/").rpartition(":")
-    host = host.strip("[]")
-    return Health((host, int(port)), status=0, host=host, timeout=2.0, over_http=True)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return Health((host, parts.port or 80), status=0, host=host, timeout=2.0, over_http=True)
 
 
 @dataclass(frozen=True)
